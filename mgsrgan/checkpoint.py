@@ -1,0 +1,131 @@
+"""Checkpoints as safetensors files (no pickle), written atomically.
+
+One file per checkpoint. Tensors are namespaced: `generator.*`, `discriminator.*`, `optim_g.*`, `optim_d.*`,
+`rng.*`. The safetensors metadata holds one JSON document under the key "mgsrgan" with the schema version, the
+resolved config, the generator architecture, the member, phase, step and validation scores. Inference reads only
+`generator.*`, so every checkpoint of a run, full training state or not, is a usable model.
+
+Run folder layout (written by training):
+    RUN/config.yaml, RUN/log.jsonl, RUN/member_<k>/{last,best,pretrain,gan}.safetensors
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from mgsrgan.generator import Generator
+
+SCHEMA_VERSION = 1
+META_KEY = "mgsrgan"
+CHECKPOINT_NAMES = ("best", "last", "pretrain", "gan")  # see the module docstring
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, unreadable or not an mgsrgan checkpoint."""
+
+
+@dataclass(frozen=True)
+class GeneratorArch:
+    scale: int
+    num_blocks: int
+    channels: int
+
+    def build(self) -> Generator:
+        return Generator(scale=self.scale, num_blocks=self.num_blocks, channels=self.channels)
+
+
+def arch_of(generator: Generator) -> GeneratorArch:
+    return GeneratorArch(generator.scale, generator.num_blocks, generator.channels)
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call write(tmp_path), fsync it, then rename over `path`: readers see the old file or the new one, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write tensors + JSON metadata to a safetensors file atomically."""
+    meta = {"schema_version": SCHEMA_VERSION, **meta}
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    atomic_write(Path(path), lambda tmp: save_file(flat, tmp, metadata={META_KEY: json.dumps(meta)}))
+
+
+def read_meta(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get(META_KEY)
+    except Exception as err:  # safetensors raises several types for a damaged header
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    if raw is None:
+        raise CheckpointError(f"{path}: a safetensors file, but not an mgsrgan checkpoint (no '{META_KEY}' metadata)")
+    meta = json.loads(raw)
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise CheckpointError(f"{path}: checkpoint schema {meta.get('schema_version')}, this mgsrgan reads "
+                              f"{SCHEMA_VERSION}")
+    return meta
+
+
+def load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Tensors whose key starts with `prefix`, with the prefix stripped."""
+    read_meta(path)
+    with safe_open(str(path), framework="pt") as fh:
+        return {k[len(prefix):]: fh.get_tensor(k) for k in fh.keys() if k.startswith(prefix)}
+
+
+def load_generator(path: Path) -> tuple[Generator, dict]:
+    """Build the generator stored in any mgsrgan checkpoint; returns (generator in eval mode, metadata)."""
+    meta = read_meta(path)
+    arch = GeneratorArch(**meta["arch"])
+    generator = arch.build()
+    state = load_tensors(path, "generator.")
+    if not state:
+        raise CheckpointError(f"{path}: holds no generator weights")
+    generator.load_state_dict(state, strict=True)
+    return generator.eval(), meta
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state_dict into safetensors-ready tensors and a JSON-ready remainder."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, entry in state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{prefix}.{idx}.{key}"] = value
+            else:
+                scalars[f"{idx}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], extra: dict) -> None:
+    """Inverse of optimizer_tensors; `tensors` already stripped of the prefix ("<idx>.<key>")."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    for name, value in extra["scalars"].items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": extra["param_groups"]})

@@ -1,0 +1,244 @@
+"""Typed configuration: dataclasses loaded from YAML, strictly.
+
+Every number the training uses lives here with a comment saying where it comes from. The loader rejects unknown
+keys (with a "did you mean"), wrong types and impossible values before any work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A mistake in a config file or override; the message names the file and the dotted key."""
+
+
+@dataclass
+class ModelConfig:
+    scale: int = 4  # upscaling factor; SRResNet uses one PixelShuffle x2 stage per factor of 2 (Ledig et al. 2017)
+    num_blocks: int = 16  # residual blocks B = 16 (Ledig et al. 2017, sec. 3.2)
+    channels: int = 64  # feature maps per conv, 64 (Ledig et al. 2017, fig. 4)
+    d_channels: int = 64  # discriminator's first conv width; doubles to 8x = 512 (Ledig et al. 2017, fig. 4)
+    d_dense: int = 1024  # discriminator's dense layer width (Ledig et al. 2017, fig. 4)
+    d_pool: int = 6  # discriminator map pooled to d_pool^2 before the dense layer: 96 px / 16 = 6 (Ledig et al.)
+    leaky_slope: float = 0.2  # discriminator LeakyReLU alpha = 0.2 (Ledig et al. 2017, sec. 2.2)
+
+
+@dataclass
+class DataConfig:
+    train_dirs: list[str] = field(default_factory=list)  # folders of HR images (searched recursively)
+    train_lr_dirs: list[str] = field(default_factory=list)  # optional paired LR folders, matched to train_dirs by stem
+    val_dir: str = ""  # folder of HR images for validation; empty disables validation
+    val_max_images: int = 0  # 0 = all; a cap keeps validation cheap on CPU
+    hr_patch: int = 96  # HR crop side in pixels, 96 (Ledig et al. 2017, sec. 3.2)
+    batch_size: int = 16  # 16 (Ledig et al. 2017, sec. 3.2)
+    num_workers: int = 2  # DataLoader worker processes; 0 loads in the training process
+    augment: bool = True  # random flips and 90-degree rotations (standard since EDSR, Lim et al. 2017)
+    cache_images: bool = True  # keep decoded images in memory (T91 + BSD200 is ~100 MB as uint8)
+
+
+@dataclass
+class LossConfig:
+    pixel: Literal["mse", "l1"] = "mse"  # SRResNet pre-training loss: MSE (Ledig et al. 2017, eq. 4)
+    content_layer: str = "5_4"  # VGG19 phi_{i,j}: "5_4" = VGG54, "2_2" = VGG22 (Ledig et al. 2017, sec. 2.2.1)
+    content_before_relu: bool = False  # paper: feature map after activation; ESRGAN (Wang et al. 2018) uses before
+    content_rescale: float = 1.0 / 12.75  # VGG features scaled by 1/12.75 (Ledig et al. 2017, sec. 3.2)
+    content_weight: float = 1.0  # l_X weight in the perceptual loss (Ledig et al. 2017, eq. 3)
+    adv_weight: float = 1e-3  # 10^-3 * l_Gen (Ledig et al. 2017, eq. 3)
+    pixel_weight_gan: float = 0.0  # optional pixel term in phase 2; 0 = the paper's SRGAN-VGG54
+    vgg_weights: Literal["imagenet", "stlpips", "random"] = "imagenet"  # random is for tests only
+    vgg_path: str = ""  # vgg19-dcbb9e9d.pth (imagenet) or vgg_shift_tolerant.pth (stlpips); empty = hub cache
+
+
+@dataclass
+class TrainConfig:
+    members: int = 3  # K generators, each with its own seed, discriminator and optimizers
+    seed: int = 0  # member k uses seed + k
+    schedule: Literal["sequential", "lockstep"] = "sequential"  # members one after another, or all on shared batches
+    pretrain_steps: int = 1_000_000  # SRResNet MSE steps: 10^6 (Ledig et al. 2017, sec. 3.2)
+    gan_steps: int = 200_000  # SRGAN iterations: 10^5 at 1e-4 then 10^5 at 1e-5 (Ledig et al. 2017, sec. 3.2)
+    g_learning_rate: float = 1e-4  # Adam lr 10^-4 (Ledig et al. 2017, sec. 3.2)
+    d_learning_rate: float = 1e-4  # same as the generator in the paper
+    adam_beta1: float = 0.9  # Adam beta1 = 0.9 (Ledig et al. 2017, sec. 3.2)
+    adam_beta2: float = 0.999  # PyTorch/Adam paper default (Kingma and Ba 2015)
+    gan_lr_decay_step: int = 100_000  # lr x gan_lr_decay after this many GAN iterations (Ledig et al. 2017)
+    gan_lr_decay: float = 0.1  # 1e-4 -> 1e-5 (Ledig et al. 2017, sec. 3.2)
+    g_updates: int = 1  # n generator updates ...
+    d_updates: int = 1  # ... per m discriminator updates (1:1 in the paper, Goodfellow et al. 2014 use k=1)
+    val_every: int = 1000  # validation interval in steps; 0 = only at the end of each phase
+    checkpoint_every: int = 1000  # "last" checkpoint interval in steps
+    log_every: int = 50  # log line / JSONL interval in steps
+    out_dir: str = "runs"  # parent folder of run folders
+    name: str = ""  # run folder name; empty = config file stem + timestamp
+
+
+@dataclass
+class RuntimeConfig:
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["none", "bf16", "fp16"] = "bf16"  # autocast dtype on CUDA; ignored on CPU (fp32 there)
+    channels_last: bool = True  # NHWC memory format on CUDA (faster convolutions on tensor cores)
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+def validate(cfg: Config, source: str = "<config>") -> None:
+    """Raise ConfigError for values that are well-typed but impossible."""
+
+    def bad(key: str, why: str) -> ConfigError:
+        return ConfigError(f"{source}: {key}: {why}")
+
+    m, d, t = cfg.model, cfg.data, cfg.train
+    if m.scale not in (2, 4, 8):
+        raise bad("model.scale", f"must be 2, 4 or 8, got {m.scale}")
+    for key, value in (("model.num_blocks", m.num_blocks), ("model.channels", m.channels),
+                       ("model.d_channels", m.d_channels), ("model.d_dense", m.d_dense), ("model.d_pool", m.d_pool),
+                       ("data.batch_size", d.batch_size), ("train.members", t.members),
+                       ("train.g_updates", t.g_updates), ("train.d_updates", t.d_updates),
+                       ("train.log_every", t.log_every), ("train.checkpoint_every", t.checkpoint_every),
+                       ("train.gan_lr_decay_step", t.gan_lr_decay_step)):
+        if value < 1:
+            raise bad(key, f"must be at least 1, got {value}")
+    for key, value in (("train.pretrain_steps", t.pretrain_steps), ("train.gan_steps", t.gan_steps),
+                       ("train.val_every", t.val_every), ("data.num_workers", d.num_workers),
+                       ("data.val_max_images", d.val_max_images), ("runtime.threads", cfg.runtime.threads)):
+        if value < 0:
+            raise bad(key, f"must be 0 or more, got {value}")
+    if d.hr_patch % m.scale != 0:
+        raise bad("data.hr_patch", f"{d.hr_patch} is not divisible by model.scale={m.scale}")
+    if d.hr_patch < 16:
+        raise bad("data.hr_patch", f"must be at least 16 (the discriminator halves it 4 times), got {d.hr_patch}")
+    if d.train_lr_dirs and len(d.train_lr_dirs) != len(d.train_dirs):
+        raise bad("data.train_lr_dirs", "needs one LR folder per folder in data.train_dirs")
+    if not d.train_dirs:
+        raise bad("data.train_dirs", "names no folder of training images")
+    if m.d_channels * 8 > 4096:
+        raise bad("model.d_channels", "too large")
+    from mgsrgan.vgg import VGG19_LAYERS  # local import: vgg pulls torch, config stays light to import
+
+    if cfg.loss.content_layer not in VGG19_LAYERS:
+        raise bad("loss.content_layer", f"unknown layer {cfg.loss.content_layer!r}; "
+                                        f"choose from {', '.join(VGG19_LAYERS)}")
+    if t.g_learning_rate <= 0 or t.d_learning_rate <= 0:
+        raise bad("train.g_learning_rate", "learning rates must be positive")
+
+
+def _check_type(value: Any, hint: Any, key: str, source: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{source}: {key}: {value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, str) and item is str:
+            value = [value]  # a single folder is a list of one
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key}: expected a list, got {type(value).__name__}")
+        return [_check_type(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError("unions are not used in the config")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"{source}: {key}: expected true or false, got {value!r}")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{source}: {key}: expected an integer, got {value!r}")
+    if hint is float and not isinstance(value, float):
+        raise ConfigError(f"{source}: {key}: expected a number, got {value!r}")
+    if hint is str and not isinstance(value, str):
+        raise ConfigError(f"{source}: {key}: expected a string, got {value!r}")
+    return value
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {prefix or 'top level'}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            if close:
+                suggestion = f"{prefix}.{close[0]}" if prefix else close[0]
+            else:
+                suggestion = (difflib.get_close_matches(dotted, _all_keys(Config), n=1, cutoff=0.5) or [None])[0]
+            hint = f"; did you mean {suggestion}?" if suggestion else f"; valid keys here: {', '.join(names)}"
+            raise ConfigError(f"{source}: unknown key {dotted}{hint}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, dotted, source)
+        else:
+            kwargs[key] = _check_type(value, hint, dotted, source)
+    return cls(**kwargs)
+
+
+def _all_keys(cls: type, prefix: str = "") -> list[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        dotted = f"{prefix}.{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += _all_keys(hints[f.name], dotted)
+        else:
+            keys.append(dotted)
+    return keys
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `section.key=value` override (value parsed as YAML) to a raw config mapping, in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment}: expected section.key=value")
+    dotted, text = assignment.split("=", 1)
+    parts = dotted.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {assignment}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+
+
+def config_from_dict(raw: dict, source: str = "<config>") -> Config:
+    cfg = _build(Config, raw or {}, "", source)
+    validate(cfg, source)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config, apply `--set` overrides, and return a validated Config."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return config_from_dict(raw, str(path))
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
