@@ -21,6 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from mgsrgan.errors import UserError
 from mgsrgan.generator import Generator
 
 SCHEMA_VERSION = 1
@@ -28,7 +29,7 @@ META_KEY = "mgsrgan"
 CHECKPOINT_NAMES = ("best", "last", "pretrain", "gan")  # see the module docstring
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint file that is missing, unreadable or not an mgsrgan checkpoint."""
 
 

@@ -15,8 +15,10 @@ from typing import Any, Literal
 
 import yaml
 
+from mgsrgan.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A mistake in a config file or override; the message names the file and the dotted key."""
 
 
