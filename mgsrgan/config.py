@@ -130,11 +130,13 @@ def validate(cfg: Config, source: str = "<config>") -> None:
         raise bad("data.train_dirs", "names no folder of training images")
     if m.d_channels * 8 > 4096:
         raise bad("model.d_channels", "too large")
-    from mgsrgan.vgg import VGG19_LAYERS  # local import: vgg pulls torch, config stays light to import
+    from mgsrgan.vgg import VGG16_LAYERS, VGG19_LAYERS  # local import: vgg pulls torch, config stays light
 
-    if cfg.loss.content_layer not in VGG19_LAYERS:
-        raise bad("loss.content_layer", f"unknown layer {cfg.loss.content_layer!r}; "
-                                        f"choose from {', '.join(VGG19_LAYERS)}")
+    # the stlpips trunk is a VGG16 (1_1..5_3); imagenet and random are VGG19 (1_1..5_4)
+    layers = VGG16_LAYERS if cfg.loss.vgg_weights == "stlpips" else VGG19_LAYERS
+    if cfg.loss.content_layer not in layers:
+        raise bad("loss.content_layer", f"unknown layer {cfg.loss.content_layer!r} for loss.vgg_weights="
+                                        f"{cfg.loss.vgg_weights}; choose from {', '.join(layers)}")
     if t.g_learning_rate <= 0 or t.d_learning_rate <= 0:
         raise bad("train.g_learning_rate", "learning rates must be positive")
 

@@ -1,0 +1,3 @@
+from mgsrgan.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""One ensemble member: its seed, networks, optimizers and progress, and its checkpoint round trip."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mgsrgan.checkpoint import (CheckpointError, arch_of, load_tensors, optimizer_tensors, read_meta,
+                                restore_optimizer, save_checkpoint)
+from mgsrgan.config import Config, config_to_dict
+from mgsrgan.discriminator import Discriminator
+from mgsrgan.generator import Generator
+
+PRETRAIN, GAN, DONE = "pretrain", "gan", "done"
+PHASES = (PRETRAIN, GAN)
+
+
+@dataclass
+class Member:
+    index: int
+    seed: int
+    generator: Generator
+    discriminator: Discriminator
+    optim_g: torch.optim.Adam
+    optim_d: torch.optim.Adam
+    phase: str = PRETRAIN  # PRETRAIN, GAN or DONE
+    step: int = 0  # steps done within `phase`
+    best_psnr: float | None = None  # best validation PSNR so far; None before the first validation
+    val: dict | None = None  # last validation scores {"psnr", "ssim"}
+    history: dict = field(default_factory=dict)  # phase -> val scores at the end of that phase
+    # fp16 autocast needs loss scaling; disabled (a pass-through) otherwise. Not checkpointed: it re-calibrates.
+    scaler_g: torch.amp.GradScaler | None = None
+    scaler_d: torch.amp.GradScaler | None = None
+
+
+def member_seed(cfg: Config, index: int) -> int:
+    return cfg.train.seed + index
+
+
+def build_member(cfg: Config, index: int, device: torch.device) -> Member:
+    """Networks initialised from the member's own seed, so members differ from their first weight."""
+    seed = member_seed(cfg, index)
+    torch.manual_seed(seed)
+    m, t = cfg.model, cfg.train
+    generator = Generator(scale=m.scale, num_blocks=m.num_blocks, channels=m.channels).to(device)
+    discriminator = Discriminator(channels=m.d_channels, dense=m.d_dense, leaky_slope=m.leaky_slope,
+                                  pool=m.d_pool).to(device)
+    if cfg.runtime.channels_last and device.type == "cuda":
+        generator = generator.to(memory_format=torch.channels_last)
+        discriminator = discriminator.to(memory_format=torch.channels_last)
+    betas = (t.adam_beta1, t.adam_beta2)
+    optim_g = torch.optim.Adam(generator.parameters(), lr=t.g_learning_rate, betas=betas)
+    optim_d = torch.optim.Adam(discriminator.parameters(), lr=t.d_learning_rate, betas=betas)
+    fp16 = device.type == "cuda" and cfg.runtime.amp == "fp16"
+    return Member(index, seed, generator, discriminator, optim_g, optim_d,
+                  scaler_g=torch.amp.GradScaler(device.type, enabled=fp16),
+                  scaler_d=torch.amp.GradScaler(device.type, enabled=fp16))
+
+
+def member_dir(run_dir: Path, index: int) -> Path:
+    return Path(run_dir) / f"member_{index}"
+
+
+def _meta(member: Member, cfg: Config) -> dict:
+    return {"arch": vars(arch_of(member.generator)), "member": member.index, "seed": member.seed,
+            "phase": member.phase, "step": member.step, "val": member.val, "best_psnr": member.best_psnr,
+            "history": member.history, "config": config_to_dict(cfg)}
+
+
+def save_generator(member: Member, cfg: Config, path: Path) -> None:
+    """A generator-only checkpoint (best / pretrain / gan): what inference loads."""
+    tensors = {f"generator.{k}": v for k, v in member.generator.state_dict().items()}
+    save_checkpoint(path, tensors, _meta(member, cfg))
+
+
+def save_training_state(member: Member, cfg: Config, path: Path) -> None:
+    """Everything an exact resume needs: both networks, both optimizers, RNG state, progress."""
+    tensors = {f"generator.{k}": v for k, v in member.generator.state_dict().items()}
+    tensors.update({f"discriminator.{k}": v for k, v in member.discriminator.state_dict().items()})
+    optim_meta = {}
+    for name, optimizer in (("optim_g", member.optim_g), ("optim_d", member.optim_d)):
+        flat, extra = optimizer_tensors(optimizer, name)
+        tensors.update(flat)
+        optim_meta[name] = extra
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = _meta(member, cfg)
+    meta["optimizers"] = optim_meta
+    save_checkpoint(path, tensors, meta)
+
+
+def load_training_state(member: Member, path: Path) -> None:
+    """Restore a member built by build_member from its `last.safetensors`, in place."""
+    meta = read_meta(path)
+    if "optimizers" not in meta:
+        raise CheckpointError(f"{path}: a generator-only checkpoint; resume needs last.safetensors")
+    device = next(member.generator.parameters()).device
+    member.generator.load_state_dict(load_tensors(path, "generator."), strict=True)
+    member.discriminator.load_state_dict(load_tensors(path, "discriminator."), strict=True)
+    for name, optimizer in (("optim_g", member.optim_g), ("optim_d", member.optim_d)):
+        tensors = {k: v.to(device) if k.split(".", 1)[1] != "step" else v
+                   for k, v in load_tensors(path, f"{name}.").items()}
+        restore_optimizer(optimizer, tensors, meta["optimizers"][name])
+    torch.set_rng_state(load_tensors(path, "rng.")["torch"])
+    member.phase, member.step = meta["phase"], meta["step"]
+    member.val, member.best_psnr, member.history = meta["val"], meta["best_psnr"], meta["history"]

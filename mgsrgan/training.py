@@ -1,0 +1,173 @@
+"""The training loop: K independent members, pixel-loss pre-training then adversarial training.
+
+Members train one after another (`train.schedule: sequential`, each on its own data stream) or all together on
+shared batches (`lockstep`: one data stream, one VGG pass over each HR batch for all members). Both run the same
+code: a phase trains a *group* of members step by step; sequential mode uses groups of one.
+
+Resume is exact: a sample is a pure function of (data seed, sample index) and the n:m plan is a pure function of
+the iteration, so a member's checkpoint (weights, optimizers, RNG, phase, step) is all the state there is.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mgsrgan.config import Config
+from mgsrgan.data import TrainPatches, make_loader
+from mgsrgan.losses import ContentLoss
+from mgsrgan.member import (DONE, GAN, PHASES, PRETRAIN, Member, build_member, load_training_state, member_dir,
+                            save_generator, save_training_state)
+from mgsrgan.runlog import RunLog, format_eta
+from mgsrgan.schedule import DISCRIMINATOR, update_kind
+from mgsrgan.steps import autocast, gan_step, pretrain_step
+from mgsrgan.validation import validate_generators
+
+PHASE_SEED_STRIDE = 1_000_003  # keeps phase 2's data stream apart from phase 1's (a prime, so seeds never collide)
+
+
+@dataclass
+class Context:
+    cfg: Config
+    run_dir: Path
+    device: torch.device
+    dataset: TrainPatches
+    validation: list  # (name, lr, hr) pairs from data.load_validation; empty = no validation
+    log: RunLog
+    progress: bool = True
+    content_loss: ContentLoss | None = None  # built on first use: the VGG weights are needed only for phase 2
+
+
+def phase_steps(cfg: Config, phase: str) -> int:
+    return cfg.train.pretrain_steps if phase == PRETRAIN else cfg.train.gan_steps
+
+
+def data_seed(cfg: Config, group: list[Member], phase: str) -> int:
+    """Sequential members each draw their own patches; a lockstep group shares the base seed's stream."""
+    base = group[0].seed if len(group) == 1 else cfg.train.seed
+    return base + PHASES.index(phase) * PHASE_SEED_STRIDE
+
+
+def _content_loss(ctx: Context) -> ContentLoss:
+    if ctx.content_loss is None:
+        ctx.content_loss = ContentLoss.from_config(ctx.cfg.loss).to(ctx.device)
+        if ctx.cfg.runtime.channels_last and ctx.device.type == "cuda":
+            ctx.content_loss = ctx.content_loss.to(memory_format=torch.channels_last)
+    return ctx.content_loss
+
+
+def _validate(ctx: Context, group: list[Member], phase: str, step: int) -> None:
+    if not ctx.validation:
+        return
+    scale = ctx.cfg.model.scale
+    for member in group:
+        member.val = validate_generators([member.generator], ctx.validation, scale, ctx.device)
+        ctx.log.event("val", member=member.index, phase=phase, step=step, **member.val)
+        ctx.log.scalars(f"val/member_{member.index}", member.val, step)
+        if member.best_psnr is None or member.val["psnr"] > member.best_psnr:
+            member.best_psnr = member.val["psnr"]
+            save_generator(member, ctx.cfg, member_dir(ctx.run_dir, member.index) / "best.safetensors")
+    text = " ".join(f"m{m.index} {m.val['psnr']:.2f}dB/{m.val['ssim']:.4f}" for m in group)
+    if len(group) > 1:
+        mean = validate_generators([m.generator for m in group], ctx.validation, scale, ctx.device)
+        ctx.log.event("val", member="mean", phase=phase, step=step, **mean)
+        text += f" | mean {mean['psnr']:.2f}dB/{mean['ssim']:.4f}"
+    ctx.log.say(f"[val] {phase} step {step}: {text}")
+
+
+def _save_last(ctx: Context, group: list[Member]) -> None:
+    for member in group:
+        save_training_state(member, ctx.cfg, member_dir(ctx.run_dir, member.index) / "last.safetensors")
+
+
+def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
+    """Train every member of `group` through `phase` from where it stands (members already past it are skipped)."""
+    group = [m for m in group if m.phase == phase]
+    if not group:
+        return
+    cfg, t = ctx.cfg, ctx.cfg.train
+    total, start = phase_steps(cfg, phase), group[0].step
+    assert all(m.step == start for m in group), "a lockstep group always shares its step"
+    names = ",".join(str(m.index) for m in group)
+    if start < total:
+        dataset = copy.copy(ctx.dataset)  # shares the decoded images; only the seed differs
+        dataset.seed = data_seed(cfg, group, phase)
+        loader = make_loader(dataset, batch_size=cfg.data.batch_size, start_step=start, stop_step=total,
+                             num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda")
+        content_loss = _content_loss(ctx) if phase == GAN else None
+        bar = tqdm(total=total, initial=start, desc=f"{phase} m{names}", unit="step", disable=not ctx.progress,
+                   dynamic_ncols=True)
+        tick, tick_step = time.perf_counter(), start
+        for step, (lr_img, hr_img) in enumerate(loader, start):
+            lr_img = lr_img.to(ctx.device, non_blocking=True)  # (B, 3, p/s, p/s) in [0, 1]
+            hr_img = hr_img.to(ctx.device, non_blocking=True)  # (B, 3, p, p) in [0, 1]
+            if cfg.runtime.channels_last and ctx.device.type == "cuda":
+                lr_img = lr_img.contiguous(memory_format=torch.channels_last)
+                hr_img = hr_img.contiguous(memory_format=torch.channels_last)
+            hr_features = None
+            if phase == GAN and len(group) > 1 and \
+                    update_kind(step, t.g_updates, t.d_updates) != DISCRIMINATOR:
+                with torch.no_grad(), autocast(cfg, ctx.device):
+                    hr_features = content_loss.features(hr_img)  # shared by the whole lockstep group
+            stats = {}
+            for member in group:
+                if phase == PRETRAIN:
+                    stats[member.index] = pretrain_step(member, lr_img, hr_img, cfg, ctx.device)
+                else:
+                    stats[member.index] = gan_step(member, lr_img, hr_img, step, cfg, ctx.device, content_loss,
+                                                   hr_features)
+                member.step = step + 1
+            bar.update(1)
+            done = step + 1
+            if done % t.log_every == 0 or done == total:
+                now = time.perf_counter()
+                rate = (done - tick_step) / max(now - tick, 1e-9)
+                eta = (total - done) / rate if rate > 0 else float("inf")
+                for index, values in stats.items():
+                    floats = {k: v.item() for k, v in values.items()}
+                    ctx.log.event("train", member=index, phase=phase, step=done, steps_per_s=rate, eta_s=eta,
+                                  g_learning_rate=group[0].optim_g.param_groups[0]["lr"], **floats)
+                    ctx.log.scalars(f"train/member_{index}/{phase}", floats, done)
+                    ctx.log.say(f"[{phase} m{index}] step {done}/{total} "
+                                + " ".join(f"{k} {v:.4g}" for k, v in floats.items())
+                                + f" | {rate:.2f} step/s, ETA {format_eta(eta)}")
+                tick, tick_step = now, done
+            if t.val_every and done % t.val_every == 0 and done < total:
+                _validate(ctx, group, phase, done)
+            if done % t.checkpoint_every == 0 and done < total:
+                _save_last(ctx, group)
+        bar.close()
+    _validate(ctx, group, phase, total)
+    for member in group:
+        member.history[phase] = member.val
+        save_generator(member, cfg, member_dir(ctx.run_dir, member.index) / f"{phase}.safetensors")
+        member.phase, member.step = (GAN if phase == PRETRAIN else DONE), 0
+    _save_last(ctx, group)
+    ctx.log.event("phase_end", phase=phase, members=[m.index for m in group])
+
+
+def train(ctx: Context, *, resume: bool) -> list[Member]:
+    """Train (or resume) every member of the run in ctx.run_dir; returns the members, all in phase DONE."""
+    cfg = ctx.cfg
+    members = [build_member(cfg, k, ctx.device) for k in range(cfg.train.members)]
+    for member in members:
+        last = member_dir(ctx.run_dir, member.index) / "last.safetensors"
+        member_dir(ctx.run_dir, member.index).mkdir(parents=True, exist_ok=True)
+        if resume and last.exists():
+            load_training_state(member, last)
+            ctx.log.say(f"resumed member {member.index}: {member.phase} step {member.step}")
+    if cfg.train.gan_steps > 0 and any(m.phase != DONE for m in members):
+        _content_loss(ctx)  # fail at start, not hours later, when the VGG weights are missing
+    groups = [members] if cfg.train.schedule == "lockstep" else [[m] for m in members]
+    for group in groups:
+        for phase in PHASES:
+            run_phase(ctx, group, phase)
+    if ctx.validation and len(members) > 1:
+        summary = validate_generators([m.generator for m in members], ctx.validation, cfg.model.scale, ctx.device)
+        ctx.log.event("val", member="mean", phase="final", **summary)
+        ctx.log.say(f"[val] final mean of {len(members)} members: {summary['psnr']:.2f} dB / {summary['ssim']:.4f}")
+    return members

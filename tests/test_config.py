@@ -1,0 +1,88 @@
+"""Strict config loading: unknown keys, types, impossible values, overrides, and the shipped configs."""
+from pathlib import Path
+
+import pytest
+
+from mgsrgan.config import ConfigError, config_from_dict, dump_config, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = {"data": {"train_dirs": ["somewhere"]}}
+
+
+def with_section(section: str, **values) -> dict:
+    raw = {"data": dict(BASE["data"])}
+    raw.setdefault(section, {}).update(values)
+    return raw
+
+
+def test_unknown_key_names_file_key_and_the_closest_valid_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("data:\n  train_dirs: [x]\ntrain:\n  g_learning_rat: 0.001\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: unknown key train.g_learning_rat; did you mean train.g_learning_rate?"
+
+
+def test_unknown_key_in_the_wrong_section_suggests_the_right_one():
+    with pytest.raises(ConfigError, match=r"unknown key model.batch_size; did you mean data.batch_size\?"):
+        config_from_dict(with_section("model", batch_size=4))
+
+
+def test_unknown_section():
+    with pytest.raises(ConfigError, match=r"unknown key trian; did you mean train\?"):
+        config_from_dict({**BASE, "trian": {}})
+
+
+@pytest.mark.parametrize("section,key,value,message", [
+    ("model", "scale", 3, "model.scale: must be 2, 4 or 8, got 3"),
+    ("model", "scale", "4", "model.scale: expected an integer, got '4'"),
+    ("data", "hr_patch", 98, "data.hr_patch: 98 is not divisible by model.scale=4"),
+    ("train", "g_updates", 0, "train.g_updates: must be at least 1, got 0"),
+    ("train", "d_updates", -1, "train.d_updates: must be at least 1, got -1"),
+    ("train", "schedule", "parallel", "train.schedule: 'parallel' is not one of 'sequential', 'lockstep'"),
+    ("loss", "content_layer", "6_1", "loss.content_layer: unknown layer '6_1'"),
+    ("data", "augment", "yes", "data.augment: expected true or false, got 'yes'"),
+])
+def test_wrong_types_and_impossible_values_fail_before_any_work(section, key, value, message):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(with_section(section, **{key: value}), "c.yaml")
+    assert str(err.value).startswith(f"c.yaml: {message}")
+
+
+def test_set_overrides_parse_yaml_values(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  train_dirs: [x]\n")
+    cfg = load_config(path, ["train.members=5", "loss.adv_weight=0.01", "data.train_dirs=[a, b]"])
+    assert cfg.train.members == 5 and cfg.loss.adv_weight == 0.01 and cfg.data.train_dirs == ["a", "b"]
+    with pytest.raises(ConfigError, match="did you mean train.members"):
+        load_config(path, ["train.member=5"])
+
+
+def test_an_int_is_accepted_where_a_float_is_expected():
+    assert config_from_dict(with_section("loss", adv_weight=1)).loss.adv_weight == 1.0
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(ROOT / "config_scaled.yaml")
+    path = tmp_path / "resolved.yaml"
+    path.write_text(dump_config(cfg))
+    assert load_config(path) == cfg
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "config_scaled.yaml", "configs/smoke.yaml"])
+def test_shipped_configs_load(name):
+    cfg = load_config(ROOT / name)
+    assert cfg.data.hr_patch % cfg.model.scale == 0
+
+
+def test_paper_config_matches_ledig_2017():
+    cfg = load_config(ROOT / "config.yaml")
+    assert (cfg.model.scale, cfg.model.num_blocks, cfg.model.channels) == (4, 16, 64)
+    assert (cfg.data.hr_patch, cfg.data.batch_size, cfg.train.g_learning_rate) == (96, 16, 1e-4)
+    assert cfg.loss.content_layer == "5_4" and abs(cfg.loss.content_rescale - 1 / 12.75) < 1e-12
+    assert cfg.loss.adv_weight == 1e-3 and cfg.train.members == 3
+
+
+def test_scaled_config_is_x2_64_to_128():
+    cfg = load_config(ROOT / "config_scaled.yaml")
+    assert cfg.model.scale == 2 and cfg.data.hr_patch == 128 and cfg.data.hr_patch // cfg.model.scale == 64

@@ -1,0 +1,145 @@
+"""End-to-end training behaviour on tiny generated data: steps, n:m counts, exact resume, seeds, learning."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import mgsrgan.training as training
+from mgsrgan.checkpoint import load_tensors, read_meta
+from mgsrgan.config import config_from_dict
+from mgsrgan.data import TrainPatches, load_validation
+from mgsrgan.member import DONE, build_member
+from mgsrgan.runlog import RunLog
+from mgsrgan.training import Context, train
+
+
+def write_images(folder: Path, count: int = 3, size: int = 48) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    for i in range(count):
+        y, x = np.mgrid[0:size, 0:size]
+        base = 0.5 + 0.4 * np.sin(x / (2 + i) + y / 5.0)[..., None] * np.array([1.0, 0.7, 0.4])
+        img = np.clip(base + rng.normal(0, 0.03, (size, size, 3)), 0, 1)
+        Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"img{i}.png")
+    return folder
+
+
+def tiny_config(tmp_path: Path, **train_overrides) -> dict:
+    images = write_images(tmp_path / "images")
+    train_section = {"members": 2, "pretrain_steps": 2, "gan_steps": 2, "val_every": 0, "checkpoint_every": 1,
+                     "log_every": 1, "out_dir": str(tmp_path / "runs"), "g_learning_rate": 1e-3,
+                     "d_learning_rate": 1e-3}
+    train_section.update(train_overrides)
+    return {"model": {"scale": 2, "num_blocks": 1, "channels": 8, "d_channels": 8, "d_dense": 16, "d_pool": 2},
+            "data": {"train_dirs": [str(images)], "val_dir": str(images), "hr_patch": 16, "batch_size": 2,
+                     "num_workers": 0},
+            "loss": {"content_layer": "2_2", "vgg_weights": "random"},
+            "train": train_section, "runtime": {"device": "cpu"}}
+
+
+def make_context(raw: dict, run_dir: Path) -> Context:
+    cfg = config_from_dict(raw)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    d = cfg.data
+    dataset = TrainPatches(hr_dirs=d.train_dirs, scale=cfg.model.scale, hr_patch=d.hr_patch, augment=True,
+                           seed=cfg.train.seed)
+    validation = load_validation(d.val_dir, cfg.model.scale) if d.val_dir else []
+    return Context(cfg=cfg, run_dir=run_dir, device=torch.device("cpu"), dataset=dataset, validation=validation,
+                   log=RunLog(run_dir, tensorboard=False, quiet=True), progress=False)
+
+
+def final_weights(run_dir: Path, members: int) -> list[dict[str, torch.Tensor]]:
+    """Networks and optimizer states of each member's last checkpoint. The recorded torch RNG state is left out:
+    training draws no torch random numbers (patches come from index-seeded numpy generators)."""
+    return [{k: v for k, v in load_tensors(run_dir / f"member_{k}" / "last.safetensors").items()
+             if not k.startswith("rng.")} for k in range(members)]
+
+
+def test_run_folder_holds_every_checkpoint_and_metadata(tmp_path):
+    run_dir = tmp_path / "run"
+    members = train(make_context(tiny_config(tmp_path), run_dir), resume=False)
+    assert [m.phase for m in members] == [DONE, DONE]
+    for k in range(2):
+        names = sorted(p.name for p in (run_dir / f"member_{k}").glob("*.safetensors"))
+        assert names == ["best.safetensors", "gan.safetensors", "last.safetensors", "pretrain.safetensors"]
+        meta = read_meta(run_dir / f"member_{k}" / "gan.safetensors")
+        assert meta["member"] == k and meta["seed"] == k and meta["arch"]["scale"] == 2
+        assert meta["config"]["model"]["channels"] == 8  # the resolved config travels with every checkpoint
+        assert set(meta["history"]) == {"pretrain", "gan"} and 0 < meta["history"]["pretrain"]["psnr"] < 99
+    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    train_events = [e for e in events if e["event"] == "train"]
+    assert len(train_events) == 2 * (2 + 2)  # 2 members x (2 pretrain + 2 gan) steps, logged every step
+    assert {"loss_d", "d_real", "d_fake"} <= set(train_events[2]) or {"content", "adv"} <= set(train_events[2])
+
+
+@pytest.mark.parametrize("g_updates,d_updates,iterations,expect_g,expect_d", [(2, 1, 6, 4, 2), (1, 3, 8, 2, 6)])
+def test_n_to_m_makes_the_planned_optimizer_steps(tmp_path, g_updates, d_updates, iterations, expect_g, expect_d):
+    raw = tiny_config(tmp_path, members=1, pretrain_steps=0, gan_steps=iterations, g_updates=g_updates,
+                      d_updates=d_updates, checkpoint_every=100)
+    (member,) = train(make_context(raw, tmp_path / "run"), resume=False)
+    g_param = next(member.generator.parameters())
+    d_param = next(member.discriminator.parameters())
+    assert int(member.optim_g.state[g_param]["step"]) == expect_g
+    assert int(member.optim_d.state[d_param]["step"]) == expect_d
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("schedule", ["sequential", "lockstep"])
+@pytest.mark.parametrize("stop_after", [1, 3])  # mid pre-training; mid adversarial phase
+def test_resume_is_bit_exact(tmp_path, monkeypatch, schedule, stop_after):
+    raw = tiny_config(tmp_path, schedule=schedule)
+    straight = tmp_path / "straight"
+    train(make_context(raw, straight), resume=False)
+
+    calls = {"n": 0}
+    real_pretrain, real_gan = training.pretrain_step, training.gan_step
+
+    def counting(real):
+        def step(*args, **kwargs):
+            if calls["n"] == stop_after:
+                raise Interrupt  # a kill between steps; the last checkpoint is from step `stop_after`
+            calls["n"] += 1
+            return real(*args, **kwargs)
+        return step
+
+    monkeypatch.setattr(training, "pretrain_step", counting(real_pretrain))
+    monkeypatch.setattr(training, "gan_step", counting(real_gan))
+    resumed = tmp_path / "resumed"
+    with pytest.raises(Interrupt):
+        train(make_context(raw, resumed), resume=False)
+    monkeypatch.setattr(training, "pretrain_step", real_pretrain)
+    monkeypatch.setattr(training, "gan_step", real_gan)
+    train(make_context(raw, resumed), resume=True)
+
+    for a, b in zip(final_weights(straight, 2), final_weights(resumed, 2)):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+
+
+def test_members_differ_by_seed_and_repeat_with_it(tmp_path):
+    cfg = config_from_dict(tiny_config(tmp_path))
+    cpu = torch.device("cpu")
+    first, second, again = build_member(cfg, 0, cpu), build_member(cfg, 1, cpu), build_member(cfg, 0, cpu)
+    w0, w1, w0b = (next(m.generator.parameters()) for m in (first, second, again))
+    assert not torch.equal(w0, w1)
+    assert torch.equal(w0, w0b)
+
+
+def test_a_few_dozen_steps_lower_the_pixel_loss(tmp_path):
+    raw = tiny_config(tmp_path, members=1, pretrain_steps=40, gan_steps=0, checkpoint_every=100, log_every=1)
+    raw["data"]["batch_size"] = 4
+    run_dir = tmp_path / "run"
+    train(make_context(raw, run_dir), resume=False)
+    losses = [json.loads(line)["pixel"] for line in (run_dir / "log.jsonl").read_text().splitlines()
+              if json.loads(line)["event"] == "train"]
+    assert len(losses) == 40
+    assert np.mean(losses[-8:]) < 0.5 * np.mean(losses[:8])
