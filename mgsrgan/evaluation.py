@@ -11,23 +11,27 @@ never needs to know what is behind a name.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from mgsrgan.degradation import bicubic_downscale, bicubic_upscale, modcrop
+from mgsrgan.ensemble import STRATEGIES, Ensemble, load_members, run_member_paths, val_psnr_of
 from mgsrgan.errors import UserError
-from mgsrgan.metrics import PEAK, Y_OFFSET, Y_WEIGHTS, psnr, rgb_to_y, ssim, tensor_to_uint8
+from mgsrgan.metrics import PEAK, psnr, ssim, tensor_to_uint8
+from mgsrgan.tiling import upscale_tiled
 
 ImageUpscaler = Callable[[np.ndarray], np.ndarray]  # uint8 LR (h, w[, 3]) -> uint8 SR (h*s, w*s[, 3])
 TensorUpscaler = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, h, w) in [0, 1] -> (1, 3, h*s, w*s), ~[0, 1]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 BICUBIC = "bicubic"  # the model name of the baseline every SR paper reports
+VAL_STRATEGIES = ("weighted", "best")  # strategies that need each member's validation PSNR in its checkpoint
 HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # PIL modes with more than 8 bits per sample
 
 
@@ -78,12 +82,12 @@ def gray_to_rgb(img: np.ndarray) -> np.ndarray:
 
 
 def rgb_to_gray(img: np.ndarray) -> np.ndarray:
-    """(h, w, 3) uint8 -> (h, w) uint8 full-range BT.601 luma, rounded.
+    """(h, w, 3) uint8 -> (h, w) uint8 with Pillow's convert("L") (BT.601 luma, 0.299 R + 0.587 G + 0.114 B).
 
-    The Y formula without the studio-swing offset and scale, so three equal channels g map back to g exactly.
+    The same conversion mgsrgan.imageio applies when it writes a gray image's output, so the scored pixels are the
+    ones a user gets; three equal channels g map back to g exactly.
     """
-    luma = (rgb_to_y(img) - Y_OFFSET) * PEAK / Y_WEIGHTS.sum()
-    return np.clip(np.round(luma), 0, PEAK).astype(np.uint8)
+    return np.asarray(Image.fromarray(img).convert("L"))
 
 
 def bicubic_upscaler(scale: int) -> ImageUpscaler:
@@ -99,7 +103,7 @@ def tensor_upscaler(upscale: TensorUpscaler, *, device: torch.device | str = "cp
     """
     def run(lr_img: np.ndarray) -> np.ndarray:
         rgb = gray_to_rgb(lr_img) if lr_img.ndim == 2 else lr_img
-        lr = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)
+        lr = torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0)
         lr = lr.to(device=device, dtype=torch.float32) / PEAK  # (1, 3, h, w) in [0, 1]
         with torch.no_grad():
             sr = upscale(lr)  # (1, 3, h*s, w*s)
@@ -162,3 +166,92 @@ def markdown_table(dataset: str, models: dict[str, dict[str, float]], *, scale: 
         gain = f"{row['psnr'] - base['psnr']:+.2f}" if base is not None else "n/a"
         lines.append(f"| {name} | {row['psnr']:.2f} | {row['ssim']:.4f} | {gain} | {row['seconds']:.3f} |")
     return "\n".join(lines)
+
+
+# ---- the models of a training run --------------------------------------------------------------------------------
+
+class SharedMember(nn.Module):
+    """A generator that remembers its output for the latest LR input, so a member's pass is computed once per
+    image and reused by its own row and by every ensemble strategy (K passes per image instead of K x rows).
+
+    forward: (1, 3, h, w) in [0, 1] -> (1, 3, h*s, w*s); tile > 0 runs the generator tile by tile (LR pixels,
+    pad = its receptive radius, so the output equals the untiled one) to bound memory on large images.
+    Call under no_grad (the remembered output holds no graph).
+    """
+
+    def __init__(self, generator: nn.Module, *, tile: int = 0) -> None:
+        super().__init__()
+        self.generator = generator
+        self.scale = generator.scale
+        self.tile = tile
+        self._input: torch.Tensor | None = None
+        self._output: torch.Tensor | None = None
+
+    def receptive_radius(self) -> int:
+        return self.generator.receptive_radius()
+
+    def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
+        seen = self._input
+        if seen is not None and seen.shape == lr_img.shape and seen.device == lr_img.device \
+                and torch.equal(seen, lr_img):
+            return self._output
+        if self.tile > 0:
+            out = upscale_tiled(self.generator, lr_img, tile=self.tile)
+        else:
+            out = self.generator(lr_img)
+        self._input, self._output = lr_img.clone(), out
+        return out
+
+
+@dataclass(frozen=True)
+class RunModels:
+    """What `load_run_models` found: the run's scale, ImageUpscalers by row name (members first, then ensembles,
+    in the order they must run), each ensemble row's member rows (see `charge_shared_passes`), and per-member
+    checkpoint facts for the report."""
+    scale: int
+    upscalers: dict[str, ImageUpscaler]
+    uses: dict[str, list[str]]
+    members: list[dict]
+
+
+def default_strategies(metas: list[dict]) -> list[str]:
+    """Every strategy the checkpoints support: weighted and best need a validation PSNR in every member."""
+    has_val = all(isinstance(m.get("val"), dict) and isinstance(m["val"].get("psnr"), (int, float)) for m in metas)
+    return [s for s in STRATEGIES if has_val or s not in VAL_STRATEGIES]
+
+
+def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None, device: torch.device | str,
+                    tile: int = 0) -> RunModels:
+    """Rows `member_<k>` (each member alone) and `ensemble-<strategy>` for RUN/member_<k>/<checkpoint>.safetensors.
+
+    strategies None = `default_strategies`; a one-member run gets no ensemble rows (they would repeat the member).
+    UserError for a missing run, no members, a missing checkpoint, mismatched members, or weighted/best without
+    validation PSNRs.
+    """
+    paths = run_member_paths(Path(run), checkpoint)
+    loaded = load_members(paths)
+    metas = [meta for _, meta in loaded]
+    names = [path.parent.name for path in paths]  # member_<k>, as on disk
+    shared = [SharedMember(generator.to(device).eval(), tile=tile) for generator, _ in loaded]
+    upscalers: dict[str, ImageUpscaler] = {n: tensor_upscaler(m, device=device) for n, m in zip(names, shared)}
+    uses: dict[str, list[str]] = {}
+    chosen = default_strategies(metas) if strategies is None else list(strategies)
+    for strategy in chosen if len(shared) > 1 else []:
+        val_psnr = None
+        if strategy in VAL_STRATEGIES:
+            val_psnr = [val_psnr_of(p, meta, strategy) for p, meta in zip(paths, metas)]
+        ensemble = Ensemble(shared, strategy=strategy, val_psnr=val_psnr).eval()
+        name = f"ensemble-{strategy}"
+        upscalers[name] = tensor_upscaler(ensemble, device=device)
+        uses[name] = [names[ensemble.best_index]] if strategy == "best" else list(names)
+    members = [{"name": n, "path": str(p), "phase": m.get("phase"), "step": m.get("step"), "val": m.get("val"),
+                "arch": m["arch"]} for n, p, m in zip(names, paths, metas)]
+    return RunModels(scale=loaded[0][0].scale, upscalers=upscalers, uses=uses, members=members)
+
+
+def charge_shared_passes(results: list[ImageScore], uses: dict[str, list[str]]) -> list[ImageScore]:
+    """Add to each ensemble row, per image, the seconds of the member passes it reused (SharedMember), so its
+    `seconds` is what running that ensemble alone would cost. Member rows must be among `results`."""
+    own = {(r.dataset, r.image, r.model): r.seconds for r in results}
+    return [replace(r, seconds=r.seconds + sum(own[(r.dataset, r.image, m)] for m in uses[r.model]))
+            if r.model in uses else r for r in results]

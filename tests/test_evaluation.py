@@ -1,0 +1,180 @@
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mgsrgan.checkpoint import save_checkpoint
+from mgsrgan.degradation import bicubic_downscale, bicubic_upscale, modcrop
+from mgsrgan.evaluate_cli import main
+from mgsrgan.evaluation import (BICUBIC, ImageScore, charge_shared_passes, default_strategies,
+                                evaluate_folder, load_run_models, markdown_table, rgb_to_gray, summarize)
+from mgsrgan.generator import Generator
+from mgsrgan.metrics import psnr, ssim, tensor_to_uint8
+
+SCALE = 2
+VAL_PSNR = (24.0, 25.0)
+
+
+def _generator(seed: int) -> Generator:
+    torch.manual_seed(seed)
+    generator = Generator(scale=SCALE, num_blocks=1, channels=8)
+    with torch.no_grad():  # nudge the output towards the input range so scores are not all at the floor
+        generator.tail.bias.fill_(0.5)
+    return generator.eval()
+
+
+def _save_run(run: Path, *, val: bool = True, checkpoint: str = "best") -> list[Generator]:
+    generators = []
+    for member, psnr_value in enumerate(VAL_PSNR):
+        generator = _generator(seed=10 + member)
+        (run / f"member_{member}").mkdir(parents=True)
+        meta = {"arch": {"scale": SCALE, "num_blocks": 1, "channels": 8}, "member": member, "seed": 10 + member,
+                "phase": "pretrain", "step": 5, "val": {"psnr": psnr_value, "ssim": 0.5} if val else None,
+                "config": {}}
+        tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
+        save_checkpoint(run / f"member_{member}" / f"{checkpoint}.safetensors", tensors, meta)
+        generators.append(generator)
+    return generators
+
+
+def _save_images(folder: Path) -> dict[str, np.ndarray]:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    base = np.kron(rng.integers(40, 220, size=(8, 9, 3)), np.ones((4, 4, 1))).astype(np.uint8)  # blocky, 32x36
+    images = {"a": base[:31, :35], "b": np.ascontiguousarray(base[::-1, :, ::-1][:30, :34]),
+              "g": base[:29, :33, 1].copy()}  # odd sizes exercise modcrop; "g" is 8-bit gray
+    for name, img in images.items():
+        Image.fromarray(img).save(folder / f"{name}.png")
+    return images
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    generators = _save_run(tmp_path / "run")
+    images = _save_images(tmp_path / "Tiny")
+    return tmp_path, generators, images
+
+
+def _by_hand(upscale_tensor, hr_img: np.ndarray) -> tuple[float, float]:
+    """The protocol written out: modcrop, PIL bicubic LR, network on [0, 1] RGB, clip/round, score on Y."""
+    hr_img = modcrop(hr_img, SCALE)
+    lr_img = bicubic_downscale(hr_img, SCALE)
+    rgb = np.stack([lr_img] * 3, axis=2) if lr_img.ndim == 2 else lr_img
+    with torch.no_grad():
+        sr = upscale_tensor(torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255)
+    sr_img = tensor_to_uint8(sr)
+    if hr_img.ndim == 2:
+        sr_img = np.asarray(Image.fromarray(sr_img).convert("L"))
+    return psnr(sr_img, hr_img, crop_border=SCALE), ssim(sr_img, hr_img, crop_border=SCALE)
+
+
+def test_cli_writes_tables_json_and_csv(setup, capsys):
+    tmp, generators, images = setup
+    out = tmp / "res.json"
+    assert main(["--run", str(tmp / "run"), "--data", str(tmp / "Tiny"), "--device", "cpu", "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    expected_rows = ["member_0", "member_1", "ensemble-mean", "ensemble-median", "ensemble-weighted",
+                     "ensemble-best", "ensemble-consensus", BICUBIC]
+    table_rows = [line.split("|")[1].strip() for line in stdout.splitlines() if line.startswith("| ")][2:]
+    assert table_rows == expected_rows
+    report = json.loads(out.read_text())
+    models = report["sets"]["Tiny"]["models"]
+    assert list(models) == expected_rows and all(m["images"] == 3 for m in models.values())
+    assert report["scale"] == SCALE and report["ensembles"]["ensemble-best"]["members"] == ["member_1"]
+    for name, hr_img in images.items():  # every member and the mean ensemble, by hand
+        for k, generator in enumerate(generators):
+            row = next(r for r in report["images"] if r["image"] == name and r["model"] == f"member_{k}")
+            assert (row["psnr"], row["ssim"]) == pytest.approx(_by_hand(generator, hr_img), abs=1e-9)
+        mean = next(r for r in report["images"] if r["image"] == name and r["model"] == "ensemble-mean")
+        expected = _by_hand(lambda x: (generators[0](x) + generators[1](x)) / 2, hr_img)
+        assert (mean["psnr"], mean["ssim"]) == pytest.approx(expected, abs=1e-6)
+        best = next(r for r in report["images"] if r["image"] == name and r["model"] == "ensemble-best")
+        member_1 = next(r for r in report["images"] if r["image"] == name and r["model"] == "member_1")
+        assert best["psnr"] == member_1["psnr"]
+    with open(out.with_suffix(".csv")) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 * len(expected_rows) and rows[0]["dataset"] == "Tiny"
+
+
+def test_bicubic_row_equals_direct_metrics(setup):
+    tmp, _, images = setup
+    results = evaluate_folder(tmp / "Tiny", {BICUBIC: lambda lr: bicubic_upscale(lr, SCALE)}, scale=SCALE)
+    assert [r.image for r in results] == ["a", "b", "g"]
+    for r in results:
+        hr_img = modcrop(images[r.image], SCALE)
+        sr_img = bicubic_upscale(bicubic_downscale(hr_img, SCALE), SCALE)
+        assert r.psnr == psnr(sr_img, hr_img, crop_border=SCALE)
+        assert r.ssim == ssim(sr_img, hr_img, crop_border=SCALE)
+    row = summarize(results)["Tiny"][BICUBIC]
+    assert row["psnr"] == pytest.approx(np.mean([r.psnr for r in results]))
+    assert "| bicubic |" in markdown_table("Tiny", summarize(results)["Tiny"], scale=SCALE)
+
+
+def test_member_passes_are_shared(setup, monkeypatch):
+    tmp, _, _ = setup
+    models = load_run_models(tmp / "run", checkpoint="best", strategies=["mean", "median"], device="cpu")
+    calls = []
+    original = Generator.forward
+    monkeypatch.setattr(Generator, "forward", lambda self, x: calls.append(1) or original(self, x))
+    results = evaluate_folder(tmp / "Tiny", models.upscalers, scale=SCALE)
+    assert len(results) == 4 * 3
+    assert len(calls) == 2 * 3  # two members, three images: one pass each, reused by 2 member + 2 ensemble rows
+
+
+def test_tiled_members_score_like_untiled(setup):
+    tmp, _, _ = setup
+    whole, tiled = (load_run_models(tmp / "run", checkpoint="best", strategies=["mean"], device="cpu", tile=tile)
+                    for tile in (0, 5))
+    for a, b in zip(evaluate_folder(tmp / "Tiny", whole.upscalers, scale=SCALE),
+                    evaluate_folder(tmp / "Tiny", tiled.upscalers, scale=SCALE)):
+        assert (a.model, a.image) == (b.model, b.image)
+        assert a.psnr == pytest.approx(b.psnr, abs=1e-3)  # equal up to float summation order before rounding
+
+
+def test_charge_shared_passes_adds_member_seconds():
+    results = [ImageScore("S", "x", "member_0", 30.0, 0.9, 1.0), ImageScore("S", "x", "member_1", 30.0, 0.9, 2.0),
+               ImageScore("S", "x", "ensemble-mean", 31.0, 0.9, 0.25),
+               ImageScore("S", "x", "ensemble-best", 30.0, 0.9, 0.0)]
+    charged = charge_shared_passes(results, {"ensemble-mean": ["member_0", "member_1"],
+                                             "ensemble-best": ["member_1"]})
+    assert [r.seconds for r in charged] == [1.0, 2.0, 3.25, 2.0]
+
+
+def test_strategies_without_validation_scores(tmp_path, capsys):
+    _save_run(tmp_path / "run", val=False)
+    _save_images(tmp_path / "Tiny")
+    assert default_strategies([{"val": None}, {"val": {"psnr": 1.0}}]) == ["mean", "median", "consensus"]
+    models = load_run_models(tmp_path / "run", checkpoint="best", strategies=None, device="cpu")
+    assert list(models.upscalers) == ["member_0", "member_1", "ensemble-mean", "ensemble-median",
+                                      "ensemble-consensus"]
+    code = main(["--run", str(tmp_path / "run"), "--data", str(tmp_path / "Tiny"), "--strategies", "weighted",
+                 "--device", "cpu"])
+    assert code == 2 and "no validation PSNR" in capsys.readouterr().err
+
+
+def test_gray_output_uses_pillow_luma():
+    rgb = np.array([[[10, 10, 10], [255, 0, 0], [0, 255, 0]]], np.uint8)
+    np.testing.assert_array_equal(rgb_to_gray(rgb), [[10, 76, 150]])
+
+
+@pytest.mark.parametrize("problem", ["missing_data", "empty_data", "no_members", "no_checkpoint", "missing_run"])
+def test_user_errors_are_one_line(tmp_path, capsys, problem):
+    run, data = tmp_path / "run", tmp_path / "Tiny"
+    if problem != "missing_run":
+        run.mkdir()
+    if problem not in ("no_members", "missing_run"):
+        _save_run(run, checkpoint="last")
+    if problem == "empty_data":
+        data.mkdir()
+    elif problem != "missing_data":
+        _save_images(data)
+    checkpoint = "best" if problem == "no_checkpoint" else "last"
+    code = main(["--run", str(run), "--data", str(data), "--checkpoint", checkpoint, "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err
+    assert {"missing_data": "no such data folder", "empty_data": "no images", "no_members": "no member_<k>",
+            "no_checkpoint": "best.safetensors: missing", "missing_run": "no such run folder"}[problem] in err
