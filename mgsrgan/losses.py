@@ -1,0 +1,90 @@
+"""SRGAN losses (Ledig et al., CVPR 2017, sec. 2.2): pixel, VGG content and adversarial terms.
+
+All images are (B, 3, H, W) float RGB in [0, 1]; logits are (B,) raw discriminator outputs (no sigmoid).
+Every loss returns a 0-dim float32 tensor, a mean over the batch (and pixels / features).
+Combining the terms (l_X + 1e-3 l_Gen, eq. 3) is the trainer's job, with the weights from LossConfig.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mgsrgan.config import LossConfig
+from mgsrgan.vgg import VGGFeatures
+
+CONTENT_RESCALE = 1.0 / 12.75  # VGG feature maps scaled by 1/12.75 (Ledig et al. 2017, sec. 3.2)
+
+
+def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, kind: Literal["mse", "l1"] = "mse") -> torch.Tensor:
+    """Pixel-wise loss between sr and hr (same shape): "mse" is eq. 4 of the paper, "l1" the EDSR choice."""
+    if sr.shape != hr.shape:
+        raise ValueError(f"pixel_loss: sr {tuple(sr.shape)} and hr {tuple(hr.shape)} differ in shape")
+    if kind == "mse":
+        return F.mse_loss(sr.float(), hr.float())
+    if kind == "l1":
+        return F.l1_loss(sr.float(), hr.float())
+    raise ValueError(f"pixel_loss: kind must be 'mse' or 'l1', got {kind!r}")
+
+
+class ContentLoss(nn.Module):
+    """VGG loss l_VGG/i.j (Ledig et al. 2017, eq. 5): MSE between rescale * phi_{i,j}(sr) and rescale * phi_{i,j}(hr).
+
+    The mean is over B * C * H' * W' feature values, so the value is rescale^2 times the plain feature MSE.
+    The trunk is frozen: gradients reach `sr` (and so the generator) but never the VGG weights.
+    """
+
+    def __init__(self, features: VGGFeatures, *, rescale: float = CONTENT_RESCALE) -> None:
+        super().__init__()
+        self.vgg = features
+        self.rescale = rescale
+
+    @classmethod
+    def from_config(cls, cfg: LossConfig) -> ContentLoss:
+        """The content loss a LossConfig describes (layer, before/after ReLU, weights, file, rescale)."""
+        trunk = VGGFeatures(layer=cfg.content_layer, before_relu=cfg.content_before_relu,
+                            weights=cfg.vgg_weights, path=cfg.vgg_path)
+        return cls(trunk, rescale=cfg.content_rescale)
+
+    def features(self, img: torch.Tensor) -> torch.Tensor:
+        """img (B, 3, H, W) in [0, 1] -> rescaled phi (B, C, H', W') float32.
+
+        Call it under torch.no_grad() for HR targets, once per batch, and pass the result as `hr_features`.
+        """
+        return self.vgg(img).float() * self.rescale
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor | None = None,
+                hr_features: torch.Tensor | None = None) -> torch.Tensor:
+        """sr (B, 3, H, W) in [0, 1]; exactly one of hr (same shape) or hr_features (from `features`)."""
+        if (hr is None) == (hr_features is None):
+            raise ValueError("ContentLoss: pass exactly one of hr and hr_features")
+        if hr_features is None:
+            with torch.no_grad():  # the target carries no gradient; skip building its graph
+                hr_features = self.features(hr)
+        sr_features = self.features(sr)
+        if sr_features.shape != hr_features.shape:
+            raise ValueError(f"ContentLoss: sr features {tuple(sr_features.shape)} and hr features "
+                             f"{tuple(hr_features.shape)} differ in shape")
+        return F.mse_loss(sr_features, hr_features)
+
+
+def adversarial_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Generator's l_Gen = mean of -log D(G(lr)) (Ledig et al. 2017, eq. 6), as BCE-with-logits against 1.
+
+    The non-saturating form (Goodfellow et al. 2014, sec. 3): strong gradients while D still wins.
+    """
+    logits = fake_logits.float()
+    return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Discriminator loss: mean -log D(hr) + mean -log(1 - D(sr)) (Ledig et al. 2017, eq. 2, as a minimisation).
+
+    The sum of two BCE-with-logits terms (real against 1, fake against 0); fake_logits should come from
+    detached SR images so the generator gets no gradient from this loss.
+    """
+    real, fake = real_logits.float(), fake_logits.float()
+    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))

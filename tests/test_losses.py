@@ -1,0 +1,99 @@
+"""SRGAN losses on hand-computable inputs; content loss on a small random-weight VGG trunk."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mgsrgan.config import LossConfig
+from mgsrgan.losses import CONTENT_RESCALE, ContentLoss, adversarial_g_loss, discriminator_loss, pixel_loss
+from mgsrgan.vgg import VGGFeatures
+
+LOG2 = math.log(2.0)
+
+
+@pytest.fixture(scope="module")
+def trunk():
+    return VGGFeatures(layer="2_2", weights="random")
+
+
+def images(seed: int, shape=(2, 3, 16, 16)) -> torch.Tensor:
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_pixel_loss_values():
+    sr, hr = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
+    assert pixel_loss(sr, hr, "mse").item() == pytest.approx(0.25)
+    assert pixel_loss(sr, hr, "l1").item() == pytest.approx(0.5)
+    hr[0, 0, 0, 0] = 1.5  # one value off by 1.5 of 48: mse = (47 * 0.25 + 2.25) / 48
+    assert pixel_loss(sr, hr, "mse").item() == pytest.approx((47 * 0.25 + 2.25) / 48)
+    with pytest.raises(ValueError, match="kind"):
+        pixel_loss(sr, hr, "l2")
+    with pytest.raises(ValueError, match="differ in shape"):
+        pixel_loss(sr, hr[..., :2], "mse")
+
+
+def test_adversarial_generator_loss_is_minus_log_d():
+    assert adversarial_g_loss(torch.zeros(4)).item() == pytest.approx(LOG2)  # D = 1/2
+    logits = torch.tensor([-2.0, 0.5, 3.0])
+    expected = -torch.log(torch.sigmoid(logits)).mean()
+    assert adversarial_g_loss(logits).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert adversarial_g_loss(torch.full((2,), 30.0)).item() < 1e-12  # D fooled completely
+
+
+def test_discriminator_loss_values():
+    assert discriminator_loss(torch.zeros(3), torch.zeros(3)).item() == pytest.approx(2 * LOG2)
+    real, fake = torch.tensor([1.0, -0.5]), torch.tensor([0.25, -3.0])
+    expected = -torch.log(torch.sigmoid(real)).mean() - torch.log(1 - torch.sigmoid(fake)).mean()
+    assert discriminator_loss(real, fake).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert discriminator_loss(torch.full((2,), 30.0), torch.full((2,), -30.0)).item() < 1e-12  # perfect D
+
+
+def test_adversarial_losses_are_float32_under_bf16_logits():
+    logits = torch.zeros(4, dtype=torch.bfloat16)
+    assert adversarial_g_loss(logits).dtype == torch.float32
+    assert discriminator_loss(logits, logits).dtype == torch.float32
+
+
+def test_content_loss_is_rescaled_feature_mse(trunk):
+    sr, hr = images(0), images(1)
+    loss = ContentLoss(trunk)(sr, hr=hr)
+    with torch.no_grad():
+        plain = F.mse_loss(trunk(sr), trunk(hr))
+    assert loss.item() == pytest.approx(CONTENT_RESCALE**2 * plain.item(), rel=1e-5)
+    doubled = ContentLoss(trunk, rescale=2 * CONTENT_RESCALE)(sr, hr=hr)
+    assert doubled.item() == pytest.approx(4 * loss.item(), rel=1e-5)  # rescale enters squared
+    assert ContentLoss(trunk)(hr, hr=hr).item() == 0.0
+    assert CONTENT_RESCALE == pytest.approx(1 / 12.75)
+
+
+def test_precomputed_hr_features_give_the_same_loss(trunk):
+    content = ContentLoss(trunk)
+    sr, hr = images(2), images(3)
+    with torch.no_grad():
+        hr_features = content.features(hr)
+    assert hr_features.shape == (2, 128, 8, 8)
+    torch.testing.assert_close(content(sr, hr_features=hr_features), content(sr, hr=hr))
+    with pytest.raises(ValueError, match="exactly one"):
+        content(sr, hr=hr, hr_features=hr_features)
+    with pytest.raises(ValueError, match="exactly one"):
+        content(sr)
+    with pytest.raises(ValueError, match="differ in shape"):
+        content(sr, hr_features=hr_features[..., :4])
+
+
+def test_gradient_reaches_sr_not_vgg(trunk):
+    sr = images(4).requires_grad_(True)
+    ContentLoss(trunk)(sr, hr=images(5)).backward()
+    assert sr.grad is not None and sr.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in trunk.parameters())
+
+
+def test_from_config_builds_the_configured_trunk():
+    cfg = LossConfig(content_layer="2_1", content_before_relu=True, vgg_weights="random", content_rescale=0.5)
+    content = ContentLoss.from_config(cfg)
+    assert content.rescale == 0.5 and content.vgg.layer == "2_1" and content.vgg.before_relu
+    features = content.features(images(6, (1, 3, 8, 8)))
+    assert features.shape == (1, 128, 4, 4) and features.min() < 0  # before the ReLU: negatives remain
