@@ -87,6 +87,9 @@ class RuntimeConfig:
     amp: Literal["none", "bf16", "fp16"] = "bf16"  # autocast dtype on CUDA; ignored on CPU (fp32 there)
     channels_last: bool = True  # NHWC memory format on CUDA (faster convolutions on tensor cores)
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    # Under torchrun: "data" = DistributedDataParallel over every member (the global batch is split over ranks);
+    # "ensemble" = member k trains alone on rank k % world_size (members are independent: no gradient traffic).
+    distributed: Literal["data", "ensemble"] = "data"
 
 
 @dataclass

@@ -10,6 +10,7 @@ from mgsrgan.checkpoint import (CheckpointError, arch_of, load_tensors, optimize
                                 restore_optimizer, save_checkpoint)
 from mgsrgan.config import Config, config_to_dict
 from mgsrgan.discriminator import Discriminator
+from mgsrgan.distributed import cross_rank_batchnorm
 from mgsrgan.generator import Generator
 
 PRETRAIN, GAN, DONE = "pretrain", "gan", "done"
@@ -32,14 +33,22 @@ class Member:
     # fp16 autocast needs loss scaling; disabled (a pass-through) otherwise. Not checkpointed: it re-calibrates.
     scaler_g: torch.amp.GradScaler | None = None
     scaler_d: torch.amp.GradScaler | None = None
+    # What the gradient steps call: DistributedDataParallel wrappers in data-parallel runs, else the networks.
+    # Gradient-free passes and checkpoints use `generator` / `discriminator` themselves.
+    train_generator: torch.nn.Module | None = None
+    train_discriminator: torch.nn.Module | None = None
 
 
 def member_seed(cfg: Config, index: int) -> int:
     return cfg.train.seed + index
 
 
-def build_member(cfg: Config, index: int, device: torch.device) -> Member:
-    """Networks initialised from the member's own seed, so members differ from their first weight."""
+def build_member(cfg: Config, index: int, device: torch.device, *, data_parallel: bool = False) -> Member:
+    """Networks initialised from the member's own seed, so members differ from their first weight.
+
+    data_parallel: wrap both networks in DistributedDataParallel (the process group must be initialised), with
+    BatchNorm statistics over the global batch (SyncBatchNorm on CUDA, CrossRankBatchNorm2d on CPU).
+    """
     seed = member_seed(cfg, index)
     torch.manual_seed(seed)
     m, t = cfg.model, cfg.train
@@ -49,13 +58,29 @@ def build_member(cfg: Config, index: int, device: torch.device) -> Member:
     if cfg.runtime.channels_last and device.type == "cuda":
         generator = generator.to(memory_format=torch.channels_last)
         discriminator = discriminator.to(memory_format=torch.channels_last)
+    train_generator, train_discriminator = generator, discriminator
+    if data_parallel:
+        train_generator, train_discriminator = (wrap_data_parallel(generator, device),
+                                                wrap_data_parallel(discriminator, device))
     betas = (t.adam_beta1, t.adam_beta2)
     optim_g = torch.optim.Adam(generator.parameters(), lr=t.g_learning_rate, betas=betas)
     optim_d = torch.optim.Adam(discriminator.parameters(), lr=t.d_learning_rate, betas=betas)
     fp16 = device.type == "cuda" and cfg.runtime.amp == "fp16"
     return Member(index, seed, generator, discriminator, optim_g, optim_d,
                   scaler_g=torch.amp.GradScaler(device.type, enabled=fp16),
-                  scaler_d=torch.amp.GradScaler(device.type, enabled=fp16))
+                  scaler_d=torch.amp.GradScaler(device.type, enabled=fp16),
+                  train_generator=train_generator, train_discriminator=train_discriminator)
+
+
+def wrap_data_parallel(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Global-batch BatchNorm in place (parameter names unchanged), then DistributedDataParallel around it."""
+    if device.type == "cuda":
+        swapped = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        assert swapped is module, "the root module is never a BatchNorm here"
+    else:
+        cross_rank_batchnorm(module)
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda"
+                                                     else None)
 
 
 def member_dir(run_dir: Path, index: int) -> Path:

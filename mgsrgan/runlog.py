@@ -31,10 +31,10 @@ def format_eta(seconds: float) -> str:
 
 class RunLog:
     def __init__(self, run_dir: Path | None, *, enabled: bool = True, tensorboard: bool = True,
-                 quiet: bool = False) -> None:
+                 quiet: bool = False, filename: str = "log.jsonl") -> None:
         self.enabled = enabled and run_dir is not None
         self.quiet = quiet
-        self.jsonl = open(Path(run_dir) / "log.jsonl", "a") if self.enabled else None
+        self.jsonl = open(Path(run_dir) / filename, "a") if self.enabled else None
         self.tb = _tensorboard_writer(Path(run_dir) / "tensorboard") if self.enabled and tensorboard else None
 
     def event(self, kind: str, **fields) -> None:

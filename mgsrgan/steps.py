@@ -11,7 +11,8 @@ import contextlib
 import torch
 
 from mgsrgan.config import Config
-from mgsrgan.losses import ContentLoss, adversarial_g_loss, discriminator_loss, pixel_loss
+from mgsrgan.losses import (ContentLoss, adversarial_g_loss, discriminator_fake_loss, discriminator_real_loss,
+                            pixel_loss)
 from mgsrgan.member import Member
 from mgsrgan.schedule import DISCRIMINATOR, gan_learning_rate_factor, update_kind
 
@@ -35,7 +36,7 @@ def pretrain_step(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, cf
                   device: torch.device) -> dict[str, torch.Tensor]:
     """Phase 1 (SRResNet): minimise the pixel loss only."""
     with autocast(cfg, device):
-        sr_img = member.generator(lr_img)
+        sr_img = member.train_generator(lr_img)
     loss = pixel_loss(sr_img.float(), hr_img, cfg.loss.pixel)
     _apply(loss, member.optim_g, member.scaler_g)
     return {"pixel": loss.detach()}
@@ -63,18 +64,27 @@ def gan_step(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, iterati
     if update_kind(iteration, cfg.train.g_updates, cfg.train.d_updates) == DISCRIMINATOR:
         with torch.no_grad(), autocast(cfg, device):
             sr_img = generator(lr_img)
+        # Real and fake batches go through D separately (BatchNorm statistics per batch, as in the paper's
+        # reference implementations), each forward followed by its backward.
         with autocast(cfg, device):
-            real_logits = discriminator(hr_img).float()
-            fake_logits = discriminator(sr_img).float()
-        loss = discriminator_loss(real_logits, fake_logits)
-        _apply(loss, member.optim_d, member.scaler_d)
-        return {"loss_d": loss.detach(), "d_real": torch.sigmoid(real_logits).mean().detach(),
+            real_logits = member.train_discriminator(hr_img).float()
+        real_loss = discriminator_real_loss(real_logits)
+        optimizer = member.optim_d
+        optimizer.zero_grad(set_to_none=True)
+        member.scaler_d.scale(real_loss).backward()
+        with autocast(cfg, device):
+            fake_logits = member.train_discriminator(sr_img).float()
+        fake_loss = discriminator_fake_loss(fake_logits)
+        member.scaler_d.scale(fake_loss).backward()
+        member.scaler_d.step(optimizer)
+        member.scaler_d.update()
+        return {"loss_d": (real_loss + fake_loss).detach(), "d_real": torch.sigmoid(real_logits).mean().detach(),
                 "d_fake": torch.sigmoid(fake_logits).mean().detach()}
     discriminator.requires_grad_(False)  # no D gradients in a G step: saves the weight-gradient work
     try:
         with autocast(cfg, device):
-            sr_img = generator(lr_img)
-            fake_logits = discriminator(sr_img).float()
+            sr_img = member.train_generator(lr_img)
+            fake_logits = discriminator(sr_img).float()  # D itself, not its DDP wrapper: D is not updated here
             content = content_loss(sr_img, hr=hr_img if hr_features is None else None, hr_features=hr_features)
         adversarial = adversarial_g_loss(fake_logits)
         loss = cfg.loss.content_weight * content.float() + cfg.loss.adv_weight * adversarial

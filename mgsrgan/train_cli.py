@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from mgsrgan.checkpoint import atomic_write
 from mgsrgan.config import Config, dump_config, load_config
 from mgsrgan.data import TrainPatches, load_validation
 from mgsrgan.device import resolve_device
+from mgsrgan.distributed import World, broadcast_object, init_process_group, shutdown, world_from_env
 from mgsrgan.errors import UserError
 from mgsrgan.runlog import RunLog
 from mgsrgan.training import Context, train
@@ -53,7 +57,7 @@ def prepare_run_dir(cfg: Config, args: argparse.Namespace) -> Path:
     return run_dir
 
 
-def run(args: argparse.Namespace) -> int:
+def load_run_config(args: argparse.Namespace) -> Config:
     if args.resume:
         saved = Path(args.resume) / "config.yaml"
         if not saved.is_file():
@@ -63,40 +67,103 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides)
     if args.device:
         cfg.runtime.device = args.device
+    return cfg
+
+
+def shared_run_dir(cfg: Config, args: argparse.Namespace, world: World) -> Path:
+    """Rank 0 makes the run folder; every rank gets its path (or rank 0's error, so no rank waits forever)."""
+    outcome: tuple[str, str] = ("", "")
+    if world.is_main:
+        try:
+            outcome = (str(prepare_run_dir(cfg, args)), "")
+        except UserError as err:
+            outcome = ("", str(err))
+    path, error = broadcast_object(outcome, world)
+    if error:
+        raise UserError(error)
+    return Path(path)
+
+
+def run(args: argparse.Namespace, world: World) -> int:
+    cfg = load_run_config(args)
     device = resolve_device(cfg.runtime.device)
+    if device.type == "cuda" and world.distributed:
+        device = torch.device("cuda", world.local_rank)
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
+    if world.distributed and cfg.runtime.distributed == "data" and cfg.data.batch_size % world.world_size:
+        raise UserError(f"data.batch_size={cfg.data.batch_size} (the global batch) is not divisible by the "
+                        f"{world.world_size} processes")
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
+    if restarted and not args.resume:
+        if not (args.name or cfg.train.name):
+            raise UserError("torchrun restarted the workers, but the run has no fixed name to resume: "
+                            "pass --name (or train.name) when using --max-restarts")
+        args.resume = str(Path(cfg.train.out_dir) / (args.name or cfg.train.name))
     d = cfg.data  # data problems surface before a run folder is made
     dataset = TrainPatches(hr_dirs=d.train_dirs, lr_dirs=d.train_lr_dirs, scale=cfg.model.scale,
                            hr_patch=d.hr_patch, augment=d.augment, seed=cfg.train.seed,
                            cache_images=d.cache_images)
     validation = load_validation(d.val_dir, cfg.model.scale, d.val_max_images) if d.val_dir else []
-    run_dir = prepare_run_dir(cfg, args)
-    log = RunLog(run_dir, quiet=False)
+    init_process_group(world, device)
+    run_dir = shared_run_dir(cfg, args, world)
+    per_rank_logs = world.distributed and cfg.runtime.distributed == "ensemble"
+    log = RunLog(run_dir, enabled=world.is_main or per_rank_logs,
+                 filename="log.jsonl" if world.is_main else f"log.rank{world.rank}.jsonl")
     log.say(f"run folder {run_dir} | device {device} | {cfg.train.members} members, {cfg.train.schedule} | "
-            f"{len(dataset.sources)} training images, {len(validation)} validation images")
-    log.event("start", device=str(device), resume=bool(args.resume), torch=torch.__version__)
+            f"{len(dataset.sources)} training images, {len(validation)} validation images"
+            + (f" | {world.world_size} processes, {cfg.runtime.distributed}-parallel" if world.distributed else ""))
+    log.event("start", device=str(device), resume=bool(args.resume), torch=torch.__version__,
+              world_size=world.world_size, rank=world.rank)
     ctx = Context(cfg=cfg, run_dir=run_dir, device=device, dataset=dataset, validation=validation, log=log,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, world=world)
     try:
         train(ctx, resume=bool(args.resume))
-    except KeyboardInterrupt:
-        log.say(f"interrupted: the last checkpoints are kept; continue with  python train.py --resume {run_dir}")
-        return 130
+    except (KeyboardInterrupt, Terminated) as stop:
+        print(f"{'interrupted' if isinstance(stop, KeyboardInterrupt) else 'stopped (SIGTERM)'} on rank "
+              f"{world.rank}: the last checkpoints in {run_dir} are intact; continue with the same command "
+              f"plus --resume {run_dir}", file=sys.stderr)
+        return 130 if isinstance(stop, KeyboardInterrupt) else 143
+    except RuntimeError as err:
+        if not (world.distributed and _lost_peer(err)):
+            raise
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"error: rank {world.rank} lost contact with the other processes ({first_line}). The last "
+              f"checkpoints in {run_dir} are intact; continue with the same torchrun command plus "
+              f"--resume {run_dir}", file=sys.stderr)
+        return 1
     finally:
         log.close()
-    print(f"done: {run_dir} (member checkpoints in {run_dir}/member_*/)")
+    if world.is_main:
+        print(f"done: {run_dir} (member checkpoints in {run_dir}/member_*/)")
     return 0
+
+
+LOST_PEER_MARKERS = ("gloo", "nccl", "connection reset", "connection closed", "timed out")  # as torch words them
+
+
+def _lost_peer(err: RuntimeError) -> bool:
+    """A collective that failed because another rank vanished (gloo raises a plain RuntimeError for it)."""
+    return isinstance(err, dist.DistError) or any(m in str(err).lower() for m in LOST_PEER_MARKERS)
+
+
+class Terminated(Exception):
+    """SIGTERM: torchrun stops the surviving workers this way when one of them fails."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    world = world_from_env()
+    if world.distributed:
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        return run(args)
+        return run(args, world)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    finally:
+        shutdown()

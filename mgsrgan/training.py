@@ -19,7 +19,9 @@ from tqdm import tqdm
 
 from mgsrgan.config import Config
 from mgsrgan.data import TrainPatches, make_loader
+from mgsrgan.distributed import World, all_reduce_sum, barrier
 from mgsrgan.losses import ContentLoss
+from mgsrgan.checkpoint import load_generator
 from mgsrgan.member import (DONE, GAN, PHASES, PRETRAIN, Member, build_member, load_training_state, member_dir,
                             save_generator, save_training_state)
 from mgsrgan.runlog import RunLog, format_eta
@@ -39,7 +41,23 @@ class Context:
     validation: list  # (name, lr, hr) pairs from data.load_validation; empty = no validation
     log: RunLog
     progress: bool = True
+    world: World = World()
     content_loss: ContentLoss | None = None  # built on first use: the VGG weights are needed only for phase 2
+
+    @property
+    def data_parallel(self) -> bool:
+        return self.world.distributed and self.cfg.runtime.distributed == "data"
+
+    @property
+    def writes_checkpoints(self) -> bool:
+        """Data-parallel ranks hold identical members, so rank 0 alone writes; ensemble ranks own their members."""
+        return self.world.is_main or not self.data_parallel
+
+    def own_members(self) -> list[int]:
+        members = range(self.cfg.train.members)
+        if self.world.distributed and not self.data_parallel:
+            return [k for k in members if k % self.world.world_size == self.world.rank]
+        return list(members)
 
 
 def phase_steps(cfg: Config, phase: str) -> int:
@@ -65,23 +83,39 @@ def _validate(ctx: Context, group: list[Member], phase: str, step: int) -> None:
         return
     scale = ctx.cfg.model.scale
     for member in group:
-        member.val = validate_generators([member.generator], ctx.validation, scale, ctx.device)
+        member.val = validate_generators([member.generator], ctx.validation, scale, ctx.device, _val_world(ctx))
         ctx.log.event("val", member=member.index, phase=phase, step=step, **member.val)
         ctx.log.scalars(f"val/member_{member.index}", member.val, step)
         if member.best_psnr is None or member.val["psnr"] > member.best_psnr:
             member.best_psnr = member.val["psnr"]
-            save_generator(member, ctx.cfg, member_dir(ctx.run_dir, member.index) / "best.safetensors")
+            if ctx.writes_checkpoints:
+                save_generator(member, ctx.cfg, member_dir(ctx.run_dir, member.index) / "best.safetensors")
     text = " ".join(f"m{m.index} {m.val['psnr']:.2f}dB/{m.val['ssim']:.4f}" for m in group)
     if len(group) > 1:
-        mean = validate_generators([m.generator for m in group], ctx.validation, scale, ctx.device)
+        mean = validate_generators([m.generator for m in group], ctx.validation, scale, ctx.device,
+                                   _val_world(ctx))
         ctx.log.event("val", member="mean", phase=phase, step=step, **mean)
         text += f" | mean {mean['psnr']:.2f}dB/{mean['ssim']:.4f}"
     ctx.log.say(f"[val] {phase} step {step}: {text}")
 
 
+def _val_world(ctx: Context) -> World:
+    """Data-parallel ranks split the validation images; ensemble ranks validate their own members alone."""
+    return ctx.world if ctx.data_parallel else World()
+
+
 def _save_last(ctx: Context, group: list[Member]) -> None:
+    if not ctx.writes_checkpoints:
+        return
     for member in group:
         save_training_state(member, ctx.cfg, member_dir(ctx.run_dir, member.index) / "last.safetensors")
+
+
+def _mean_over_ranks(ctx: Context, values: dict[str, torch.Tensor]) -> dict[str, float]:
+    floats = [v.item() for v in values.values()]
+    if ctx.data_parallel:
+        floats = [f / ctx.world.world_size for f in all_reduce_sum(floats, ctx.world)]
+    return dict(zip(values, floats))
 
 
 def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
@@ -96,10 +130,13 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
     if start < total:
         dataset = copy.copy(ctx.dataset)  # shares the decoded images; only the seed differs
         dataset.seed = data_seed(cfg, group, phase)
+        shard = ctx.world if ctx.data_parallel else World()
         loader = make_loader(dataset, batch_size=cfg.data.batch_size, start_step=start, stop_step=total,
-                             num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda")
+                             num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda",
+                             rank=shard.rank, world_size=shard.world_size)
         content_loss = _content_loss(ctx) if phase == GAN else None
-        bar = tqdm(total=total, initial=start, desc=f"{phase} m{names}", unit="step", disable=not ctx.progress,
+        bar = tqdm(total=total, initial=start, desc=f"{phase} m{names}", unit="step",
+                   disable=not ctx.progress or not ctx.log.enabled,
                    dynamic_ncols=True)
         tick, tick_step = time.perf_counter(), start
         for step, (lr_img, hr_img) in enumerate(loader, start):
@@ -128,7 +165,7 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
                 rate = (done - tick_step) / max(now - tick, 1e-9)
                 eta = (total - done) / rate if rate > 0 else float("inf")
                 for index, values in stats.items():
-                    floats = {k: v.item() for k, v in values.items()}
+                    floats = _mean_over_ranks(ctx, values)
                     ctx.log.event("train", member=index, phase=phase, step=done, steps_per_s=rate, eta_s=eta,
                                   g_learning_rate=group[0].optim_g.param_groups[0]["lr"], **floats)
                     ctx.log.scalars(f"train/member_{index}/{phase}", floats, done)
@@ -144,19 +181,21 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
     _validate(ctx, group, phase, total)
     for member in group:
         member.history[phase] = member.val
-        save_generator(member, cfg, member_dir(ctx.run_dir, member.index) / f"{phase}.safetensors")
+        if ctx.writes_checkpoints:
+            save_generator(member, cfg, member_dir(ctx.run_dir, member.index) / f"{phase}.safetensors")
         member.phase, member.step = (GAN if phase == PRETRAIN else DONE), 0
     _save_last(ctx, group)
     ctx.log.event("phase_end", phase=phase, members=[m.index for m in group])
 
 
 def train(ctx: Context, *, resume: bool) -> list[Member]:
-    """Train (or resume) every member of the run in ctx.run_dir; returns the members, all in phase DONE."""
+    """Train (or resume) this rank's members of the run in ctx.run_dir; returns them, all in phase DONE."""
     cfg = ctx.cfg
-    members = [build_member(cfg, k, ctx.device) for k in range(cfg.train.members)]
+    members = [build_member(cfg, k, ctx.device, data_parallel=ctx.data_parallel) for k in ctx.own_members()]
     for member in members:
         last = member_dir(ctx.run_dir, member.index) / "last.safetensors"
-        member_dir(ctx.run_dir, member.index).mkdir(parents=True, exist_ok=True)
+        if ctx.writes_checkpoints:
+            member_dir(ctx.run_dir, member.index).mkdir(parents=True, exist_ok=True)
         if resume and last.exists():
             load_training_state(member, last)
             ctx.log.say(f"resumed member {member.index}: {member.phase} step {member.step}")
@@ -166,8 +205,19 @@ def train(ctx: Context, *, resume: bool) -> list[Member]:
     for group in groups:
         for phase in PHASES:
             run_phase(ctx, group, phase)
-    if ctx.validation and len(members) > 1:
-        summary = validate_generators([m.generator for m in members], ctx.validation, cfg.model.scale, ctx.device)
-        ctx.log.event("val", member="mean", phase="final", **summary)
-        ctx.log.say(f"[val] final mean of {len(members)} members: {summary['psnr']:.2f} dB / {summary['ssim']:.4f}")
+    barrier(ctx.world)
+    if ctx.validation and cfg.train.members > 1 and ctx.world.is_main:
+        _validate_final_ensemble(ctx)
     return members
+
+
+def _validate_final_ensemble(ctx: Context) -> None:
+    """The mean of all members (read back from their files: in ensemble mode other ranks trained them)."""
+    cfg = ctx.cfg
+    for name in PHASES:
+        paths = [member_dir(ctx.run_dir, k) / f"{name}.safetensors" for k in range(cfg.train.members)]
+        generators = [load_generator(p)[0].to(ctx.device) for p in paths]
+        summary = validate_generators(generators, ctx.validation, cfg.model.scale, ctx.device)
+        ctx.log.event("val", member="mean", phase=f"final_{name}", **summary)
+        ctx.log.say(f"[val] mean of {len(generators)} {name} members: {summary['psnr']:.2f} dB / "
+                    f"{summary['ssim']:.4f}")
