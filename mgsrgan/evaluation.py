@@ -2,7 +2,8 @@
 
 For every HR image: crop to a multiple of the scale (`modcrop`), make the LR with antialiased bicubic
 (`bicubic_downscale`), upscale it with each model, clip/round to 8 bits, score PSNR and SSIM on Y with
-`crop_border = scale`. Grayscale images stay gray end to end and are scored on raw gray values.
+`crop_border = scale`. Grayscale images are scored on raw gray values: bicubic works on them directly, networks
+see three equal channels and their output returns to gray through Pillow's luma.
 
 Every model is an `ImageUpscaler`: (h, w, 3) RGB or (h, w) gray uint8 LR -> the same layout at x scale. Networks
 that work on tensors (a generator, an ensemble, a tiled wrapper) are adapted with `tensor_upscaler`, so the loop
