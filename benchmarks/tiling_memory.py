@@ -1,0 +1,77 @@
+"""Peak memory of tiled upscaling: a 2000x2000 image x4 on CPU with a full-size SRResNet (16 blocks, 64 channels).
+
+    python benchmarks/tiling_memory.py [--size 2000] [--tile 128]
+
+The measurement runs in a child process so that its peak RSS (resource.getrusage ru_maxrss) is its own: model
+build, the LR image, the tiled upscale to a float32 (3, 8000, 8000) output and its conversion to an 8-bit PIL image
+(everything but the file write). Untiled, one 64-channel float32 feature map at 8000x8000 alone is 16 GiB.
+Writes benchmarks/results/tiling_memory.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT = ROOT / "benchmarks" / "results" / "tiling_memory.json"
+TARGET_GIB = 3.0  # the budget this benchmark checks (issue 3: "target under 3 GiB")
+FULL_BLOCKS, FULL_CHANNELS = 16, 64  # SRResNet as in Ledig et al. 2017 (fig. 4)
+KIB_PER_GIB = 1024 ** 2  # ru_maxrss is in KiB on Linux
+
+
+def child(size: int, scale: int, tile: int, seed: int) -> dict:
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    from mgsrgan.generator import Generator
+    from mgsrgan.imageio import ImageInfo, to_pil
+    from mgsrgan.upscaler import Upscaler
+
+    torch.manual_seed(seed)
+    generator = Generator(scale=scale, num_blocks=FULL_BLOCKS, channels=FULL_CHANNELS).eval()
+    up = Upscaler(generator, device="cpu", tile=tile)
+    lr_img = torch.rand(1, 3, size, size)  # (1, 3, h, w) in [0, 1]
+    start = time.perf_counter()
+    sr_img = up.upscale_tensor(lr_img)  # (1, 3, h*s, w*s)
+    upscale_s = time.perf_counter() - start
+    image = to_pil(sr_img[0], ImageInfo(mode="RGB", format=None, alpha=None, icc_profile=None))
+    assert image.size == (size * scale, size * scale)
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_PER_GIB
+    return {"size": size, "scale": scale, "tile": tile, "tile_pad": up.tile_pad, "num_blocks": FULL_BLOCKS,
+            "channels": FULL_CHANNELS, "device": "cpu", "threads": torch.get_num_threads(),
+            "upscale_seconds": round(upscale_s, 1), "peak_rss_gib": round(peak_gib, 3),
+            "target_gib": TARGET_GIB, "under_target": peak_gib < TARGET_GIB, "torch": torch.__version__}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=2000, help="LR side in pixels")
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--tile", type=int, default=192, help="tile side in LR pixels")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, default=RESULT)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.size, args.scale, args.tile, args.seed)))
+        return 0
+    command = [sys.executable, __file__, "--child", "--size", str(args.size), "--scale", str(args.scale),
+               "--tile", str(args.tile), "--seed", str(args.seed)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stderr, file=sys.stderr)
+        return done.returncode
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0 if result["under_target"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""K generators -> one nn.Module with the generator's call signature, so tiling, evaluation and export never ask K.
+
+Strategies (how K member outputs (K, B, 3, H, W) become one image):
+  mean      plain average.
+  median    per-pixel, per-channel median (mean of the two middle values for even K).
+  weighted  fixed weights from each member's validation PSNR, w_k proportional to 10^(psnr_k / 10) = 1 / MSE_k:
+            the minimum-variance linear combination of unbiased estimators with independent errors. It has no free
+            temperature (a softmax would) and stays close to the mean when members are close (0.1 dB -> 2.3%).
+  best      the single member with the best validation PSNR.
+  consensus per-pixel inverse-variance weighting against the ensemble's own median: each member's squared
+            deviation from the per-pixel median, averaged over a (2r+1)^2 window of the output, estimates its local
+            error variance; weights are 1 / (that + floor). Needs no validation scores, trusts every member equally
+            where they agree, and down-weights a member where (and only where) it strays, e.g. a local artefact.
+            Measured (tests/test_ensemble.py::test_consensus_measurement, 96x96 smooth truth, 5 members = truth +
+            N(0, 0.02)): PSNR dB  mean / median / consensus
+              all members good                       41.1 / 39.4 / 41.0
+              one member N(0, 0.15) everywhere        30.2 / 37.8 / 40.0
+              one member with a +0.4 32x32 blotch     31.1 / 39.2 / 40.8
+            i.e. within 0.1 dB of the mean when nothing is wrong, 9-10 dB above it and ~2 dB above the median with
+            one outlier (the mean of the 4 good members alone scores 40.1).
+
+Perception-distortion knob (Blau & Michaeli, CVPR 2018): with a GAN member and alpha in [0, 1], the output is
+(1 - alpha) * strategy(distortion members) + alpha * gan_member(x).
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mgsrgan.checkpoint import CHECKPOINT_NAMES, CheckpointError, GeneratorArch, load_generator
+from mgsrgan.errors import UserError
+
+STRATEGIES = ("mean", "median", "weighted", "best", "consensus")
+CONSENSUS_RADIUS = 3  # HR pixels: a 7x7 window, 147 samples per variance estimate (3 channels); small enough to
+#                       localise an artefact, large enough that the estimate's own noise is ~12% (1/sqrt(74))
+VARIANCE_FLOOR = (1.0 / 255.0) ** 2 / 12.0  # variance of 8-bit quantisation: agreement finer than the output can
+#                                             store carries no information, so no member gets more weight for it
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # weights/member_<k>/{pretrain,gan}.safetensors
+_MEMBER_DIR = re.compile(r"member_(\d+)$")
+
+
+class EnsembleSourceError(UserError):
+    """Members that cannot be found, or that do not belong together."""
+
+
+def median(stack: torch.Tensor) -> torch.Tensor:
+    """Median over dim 0 of (K, ...); for even K the mean of the two middle values (torch.median takes the lower)."""
+    k = stack.shape[0]
+    ordered = stack.sort(dim=0).values
+    if k % 2:
+        return ordered[k // 2]
+    return 0.5 * (ordered[k // 2 - 1] + ordered[k // 2])
+
+
+def consensus(stack: torch.Tensor, radius: int = CONSENSUS_RADIUS) -> torch.Tensor:
+    """(K, B, C, H, W) -> (B, C, H, W): local inverse-variance weighting against the per-pixel median (see module)."""
+    k, b, _, h, w = stack.shape
+    deviation = (stack - median(stack)).square().mean(dim=2)  # (K, B, H, W)
+    local = F.avg_pool2d(deviation.reshape(k * b, 1, h, w), 2 * radius + 1, stride=1, padding=radius,
+                         count_include_pad=False).reshape(k, b, 1, h, w)  # border windows average real pixels only
+    weights = 1.0 / (local + VARIANCE_FLOOR)
+    return (stack * weights).sum(dim=0) / weights.sum(dim=0)
+
+
+def psnr_weights(val_psnr: Sequence[float]) -> torch.Tensor:
+    """(K,) weights proportional to 10^(psnr/10) = 1/MSE, summing to 1 (shifted by the max to avoid overflow)."""
+    psnr = torch.tensor(list(val_psnr), dtype=torch.float64)
+    raw = torch.pow(10.0, (psnr - psnr.max()) / 10.0)
+    return (raw / raw.sum()).to(torch.float32)
+
+
+class Ensemble(nn.Module):
+    """Members combined by `strategy`. forward: (B, 3, h, w) in [0, 1] -> (B, 3, h*scale, w*scale).
+
+    `val_psnr` (one per member, dB) is needed by "weighted" and "best". `gan_member` with `alpha` in [0, 1] blends a
+    perception-oriented generator in: out = (1 - alpha) * combined + alpha * gan_member(x).
+    """
+
+    def __init__(self, members: Sequence[nn.Module], *, strategy: str = "mean",
+                 val_psnr: Sequence[float] | None = None, gan_member: nn.Module | None = None,
+                 alpha: float = 0.0) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        if strategy not in STRATEGIES:
+            raise UserError(f"unknown ensemble strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if strategy in ("weighted", "best") and (val_psnr is None or len(val_psnr) != len(members)):
+            raise UserError(f"strategy {strategy!r} needs one validation PSNR per member")
+        if not 0.0 <= alpha <= 1.0:
+            raise UserError(f"alpha must be in [0, 1], got {alpha}")
+        if alpha > 0.0 and gan_member is None:
+            raise UserError("alpha > 0 needs a GAN member to blend in")
+        scales = {m.scale for m in members} | ({gan_member.scale} if gan_member is not None else set())
+        if len(scales) != 1:
+            raise UserError(f"ensemble members have different scales {sorted(scales)}")
+        self.members = nn.ModuleList(members)
+        self.gan_member = gan_member
+        self.scale = scales.pop()
+        self.strategy = strategy
+        self.alpha = float(alpha)
+        weights = psnr_weights(val_psnr) if val_psnr is not None else torch.full((len(members),), 1 / len(members))
+        self.register_buffer("member_weights", weights, persistent=False)  # (K,) used by "weighted"
+        self.best_index = int(torch.tensor(list(val_psnr)).argmax()) if val_psnr is not None else 0
+
+    def receptive_radius(self) -> int:
+        """LR pixels of context an output pixel depends on: the widest member, plus the consensus window."""
+        radius = max(m.receptive_radius() for m in self._all_generators())
+        if self.strategy == "consensus":
+            radius += math.ceil(CONSENSUS_RADIUS / self.scale)
+        return radius
+
+    def _all_generators(self) -> list[nn.Module]:
+        return list(self.members) + ([self.gan_member] if self.gan_member is not None else [])
+
+    def _stack(self, lr_img: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(lr_img) for member in self.members], dim=0)  # (K, B, 3, H, W)
+
+    def _combine(self, stack: torch.Tensor) -> torch.Tensor:
+        if self.strategy == "mean":
+            return stack.mean(dim=0)
+        if self.strategy == "median":
+            return median(stack)
+        if self.strategy == "weighted":
+            return (stack * self.member_weights.to(stack.dtype).view(-1, 1, 1, 1, 1)).sum(dim=0)
+        if self.strategy == "best":
+            return stack[self.best_index]
+        return consensus(stack)
+
+    def _blend(self, combined: torch.Tensor, lr_img: torch.Tensor) -> torch.Tensor:
+        if self.gan_member is None or self.alpha == 0.0:
+            return combined
+        return (1.0 - self.alpha) * combined + self.alpha * self.gan_member(lr_img)
+
+    def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
+        if self.strategy == "best":  # run one member, not K
+            return self._blend(self.members[self.best_index](lr_img), lr_img)
+        return self._blend(self._combine(self._stack(lr_img)), lr_img)
+
+    def forward_with_uncertainty(self, lr_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(output (B, 3, H, W), std (B, 1, H, W)): per-pixel std across the (distortion) members, population
+        form (0 for K = 1), averaged over the 3 channels; same units as the image ([0, 1] scale)."""
+        stack = self._stack(lr_img)
+        std = stack.std(dim=0, correction=0).mean(dim=1, keepdim=True)
+        return self._blend(self._combine(stack), lr_img), std
+
+
+# ---- where members come from -------------------------------------------------------------------------------------
+
+def run_member_paths(run: Path, checkpoint: str) -> list[Path]:
+    """RUN/member_<k>/<checkpoint>.safetensors for every member k, in member order."""
+    if checkpoint not in CHECKPOINT_NAMES:
+        raise EnsembleSourceError(f"unknown checkpoint {checkpoint!r}; choose one of {', '.join(CHECKPOINT_NAMES)}")
+    run = Path(run)
+    if not run.is_dir():
+        raise EnsembleSourceError(f"{run}: no such run folder")
+    dirs = sorted((d for d in run.iterdir() if d.is_dir() and _MEMBER_DIR.match(d.name)),
+                  key=lambda d: int(_MEMBER_DIR.match(d.name).group(1)))
+    if not dirs:
+        raise EnsembleSourceError(f"{run}: no member_<k> folders; is this a training run folder?")
+    paths = [d / f"{checkpoint}.safetensors" for d in dirs]
+    for path in paths:
+        if not path.is_file():
+            raise EnsembleSourceError(f"{path}: missing (checkpoint {checkpoint!r} of this run)")
+    return paths
+
+
+def shipped_member_paths(checkpoint: str) -> list[Path]:
+    """The pretrained ensemble shipped in the repo's weights/ folder (member_<k>/{pretrain,gan}.safetensors)."""
+    if not SHIPPED_WEIGHTS.is_dir() or not any(_MEMBER_DIR.match(d.name) for d in SHIPPED_WEIGHTS.iterdir()):
+        raise EnsembleSourceError(f"{SHIPPED_WEIGHTS}: no shipped pretrained weights; pass --run RUN_DIR or "
+                                  "--weights FILE [FILE ...]")
+    return run_member_paths(SHIPPED_WEIGHTS, checkpoint)
+
+
+def load_members(paths: Sequence[Path]) -> list[tuple[nn.Module, dict]]:
+    """(generator in eval mode, metadata) per checkpoint; all must share one scale and architecture."""
+    loaded, first = [], None
+    for path in map(Path, paths):
+        try:
+            generator, meta = load_generator(path)
+        except RuntimeError as err:  # strict load_state_dict: tensors that contradict the recorded arch
+            raise CheckpointError(f"{path}: weights do not match the architecture in its metadata "
+                                  f"({str(err).splitlines()[0]})") from None
+        arch = GeneratorArch(**meta["arch"])
+        if first is None:
+            first = (path, arch)
+        elif arch != first[1]:
+            raise EnsembleSourceError(f"{path} ({_describe(arch)}) does not match {first[0]} ({_describe(first[1])});"
+                                      " ensemble members must share scale and architecture")
+        loaded.append((generator, meta))
+    return loaded
+
+
+def _describe(arch: GeneratorArch) -> str:
+    return f"x{arch.scale}, {arch.num_blocks} blocks, {arch.channels} channels"
+
+
+def val_psnr_of(path: Path, meta: dict, strategy: str) -> float:
+    val = meta.get("val")
+    if not isinstance(val, dict) or not isinstance(val.get("psnr"), (int, float)):
+        raise EnsembleSourceError(f"{path}: no validation PSNR in its metadata (meta val = {val!r}); strategy "
+                                  f"{strategy!r} needs one; use --strategy mean, median or consensus")
+    return float(val["psnr"])
+
+
+def build_ensemble(paths: Sequence[Path], *, strategy: str = "mean", gan_path: Path | None = None,
+                   alpha: float = 0.0) -> Ensemble:
+    """Load checkpoints into an Ensemble (eval mode). The GAN member, if any, must match the members' architecture."""
+    if strategy not in STRATEGIES:
+        raise UserError(f"unknown ensemble strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if not paths:
+        raise EnsembleSourceError("no ensemble members given")
+    all_paths = list(paths) + ([gan_path] if gan_path is not None else [])
+    loaded = load_members(all_paths)
+    gan = loaded.pop()[0] if gan_path is not None else None
+    val_psnr = None
+    if strategy in ("weighted", "best"):
+        val_psnr = [val_psnr_of(Path(p), meta, strategy) for p, (_, meta) in zip(paths, loaded)]
+    return Ensemble([g for g, _ in loaded], strategy=strategy, val_psnr=val_psnr, gan_member=gan,
+                    alpha=alpha).eval()

@@ -1,0 +1,193 @@
+"""Image files <-> float tensors, and back to the mode the image came in.
+
+Reading gives a (3, h, w) float32 RGB tensor in [0, 1] plus an ImageInfo saying what to restore:
+  RGB, CMYK / YCbCr / LAB / HSV (converted to RGB)     -> RGB
+  RGBA, LA, P / PA with transparency                    -> colour upscaled by the model, alpha by bicubic, re-attached
+  L, 1 (bilevel)                                        -> the model sees gray replicated to 3 channels; back to L
+  I;16 / I (16-bit gray PNG/TIFF)                       -> read as value / 65535, written as round(value * 65535)
+EXIF orientation is applied first (so the output is upright and carries no orientation tag). Animated or multi-page
+files contribute their first frame. Writes are atomic (temp file in the same folder, then os.replace).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mgsrgan.checkpoint import atomic_write
+from mgsrgan.errors import UserError
+
+EIGHT_BIT_MAX = 255.0
+SIXTEEN_BIT_MAX = 65535.0  # PNG 16-bit samples are 0..65535 (PNG spec, section 4.4)
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # Pillow's names for 16-bit (and 32-bit int) gray
+SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")  # formats Pillow writes 16-bit gray to
+ALPHA_FORMATS = ("PNG", "WEBP", "TIFF", "GIF")  # formats that keep an alpha channel; others get the colour only
+TO_RGB_MODES = ("CMYK", "YCbCr", "LAB", "HSV", "RGBX")
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, the weights Pillow's convert("L") uses
+SAVE_QUALITY = {"JPEG": 95, "WEBP": 95}  # Pillow's default 75 visibly smears restored detail; 95 is near-lossless
+UNCERTAINTY_FULL_SCALE = 0.05  # std (image units, [0, 1]) drawn at the top colour: ~13 8-bit levels of disagreement
+VIRIDIS_ANCHORS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))  # matplotlib's
+#   viridis at 0, 0.25, 0.5, 0.75, 1 (its published 5-step palette); linear in between is within a few levels
+
+
+class BadImageError(UserError):
+    """An input that is not a readable image: empty, corrupt, unknown format, or over the pixel limit."""
+
+
+class ImageWriteError(UserError):
+    """An output that cannot be written (folder not writable, not a folder, disk full, unknown format)."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an upscaled tensor needs to become the same kind of image again."""
+
+    mode: str  # output mode: "RGB", "RGBA", "L", "LA" or "I;16"
+    format: str | None  # Pillow format of the source ("PNG", "JPEG", ...); None for images made in memory
+    alpha: Image.Image | None  # the source alpha (mode "L", h x w), or None
+    icc_profile: bytes | None  # colour profile to carry over (dropped when converted from CMYK etc.)
+
+
+def from_pil(img: Image.Image) -> tuple[torch.Tensor, ImageInfo]:
+    """PIL image -> ((3, h, w) float32 RGB in [0, 1], ImageInfo)."""
+    img = ImageOps.exif_transpose(img)
+    icc = img.info.get("icc_profile")
+    if img.mode in ("P", "PA"):
+        img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
+    elif img.mode == "1":
+        img = img.convert("L")
+    elif img.mode in TO_RGB_MODES:
+        icc = icc if img.mode == "RGBX" else None  # a CMYK/LAB profile describes the old space, not the new RGB
+        img = img.convert("RGB")
+    elif img.mode in ("RGBa", "La"):  # premultiplied alpha
+        img = img.convert(img.mode[0:-1] + "A")
+    mode = img.mode
+    alpha = None
+    if mode in SIXTEEN_BIT_MODES:
+        gray = np.clip(np.asarray(img, dtype=np.float64), 0, SIXTEEN_BIT_MAX) / SIXTEEN_BIT_MAX
+        rgb = np.repeat(gray[..., None], 3, axis=2)
+        mode, icc = "I;16", None
+    elif mode in ("L", "LA"):
+        if mode == "LA":
+            alpha = img.getchannel("A")
+        rgb = np.repeat(np.asarray(img.getchannel("L"), dtype=np.float64)[..., None], 3, axis=2) / EIGHT_BIT_MAX
+    elif mode in ("RGB", "RGBA"):
+        if mode == "RGBA":
+            alpha = img.getchannel("A")
+        rgb = np.asarray(img.convert("RGB"), dtype=np.float64) / EIGHT_BIT_MAX
+    else:
+        raise BadImageError(f"image mode {mode!r} is not supported (supported: RGB, RGBA, L, LA, P, CMYK, 16-bit gray)")
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).to(torch.float32)
+    return tensor, ImageInfo(mode=mode, format=img.format, alpha=alpha, icc_profile=icc)
+
+
+def to_pil(sr_img: torch.Tensor, info: ImageInfo) -> Image.Image:
+    """(3, H, W) float RGB (clipped to [0, 1] here) -> PIL image in info.mode, alpha upscaled with bicubic."""
+    sr_img = sr_img.detach().to("cpu", torch.float32)  # float32 keeps 16-bit exact (error < 0.004 of a level)
+    height, width = sr_img.shape[-2:]
+    if info.mode in ("L", "LA", "I;16"):
+        gray = (sr_img * torch.tensor(LUMA_WEIGHTS).view(3, 1, 1)).sum(dim=0).clamp_(0.0, 1.0)
+        if info.mode == "I;16":
+            return Image.fromarray(gray.mul_(SIXTEEN_BIT_MAX).round_().numpy().astype(np.uint16))
+        out = Image.fromarray(gray.mul_(EIGHT_BIT_MAX).round_().to(torch.uint8).numpy())
+    else:  # one float copy, then uint8: a 8000x8000 output stays within ~1 GB here
+        rgb = sr_img.clamp(0.0, 1.0).mul_(EIGHT_BIT_MAX).round_().to(torch.uint8)
+        out = Image.fromarray(rgb.permute(1, 2, 0).contiguous().numpy())
+    if info.alpha is not None:
+        out.putalpha(info.alpha.resize((width, height), Image.BICUBIC))
+    return out
+
+
+def read_image(path: Path, *, max_pixels: int | None = None) -> tuple[torch.Tensor, ImageInfo]:
+    """Read a file; BadImageError (naming the file) for anything that is not a usable image.
+
+    `max_pixels` (default Pillow's Image.MAX_IMAGE_PIXELS, about 89 Mpx) guards against decompression bombs: the
+    size is checked from the header, before any pixel is decoded.
+    """
+    path = Path(path)
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    try:
+        if path.stat().st_size == 0:
+            raise BadImageError(f"{path}: empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own check below is the guard
+            saved_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(path) as img:
+                    width, height = img.size
+                    if limit is not None and width * height > limit:
+                        raise BadImageError(f"{path}: {width}x{height} = {width * height} pixels is over the limit of "
+                                            f"{limit} (decompression bomb guard; raise it with --max-pixels)")
+                    img.load()
+                    try:
+                        tensor, info = from_pil(img)
+                    except BadImageError as err:
+                        raise BadImageError(f"{path}: {err}") from None
+                    return tensor, ImageInfo(info.mode, img.format, info.alpha, info.icc_profile)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved_limit
+    except UnidentifiedImageError:
+        raise BadImageError(f"{path}: not an image (Pillow cannot identify it)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        raise BadImageError(f"{path}: unreadable or corrupt image ({err})") from None
+
+
+def format_for_extension(ext: str) -> str:
+    """'png' / '.jpg' -> Pillow format name ('PNG', 'JPEG'); UserError if Pillow cannot write it."""
+    Image.init()
+    suffix = "." + ext.lower().lstrip(".")
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in Image.SAVE:
+        raise UserError(f"cannot write images with extension {suffix!r}")
+    return fmt
+
+
+def output_format(target: Path, source_format: str | None) -> str:
+    """Format to write `target` in: the one its extension names, else the source's (a PNG named .dat stays PNG)."""
+    Image.init()
+    fmt = Image.registered_extensions().get(Path(target).suffix.lower())
+    if fmt in Image.SAVE:
+        return fmt
+    if source_format in Image.SAVE:
+        return source_format
+    raise ImageWriteError(f"{target}: Pillow cannot write format {source_format}; pass --ext png")
+
+
+def image_extensions() -> set[str]:
+    """Lower-case suffixes ('.png', ...) of the formats Pillow can read: what a folder scan picks up."""
+    Image.init()
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
+def write_image(img: Image.Image, path: Path, *, fmt: str, icc_profile: bytes | None = None) -> None:
+    """Save atomically as Pillow format `fmt`; 16-bit and alpha degrade to what the format can hold."""
+    path = Path(path)
+    if img.mode == "I;16" and fmt not in SIXTEEN_BIT_FORMATS:
+        img = Image.fromarray(np.round(np.asarray(img, dtype=np.float64) / 257.0).astype(np.uint8))
+    if img.mode in ("RGBA", "LA") and fmt not in ALPHA_FORMATS:
+        img = img.convert(img.mode[:-1])
+    params: dict = {}
+    if fmt in SAVE_QUALITY:
+        params["quality"] = SAVE_QUALITY[fmt]
+    if icc_profile and img.mode in ("RGB", "RGBA"):
+        params["icc_profile"] = icc_profile
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **params))
+    except (OSError, ValueError, KeyError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise ImageWriteError(f"{path}: cannot write ({reason})") from None
+
+
+def colorize_uncertainty(std: torch.Tensor, full_scale: float = UNCERTAINTY_FULL_SCALE) -> Image.Image:
+    """(1, H, W) or (H, W) std in image units -> RGB viridis map: dark purple = members agree, yellow = std at or
+    above `full_scale` (linear in between, clipped)."""
+    level = (std.detach().to("cpu", torch.float64).reshape(std.shape[-2:]) / full_scale).clamp(0.0, 1.0).numpy()
+    anchors = np.asarray(VIRIDIS_ANCHORS, dtype=np.float64)
+    positions = np.linspace(0.0, 1.0, len(anchors))
+    rgb = np.stack([np.interp(level, positions, anchors[:, c]) for c in range(3)], axis=-1)
+    return Image.fromarray(np.round(rgb).astype(np.uint8))

@@ -1,0 +1,202 @@
+"""`python inference.py -i IN [IN ...] -o OUT_DIR [--run RUN | --weights F ...]`: upscale files and folders.
+
+Bad inputs (not an image, corrupt, empty, over --max-pixels) and unwritable outputs each print one line
+`error: <file>: <why>` and the run goes on; it ends with `N written, S skipped, M failed ...`. Exit codes: 0 all
+fine, 1 some file failed, 2 usage or configuration error (nothing processed).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mgsrgan.checkpoint import CHECKPOINT_NAMES
+from mgsrgan.ensemble import STRATEGIES, Ensemble
+from mgsrgan.errors import UserError
+from mgsrgan.imageio import (UNCERTAINTY_FULL_SCALE, ImageInfo, colorize_uncertainty, format_for_extension,
+                             image_extensions, output_format, read_image, to_pil, write_image)
+from mgsrgan.upscaler import Upscaler, ensemble_from_source
+
+DEFAULT_BATCH_SIZE = 4  # same-size images per forward pass; small enough for a 64-channel x4 model on 8 GB at 512^2
+UNCERTAINTY_SUFFIX = "_uncertainty"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the members come from and how they are combined (shared with `mgsrgan export`)."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--run", type=Path, help="training run folder: uses every RUN/member_<k>/<checkpoint>")
+    source.add_argument("--weights", type=Path, nargs="+", metavar="FILE",
+                        help="explicit checkpoint files, one per member (default: the shipped weights/ folder)")
+    parser.add_argument("--checkpoint", choices=CHECKPOINT_NAMES, default=None,
+                        help="which checkpoint of each run member: best validation PSNR (default), last, pretrain "
+                             "(pixel-loss phase: sharpest PSNR) or gan (adversarial: most texture); default "
+                             "pretrain with --alpha and for the shipped weights")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="mean",
+                        help="mean: safe default; median: robust to one bad member; weighted: 1/MSE weights from "
+                             "validation PSNR; best: one member, K times faster; consensus: per-pixel weights that "
+                             "drop a member only where it disagrees with the rest (see mgsrgan/ensemble.py)")
+    parser.add_argument("--alpha", type=float, default=0.0,
+                        help="perception-distortion knob in [0, 1]: (1-A) * distortion ensemble + A * GAN member; "
+                             "0 = best PSNR, 1 = most realistic texture (Blau & Michaeli 2018)")
+    parser.add_argument("--gan-member", type=Path, help="GAN checkpoint blended in by --alpha (default: the gan "
+                                                        "checkpoint of member --gan-index)")
+    parser.add_argument("--gan-index", type=int, default=0, help="member whose gan checkpoint --alpha uses")
+
+
+def model_from_args(args: argparse.Namespace) -> Ensemble:
+    return ensemble_from_source(run=args.run, weights=args.weights, checkpoint=args.checkpoint,
+                                strategy=args.strategy, alpha=args.alpha, gan_member=args.gan_member,
+                                gan_index=args.gan_index)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inference.py", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("-i", "--input", type=Path, nargs="+", required=True, help="image files and/or folders")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (names are kept)")
+    add_model_arguments(parser)
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="also write <name>_uncertainty.png: per-pixel std across members, viridis colours")
+    parser.add_argument("--uncertainty-max", type=float, default=UNCERTAINTY_FULL_SCALE,
+                        help="std (image units, [0, 1]) shown as the top (yellow) colour; 0 is dark purple")
+    parser.add_argument("--tile", type=int, default=0, help="tile size in LR pixels (0 = whole image); bounds memory")
+    parser.add_argument("--tile-pad", type=int, default=None,
+                        help="LR pixels of context around each tile (default: the receptive radius: seamless)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--half", action="store_true", help="float16 on CUDA: about 2x faster, ~0.01 dB off")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="same-size images per pass")
+    parser.add_argument("--ext", help="output format by extension (png, jpg, webp, ...; default: the input's); "
+                                      "alpha is dropped for formats without it, 16-bit becomes 8-bit")
+    parser.add_argument("--recursive", action="store_true", help="descend into subfolders, keeping the layout")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
+    parser.add_argument("--max-pixels", type=int, default=None,
+                        help="refuse inputs with more pixels (decompression bomb guard; default Pillow's ~89M)")
+    return parser
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    target: Path
+    uncertainty: Path
+
+
+def collect_jobs(inputs: list[Path], output: Path, *, recursive: bool, ext: str | None) -> list[Job]:
+    """One job per input image; folders give their image files (by extension, sorted), subfolders if recursive."""
+    suffixes = image_extensions()
+    jobs = []
+    for item in inputs:
+        if item.is_file():
+            pairs = [(item, Path(item.name))]
+        elif item.is_dir():
+            found = item.rglob("*") if recursive else item.iterdir()
+            pairs = [(f, f.relative_to(item)) for f in sorted(found)
+                     if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")]
+        else:
+            raise UserError(f"{item}: no such file or folder")
+        for source, rel in pairs:
+            target = output / (rel.with_suffix("." + ext.lstrip(".")) if ext else rel)
+            if target.resolve() == source.resolve():
+                raise UserError(f"{source}: the output would replace the input; choose another --output folder")
+            jobs.append(Job(source, target, target.with_name(target.stem + UNCERTAINTY_SUFFIX + ".png")))
+    if not jobs:
+        raise UserError(f"no images found in {', '.join(map(str, inputs))}")
+    return jobs
+
+
+class Runner:
+    """Reads, batches same-size images, upscales, writes; counts outcomes."""
+
+    def __init__(self, upscaler: Upscaler, args: argparse.Namespace, progress: tqdm) -> None:
+        self.upscaler, self.args, self.progress = upscaler, args, progress
+        self.out_format = format_for_extension(args.ext) if args.ext else None
+        self.written = self.skipped = self.failed = 0
+        self.output_pixels = 0
+        self.pending: list[tuple[Job, torch.Tensor, ImageInfo]] = []
+
+    def fail(self, message: str) -> None:
+        self.failed += 1
+        tqdm.write(f"error: {message}", file=sys.stderr)
+
+    def add(self, job: Job) -> None:
+        if job.target.exists() and not self.args.overwrite:
+            self.skipped += 1
+            self.progress.update(1)
+            return
+        try:
+            lr_img, info = read_image(job.source, max_pixels=self.args.max_pixels)
+        except UserError as err:
+            self.fail(str(err))
+            self.progress.update(1)
+            return
+        if self.pending and (lr_img.shape != self.pending[0][1].shape or len(self.pending) >= self.args.batch_size):
+            self.flush()
+        self.pending.append((job, lr_img, info))
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        batch = torch.stack([lr_img for _, lr_img, _ in self.pending])  # (B, 3, h, w) in [0, 1]
+        try:
+            if self.args.uncertainty:
+                sr_batch, std_batch = self.upscaler.upscale_with_uncertainty(batch)
+            else:
+                sr_batch, std_batch = self.upscaler.upscale_tensor(batch), None
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            for job, _, _ in self.pending:
+                self.fail(f"{job.source}: out of GPU memory; pass --tile 256 (or smaller) or a smaller --batch-size")
+            self.progress.update(len(self.pending))
+            self.pending.clear()
+            return
+        for index, (job, _, info) in enumerate(self.pending):
+            try:
+                self.write(job, info, sr_batch[index], None if std_batch is None else std_batch[index])
+                self.written += 1
+                self.output_pixels += sr_batch.shape[-1] * sr_batch.shape[-2]
+            except UserError as err:
+                self.fail(str(err))
+        self.progress.update(len(self.pending))
+        self.pending.clear()
+
+    def write(self, job: Job, info: ImageInfo, sr_img: torch.Tensor, std: torch.Tensor | None) -> None:
+        fmt = self.out_format or output_format(job.target, info.format)
+        if std is not None:  # first, so an existing image always has its map (skip logic looks at the image)
+            write_image(colorize_uncertainty(std, self.args.uncertainty_max), job.uncertainty, fmt="PNG")
+        write_image(to_pil(sr_img, info), job.target, fmt=fmt, icc_profile=info.icc_profile)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    try:
+        if args.batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+        if args.uncertainty_max <= 0:
+            raise UserError(f"--uncertainty-max must be > 0, got {args.uncertainty_max}")
+        if args.ext:
+            format_for_extension(args.ext)
+        jobs = collect_jobs(args.input, args.output, recursive=args.recursive, ext=args.ext)
+        upscaler = Upscaler(model_from_args(args), device=args.device, tile=args.tile, tile_pad=args.tile_pad,
+                            half=args.half)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    with tqdm(total=len(jobs), unit="img", file=sys.stderr, disable=None) as progress:
+        runner = Runner(upscaler, args, progress)
+        for job in jobs:
+            runner.add(job)
+        runner.flush()
+    elapsed = max(time.perf_counter() - start, 1e-9)
+    print(f"{runner.written} written, {runner.skipped} skipped, {runner.failed} failed in {elapsed:.1f} s "
+          f"({runner.written / elapsed:.2f} images/s, {runner.output_pixels / 1e6 / elapsed:.2f} output Mpx/s)")
+    return 1 if runner.failed else 0

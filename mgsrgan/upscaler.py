@@ -1,0 +1,132 @@
+"""The Python API: an ensemble (or any generator) plus device, precision and tiling, for tensors and PIL images.
+
+    from mgsrgan import Upscaler
+    up = Upscaler.from_run("runs/x4", strategy="mean", checkpoint="best", device="cpu")
+    sr = up(Image.open("photo.png"))                 # PIL in, PIL out (mode, alpha, 16-bit kept)
+    sr_img = up.upscale_tensor(lr_img)               # (B, 3, h, w) in [0, 1] -> (B, 3, h*s, w*s), clipped
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image
+from torch import nn
+
+from mgsrgan.device import resolve_device
+from mgsrgan.ensemble import Ensemble, build_ensemble, run_member_paths, shipped_member_paths
+from mgsrgan.errors import UserError
+from mgsrgan.imageio import from_pil, to_pil
+from mgsrgan.tiling import tiled_apply
+
+
+def resolve_inference_device(name: str, *, half: bool) -> torch.device:
+    """'auto' | 'cpu' | 'cuda' -> torch.device (mgsrgan.device rules); half precision is refused on CPU."""
+    device = resolve_device(name)
+    if half and device.type != "cuda":
+        raise UserError("--half needs a CUDA device (float16 on CPU is slow and inexact); drop --half")
+    return device
+
+
+def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | None = None,
+                         checkpoint: str | None = None, strategy: str = "mean", alpha: float = 0.0,
+                         gan_member: Path | None = None, gan_index: int = 0) -> Ensemble:
+    """Members from a run folder, explicit files, or (neither given) the shipped weights/ folder.
+
+    `checkpoint` defaults to "best" for a run, or "pretrain" (the distortion members) when alpha > 0 or for the
+    shipped weights. With alpha > 0 the GAN member is `gan_member`, else the "gan" checkpoint of member `gan_index`.
+    """
+    if run is not None and weights:
+        raise UserError("pass either --run or --weights, not both")
+    if not 0.0 <= alpha <= 1.0:
+        raise UserError(f"--alpha must be in [0, 1], got {alpha}")
+    gan_path = Path(gan_member) if (gan_member is not None and alpha > 0.0) else None
+    if weights:
+        if checkpoint is not None:
+            raise UserError("--checkpoint selects files inside --run; with --weights name the files directly")
+        paths = [Path(p) for p in weights]
+        if alpha > 0.0 and gan_path is None:
+            raise UserError("--alpha with --weights needs --gan-member PATH (the perception-oriented generator)")
+    else:
+        checkpoint = checkpoint or ("pretrain" if (alpha > 0.0 or run is None) else "best")
+        paths = run_member_paths(Path(run), checkpoint) if run is not None else shipped_member_paths(checkpoint)
+        if alpha > 0.0 and gan_path is None:
+            gan_paths = run_member_paths(Path(run), "gan") if run is not None else shipped_member_paths("gan")
+            if not 0 <= gan_index < len(gan_paths):
+                raise UserError(f"--gan-index {gan_index}: there are {len(gan_paths)} members "
+                                f"(0..{len(gan_paths) - 1})")
+            gan_path = gan_paths[gan_index]
+    return build_ensemble(paths, strategy=strategy, gan_path=gan_path, alpha=alpha)
+
+
+class Upscaler:
+    """Runs `model` (an Ensemble or a Generator) on `device`, tile by tile when `tile` > 0 (LR pixels).
+
+    `tile_pad` defaults to the model's receptive radius, which makes tiled output equal the untiled one.
+    `half` runs in float16 (CUDA only). Outputs are float32, clipped to [0, 1].
+    """
+
+    def __init__(self, model: nn.Module, *, device: str = "cpu", tile: int = 0, tile_pad: int | None = None,
+                 half: bool = False) -> None:
+        if tile < 0 or (tile_pad is not None and tile_pad < 0):
+            raise UserError(f"tile ({tile}) and tile pad ({tile_pad}) must be >= 0")
+        self.device = resolve_inference_device(device, half=half)
+        self.dtype = torch.float16 if half else torch.float32
+        self.model = model.eval().to(self.device, self.dtype)
+        self.scale: int = model.scale
+        self.tile = tile
+        self.tile_pad = model.receptive_radius() if tile_pad is None else tile_pad
+
+    @classmethod
+    def from_run(cls, run: Path, strategy: str = "mean", checkpoint: str | None = "best", device: str = "cpu", *,
+                 alpha: float = 0.0, gan_index: int = 0, **options) -> "Upscaler":
+        """All members of a run folder (`checkpoint` of each; alpha > 0 blends in member `gan_index`'s GAN)."""
+        if alpha > 0.0 and checkpoint == "best":
+            checkpoint = "pretrain"  # the distortion side of the knob (see ensemble_from_source)
+        model = ensemble_from_source(run=Path(run), checkpoint=checkpoint, strategy=strategy, alpha=alpha,
+                                     gan_index=gan_index)
+        return cls(model, device=device, **options)
+
+    @classmethod
+    def from_weights(cls, paths: Sequence[Path], strategy: str = "mean", device: str = "cpu", *,
+                     alpha: float = 0.0, gan_member: Path | None = None, **options) -> "Upscaler":
+        """Members from explicit checkpoint files."""
+        model = ensemble_from_source(weights=[Path(p) for p in paths], strategy=strategy, alpha=alpha,
+                                     gan_member=gan_member)
+        return cls(model, device=device, **options)
+
+    @classmethod
+    def pretrained(cls, strategy: str = "mean", device: str = "cpu", **options) -> "Upscaler":
+        """The ensemble shipped in the repo's weights/ folder (pretrain checkpoints)."""
+        return cls(ensemble_from_source(strategy=strategy), device=device, **options)
+
+    def _run(self, lr_img: torch.Tensor, with_uncertainty: bool) -> tuple[torch.Tensor, ...]:
+        squeeze = lr_img.dim() == 3
+        batch = lr_img[None] if squeeze else lr_img
+        if batch.dim() != 4 or batch.shape[1] != 3:
+            raise UserError(f"expected a (B, 3, h, w) or (3, h, w) tensor, got shape {tuple(lr_img.shape)}")
+        if with_uncertainty and not hasattr(self.model, "forward_with_uncertainty"):
+            raise UserError("uncertainty maps need an Ensemble model")
+        fn = self.model.forward_with_uncertainty if with_uncertainty else (lambda x: (self.model(x),))
+        with torch.no_grad():  # not inference_mode: callers may modify the returned tensors in place
+            results = tiled_apply(fn, batch.to(self.device, self.dtype), scale=self.scale, tile=self.tile,
+                                  pad=self.tile_pad)
+            results[0].clamp_(0.0, 1.0)  # our own fresh output: in place saves a full-size copy
+            results = tuple(r.to(lr_img.device, torch.float32) for r in results)
+        return tuple(r[0] for r in results) if squeeze else results
+
+    def upscale_tensor(self, lr_img: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) or (3, h, w) float in [0, 1] -> the same layout upscaled, float32 in [0, 1]."""
+        return self._run(lr_img, with_uncertainty=False)[0]
+
+    def upscale_with_uncertainty(self, lr_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sr, std): std (B, 1, H, W) is the per-pixel member std averaged over channels (image units)."""
+        sr_img, std = self._run(lr_img, with_uncertainty=True)
+        return sr_img, std
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        """Upscale a PIL image, keeping its kind: RGBA keeps (bicubic-upscaled) alpha, L stays L, 16-bit stays
+        16-bit, P and CMYK come back as RGB(A); EXIF orientation is applied."""
+        lr_img, info = from_pil(image)
+        return to_pil(self.upscale_tensor(lr_img), info)

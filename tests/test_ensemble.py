@@ -1,0 +1,154 @@
+"""Ensemble strategies on known member outputs, uncertainty, the alpha blend, and loading members from files."""
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mgsrgan import ensemble as ensemble_module
+from mgsrgan.checkpoint import save_checkpoint
+from mgsrgan.ensemble import (Ensemble, EnsembleSourceError, build_ensemble, consensus, median, psnr_weights,
+                              run_member_paths, shipped_member_paths)
+from mgsrgan.errors import UserError
+from mgsrgan.generator import Generator
+
+
+class Constant(nn.Module):
+    """A fake member: outputs a fixed (1, 3, H, W) image whatever the input; scale 2."""
+
+    def __init__(self, image: torch.Tensor, radius: int = 3) -> None:
+        super().__init__()
+        self.image, self.scale, self.radius = image, 2, radius
+
+    def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
+        return self.image.expand(lr_img.shape[0], -1, -1, -1)
+
+    def receptive_radius(self) -> int:
+        return self.radius
+
+
+def save_member(path: Path, generator: Generator, *, psnr: float | None = None, phase: str = "pretrain") -> Path:
+    meta = {"arch": {"scale": generator.scale, "num_blocks": generator.num_blocks, "channels": generator.channels},
+            "member": 0, "seed": 0, "phase": phase, "step": 1,
+            "val": None if psnr is None else {"psnr": psnr, "ssim": 0.9}, "config": {}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, {f"generator.{k}": v for k, v in generator.state_dict().items()}, meta)
+    return path
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / (a.clamp(0, 1) - b).square().mean()))
+
+
+def test_mean_median_weighted_best_on_known_values():
+    images = [torch.full((1, 3, 4, 4), v) for v in (0.1, 0.2, 0.6, 0.3)]
+    members = [Constant(img) for img in images]
+    x = torch.zeros(1, 3, 2, 2)
+    assert torch.allclose(Ensemble(members, strategy="mean")(x), torch.full((1, 3, 4, 4), 0.3))
+    assert torch.allclose(Ensemble(members, strategy="median")(x), torch.full((1, 3, 4, 4), 0.25))  # even K
+    assert torch.allclose(Ensemble(members[:3], strategy="median")(x), torch.full((1, 3, 4, 4), 0.2))
+    scores = [30.0, 33.0, 30.0, 20.0]
+    w = torch.tensor([10 ** 3.0, 10 ** 3.3, 10 ** 3.0, 10 ** 2.0])
+    expected = float((w / w.sum() * torch.tensor([0.1, 0.2, 0.6, 0.3])).sum())
+    weighted = Ensemble(members, strategy="weighted", val_psnr=scores)(x)
+    assert torch.allclose(weighted, torch.full((1, 3, 4, 4), expected))
+    assert torch.allclose(Ensemble(members, strategy="best", val_psnr=scores)(x), images[1])
+    assert torch.allclose(psnr_weights([10.0, 10.0]), torch.tensor([0.5, 0.5]))
+
+
+def test_strategy_and_argument_errors():
+    members = [Constant(torch.zeros(1, 3, 4, 4))]
+    for kwargs in ({"strategy": "vote"}, {"strategy": "weighted"}, {"alpha": 0.5}, {"alpha": 1.5}):
+        with pytest.raises(UserError):
+            Ensemble(members, **kwargs)
+
+
+def test_consensus_small_k_reduces_to_member_and_mean():
+    a, b = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    assert torch.allclose(consensus(a[None]), a)
+    assert torch.allclose(consensus(torch.stack([a, b])), (a + b) / 2, atol=1e-6)
+    assert torch.allclose(median(torch.stack([a, b, a])), a)
+
+
+def test_consensus_measurement():
+    """The numbers quoted in mgsrgan/ensemble.py: 5 members = truth + N(0, 0.02), one of them bad in two ways."""
+    gen = torch.Generator().manual_seed(0)
+    truth = F.interpolate(torch.rand(1, 3, 12, 12, generator=gen), size=(96, 96), mode="bicubic",
+                          align_corners=False).clamp(0, 1)
+    results = {}
+    for case in ("good", "noisy", "blotch"):
+        stack = torch.stack([truth + 0.02 * torch.randn(truth.shape, generator=gen) for _ in range(5)])
+        if case == "noisy":
+            stack[4] = truth + 0.15 * torch.randn(truth.shape, generator=gen)
+        if case == "blotch":
+            stack[4, :, :, 20:52, 30:62] += 0.4
+        results[case] = [psnr(combine(stack), truth) for combine in (lambda s: s.mean(0), median, consensus)]
+    print({case: [round(v, 2) for v in values] for case, values in results.items()})
+    mean_db, median_db, consensus_db = results["good"]
+    assert consensus_db > mean_db - 0.2 and consensus_db > median_db + 1.0  # nothing wrong: as good as the mean
+    for case in ("noisy", "blotch"):
+        mean_db, median_db, consensus_db = results[case]
+        assert consensus_db > mean_db + 5.0 and consensus_db > median_db + 1.0
+
+
+def test_uncertainty_and_alpha_blend():
+    images = [torch.rand(1, 3, 4, 4) for _ in range(3)]
+    gan_image = torch.rand(1, 3, 4, 4)
+    x = torch.zeros(2, 3, 2, 2)
+    out, std = Ensemble([Constant(img) for img in images]).forward_with_uncertainty(x)
+    stack = torch.stack(images)
+    assert std.shape == (2, 1, 4, 4)
+    assert torch.allclose(std[0, 0], stack.std(dim=0, correction=0).mean(dim=1)[0])
+    assert torch.allclose(out[1], stack.mean(0)[0])
+    _, single_std = Ensemble([Constant(images[0])]).forward_with_uncertainty(x)
+    assert float(single_std.abs().max()) == 0.0
+    for alpha in (0.0, 0.3, 1.0):
+        blended = Ensemble([Constant(img) for img in images], gan_member=Constant(gan_image), alpha=alpha)(x)
+        assert torch.allclose(blended[0], ((1 - alpha) * stack.mean(0) + alpha * gan_image)[0], atol=1e-6)
+
+
+def test_receptive_radius_and_scale():
+    generators = [Generator(scale=2, num_blocks=n, channels=8) for n in (1, 2)]
+    ensemble = Ensemble(generators)
+    assert ensemble.scale == 2 and ensemble.receptive_radius() == generators[1].receptive_radius()
+    assert Ensemble(generators, strategy="consensus").receptive_radius() == generators[1].receptive_radius() + 2
+    with pytest.raises(UserError, match="scales"):
+        Ensemble([Generator(scale=2, num_blocks=1, channels=8), Generator(scale=4, num_blocks=1, channels=8)])
+
+
+def test_build_ensemble_matches_members_and_reports_mismatches(tmp_path):
+    torch.manual_seed(0)
+    gens = [Generator(scale=2, num_blocks=1, channels=8).eval() for _ in range(2)]
+    paths = [save_member(tmp_path / f"m{k}.safetensors", g, psnr=30.0 + k) for k, g in enumerate(gens)]
+    x = torch.rand(1, 3, 9, 7)
+    with torch.no_grad():
+        assert torch.allclose(build_ensemble(paths)(x), (gens[0](x) + gens[1](x)) / 2, atol=1e-6)
+        assert torch.allclose(build_ensemble(paths, strategy="best")(x), gens[1](x))
+    other_scale = save_member(tmp_path / "x4.safetensors", Generator(scale=4, num_blocks=1, channels=8))
+    other_width = save_member(tmp_path / "wide.safetensors", Generator(scale=2, num_blocks=1, channels=16))
+    for odd in (other_scale, other_width):
+        with pytest.raises(EnsembleSourceError) as info:
+            build_ensemble([paths[0], odd])
+        assert str(paths[0]) in str(info.value) and str(odd) in str(info.value)
+    no_val = save_member(tmp_path / "noval.safetensors", gens[0])
+    with pytest.raises(EnsembleSourceError, match="noval.safetensors.*validation PSNR"):
+        build_ensemble([paths[0], no_val], strategy="weighted")
+
+
+def test_run_member_paths(tmp_path, monkeypatch):
+    generator = Generator(scale=2, num_blocks=1, channels=8)
+    for k in (0, 2, 10):
+        save_member(tmp_path / "run" / f"member_{k}" / "best.safetensors", generator)
+    (tmp_path / "run" / "member_x").mkdir()
+    found = run_member_paths(tmp_path / "run", "best")
+    assert [p.parent.name for p in found] == ["member_0", "member_2", "member_10"]
+    with pytest.raises(EnsembleSourceError, match="gan.safetensors: missing"):
+        run_member_paths(tmp_path / "run", "gan")
+    with pytest.raises(EnsembleSourceError, match="no such run folder"):
+        run_member_paths(tmp_path / "nope", "best")
+    with pytest.raises(EnsembleSourceError, match="no member_<k> folders"):
+        run_member_paths(tmp_path, "best")
+    monkeypatch.setattr(ensemble_module, "SHIPPED_WEIGHTS", tmp_path / "weights")
+    with pytest.raises(EnsembleSourceError, match="--run RUN_DIR or --weights"):
+        shipped_member_paths("pretrain")

@@ -1,0 +1,137 @@
+"""inference.py end to end: names and layout, formats, skip/overwrite, batching, bad inputs, exit codes."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mgsrgan import Upscaler
+from mgsrgan import ensemble as ensemble_module
+from mgsrgan.checkpoint import save_checkpoint
+from mgsrgan.generator import Generator
+from mgsrgan.inference_cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def save_member(path: Path, scale: int = 2, channels: int = 8, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    generator = Generator(scale=scale, num_blocks=1, channels=channels)
+    meta = {"arch": {"scale": scale, "num_blocks": 1, "channels": channels}, "member": 0, "seed": seed,
+            "phase": "pretrain", "step": 1, "val": {"psnr": 30.0, "ssim": 0.9}, "config": {}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, {f"generator.{k}": v for k, v in generator.state_dict().items()}, meta)
+    return path
+
+
+@pytest.fixture()
+def weights(tmp_path) -> list[str]:
+    return [str(save_member(tmp_path / "w" / f"m{k}.safetensors", seed=k)) for k in range(2)]
+
+
+def rgb(h: int, w: int, seed: int = 0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_folder_end_to_end_with_bad_files(tmp_path, weights, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    rgb(6, 5).save(src / "a.png")
+    rgb(6, 5, seed=1).save(src / "sub" / "b.jpg")
+    rgb(4, 4).convert("L").save(src / "gray.png")
+    (src / "bad.png").write_text("garbage")
+    (src / "empty.png").write_bytes(b"")
+    rgb(30, 30).save(src / "big.png")
+    (src / "notes.txt").write_text("not an image suffix: ignored")
+    code, stdout, stderr = run(capsys, "-i", src, "-o", out, "--weights", *weights, "--recursive", "--max-pixels",
+                               500, "--uncertainty")
+    assert code == 1
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3 and "Traceback" not in stderr
+    for name in ("bad.png", "empty.png", "big.png"):
+        assert sum(str(src / name) in line for line in errors) == 1
+    assert "3 written, 0 skipped, 3 failed" in stdout and "images/s" in stdout and "Mpx/s" in stdout
+    assert Image.open(out / "a.png").size == (10, 12)
+    assert Image.open(out / "sub" / "b.jpg").format == "JPEG"
+    assert Image.open(out / "gray.png").mode == "L"
+    assert Image.open(out / "a_uncertainty.png").size == (10, 12)
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a.png", "a_uncertainty.png", "gray.png", "gray_uncertainty.png", "sub/b.jpg",
+                       "sub/b_uncertainty.png"]  # nothing for failures, no temp files
+    code, stdout, _ = run(capsys, "-i", src / "a.png", "-o", out, "--weights", *weights)
+    assert code == 0 and "0 written, 1 skipped, 0 failed" in stdout
+    before = (out / "a.png").stat().st_mtime_ns
+    code, stdout, _ = run(capsys, "-i", src / "a.png", "-o", out, "--weights", *weights, "--overwrite")
+    assert code == 0 and "1 written" in stdout and (out / "a.png").stat().st_mtime_ns >= before
+
+
+def test_output_matches_api_and_batching_is_invisible(tmp_path, weights, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(3):
+        rgb(7, 9, seed=k).save(src / f"img{k}.png")
+    rgb(5, 5).save(src / "other.png")
+    for batch in (1, 2):
+        code, stdout, _ = run(capsys, "-i", src, "-o", tmp_path / f"b{batch}", "--weights", *weights,
+                              "--batch-size", batch)
+        assert code == 0 and "4 written" in stdout
+    for name in ("img0.png", "img1.png", "img2.png", "other.png"):
+        one, two = (np.asarray(Image.open(tmp_path / folder / name)) for folder in ("b1", "b2"))
+        assert np.array_equal(one, two)
+    expected = Upscaler.from_weights(weights)(Image.open(src / "img1.png"))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b1" / "img1.png")), np.asarray(expected))
+    code, _, _ = run(capsys, "-i", src / "img0.png", "-o", tmp_path / "j", "--weights", *weights, "--ext", "jpg",
+                     "--tile", 4)
+    assert code == 0 and Image.open(tmp_path / "j" / "img0.jpg").format == "JPEG"
+
+
+def test_unwritable_output_fails_per_file(tmp_path, weights, capsys):
+    rgb(4, 4).save(tmp_path / "a.png")
+    rgb(4, 4).save(tmp_path / "b.png")
+    (tmp_path / "blocker").write_text("a file where the output folder should be")
+    code, stdout, stderr = run(capsys, "-i", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "blocker",
+                               "--weights", *weights)
+    assert code == 1 and "0 written, 0 skipped, 2 failed" in stdout
+    lines = stderr.strip().splitlines()
+    assert any(str(tmp_path / "blocker" / "a.png") in line for line in lines)
+    assert any(str(tmp_path / "blocker" / "b.png") in line for line in lines)
+
+
+def test_usage_and_config_errors_exit_2(tmp_path, weights, capsys, monkeypatch):
+    rgb(4, 4).save(tmp_path / "a.png")
+    odd = save_member(tmp_path / "x4.safetensors", scale=4)
+    monkeypatch.setattr(ensemble_module, "SHIPPED_WEIGHTS", tmp_path / "no_weights")
+    cases = [
+        (["--weights", weights[0], str(odd)], [weights[0], str(odd)]),  # mismatched members: both files named
+        (["--run", str(tmp_path / "nope")], ["no such run folder"]),
+        ([], ["--run RUN_DIR or --weights"]),  # no shipped weights yet
+        (["--weights", *weights, "--half", "--device", "cpu"], ["--half"]),
+        (["--weights", *weights, "--alpha", "2"], ["--alpha"]),
+        (["--weights", *weights, "--ext", "xyz"], ["xyz"]),
+    ]
+    for extra, messages in cases:
+        code, _, stderr = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "out", *extra)
+        assert code == 2 and all(m in stderr for m in messages) and "Traceback" not in stderr, extra
+        assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("error: ")
+    code, _, stderr = run(capsys, "-o", tmp_path / "out")  # argparse: missing -i
+    assert code == 2 and "--input" in stderr
+    code, _, stderr = run(capsys, "-i", tmp_path / "missing", "-o", tmp_path / "out", "--weights", *weights)
+    assert code == 2 and "missing: no such file or folder" in stderr
+    code, _, stderr = run(capsys, "-i", tmp_path, "-o", tmp_path, "--weights", *weights, "--overwrite")
+    assert code == 2 and "would replace the input" in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_root_script_help():
+    result = subprocess.run([sys.executable, "inference.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "--strategy" in result.stdout and "--tile-pad" in result.stdout
