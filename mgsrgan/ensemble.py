@@ -38,7 +38,8 @@ from mgsrgan.errors import UserError
 
 STRATEGIES = ("mean", "median", "weighted", "best", "consensus")
 CONSENSUS_RADIUS = 3  # HR pixels: a 7x7 window, 147 samples per variance estimate (3 channels); small enough to
-#                       localise an artefact, large enough that the estimate's own noise is ~12% (1/sqrt(74))
+#                       localise an artefact, large enough that the estimate's relative noise is ~12% (sqrt(2/147),
+#                       independent Gaussian errors)
 VARIANCE_FLOOR = (1.0 / 255.0) ** 2 / 12.0  # variance of 8-bit quantisation: agreement finer than the output can
 #                                             store carries no information, so no member gets more weight for it
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # weights/member_<k>/{pretrain,gan}.safetensors

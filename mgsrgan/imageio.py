@@ -28,7 +28,7 @@ SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")  # formats Pillow writes 16-bit gray to
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF", "GIF")  # formats that keep an alpha channel; others get the colour only
 TO_RGB_MODES = ("CMYK", "YCbCr", "LAB", "HSV", "RGBX")
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, the weights Pillow's convert("L") uses
-SAVE_QUALITY = {"JPEG": 95, "WEBP": 95}  # Pillow's default 75 visibly smears restored detail; 95 is near-lossless
+SAVE_QUALITY = {"JPEG": 95, "WEBP": 95}  # Pillow's default 75 quantises away much of the detail SR adds
 UNCERTAINTY_FULL_SCALE = 0.05  # std (image units, [0, 1]) drawn at the top colour: ~13 8-bit levels of disagreement
 VIRIDIS_ANCHORS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))  # matplotlib's
 #   viridis at 0, 0.25, 0.5, 0.75, 1 (its published 5-step palette); linear in between is within a few levels

@@ -22,7 +22,8 @@ from mgsrgan.imageio import (UNCERTAINTY_FULL_SCALE, ImageInfo, colorize_uncerta
                              image_extensions, output_format, read_image, to_pil, write_image)
 from mgsrgan.upscaler import Upscaler, ensemble_from_source
 
-DEFAULT_BATCH_SIZE = 4  # same-size images per forward pass; small enough for a 64-channel x4 model on 8 GB at 512^2
+DEFAULT_BATCH_SIZE = 4  # same-size images per forward pass: amortises per-call overhead on small images; memory
+#                        grows with batch x pixels, so large images want --tile (and --batch-size 1) instead
 UNCERTAINTY_SUFFIX = "_uncertainty"
 
 
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tile-pad", type=int, default=None,
                         help="LR pixels of context around each tile (default: the receptive radius: seamless)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--half", action="store_true", help="float16 on CUDA: about 2x faster, ~0.01 dB off")
+    parser.add_argument("--half", action="store_true", help="float16 on CUDA: faster and half the memory; "
+                                                                  "outputs differ slightly from float32")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="same-size images per pass")
     parser.add_argument("--ext", help="output format by extension (png, jpg, webp, ...; default: the input's); "
                                       "alpha is dropped for formats without it, 16-bit becomes 8-bit")
@@ -95,8 +97,11 @@ def collect_jobs(inputs: list[Path], output: Path, *, recursive: bool, ext: str 
             pairs = [(item, Path(item.name))]
         elif item.is_dir():
             found = item.rglob("*") if recursive else item.iterdir()
+            # An output folder below the input folder holds outputs, not inputs (a rerun must not upscale them).
+            nested_out = output.resolve() if output.resolve() != item.resolve() else None
             pairs = [(f, f.relative_to(item)) for f in sorted(found)
-                     if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")]
+                     if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")
+                     and nested_out not in f.resolve().parents]
         else:
             raise UserError(f"{item}: no such file or folder")
         for source, rel in pairs:
@@ -147,10 +152,13 @@ class Runner:
                 sr_batch, std_batch = self.upscaler.upscale_with_uncertainty(batch)
             else:
                 sr_batch, std_batch = self.upscaler.upscale_tensor(batch), None
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
+        except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as err:
+            if not is_out_of_memory(err):
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             for job, _, _ in self.pending:
-                self.fail(f"{job.source}: out of GPU memory; pass --tile 256 (or smaller) or a smaller --batch-size")
+                self.fail(f"{job.source}: out of memory; pass --tile 256 (or smaller) or a smaller --batch-size")
             self.progress.update(len(self.pending))
             self.pending.clear()
             return
@@ -169,6 +177,11 @@ class Runner:
         if std is not None:  # first, so an existing image always has its map (skip logic looks at the image)
             write_image(colorize_uncertainty(std, self.args.uncertainty_max), job.uncertainty, fmt="PNG")
         write_image(to_pil(sr_img, info), job.target, fmt=fmt, icc_profile=info.icc_profile)
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """CUDA OOM, Python's MemoryError, or the CPU allocator's RuntimeError ("can't allocate memory")."""
+    return isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)) or "allocate memory" in str(err)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -135,3 +135,22 @@ def test_root_script_help():
     result = subprocess.run([sys.executable, "inference.py", "--help"], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "--strategy" in result.stdout and "--tile-pad" in result.stdout
+
+
+def test_out_of_memory_is_a_per_file_failure_and_output_inside_input_is_not_input(tmp_path, weights, capsys,
+                                                                                  monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb(4, 4).save(src / "a.png")
+    code, stdout, _ = run(capsys, "-i", src, "-o", src / "out", "--weights", *weights, "--recursive")
+    assert code == 0 and "1 written" in stdout
+    code, stdout, _ = run(capsys, "-i", src, "-o", src / "out", "--weights", *weights, "--recursive")
+    assert code == 0 and "0 written, 1 skipped, 0 failed" in stdout  # out/a.png was not taken as an input
+
+    def no_memory(self, lr_img):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(Upscaler, "upscale_tensor", no_memory)
+    code, stdout, stderr = run(capsys, "-i", src / "a.png", "-o", tmp_path / "o2", "--weights", *weights)
+    assert code == 1 and "0 written, 0 skipped, 1 failed" in stdout
+    assert stderr.startswith(f"error: {src / 'a.png'}: out of memory; pass --tile") and "Traceback" not in stderr
