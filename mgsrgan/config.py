@@ -55,7 +55,9 @@ class LossConfig:
     content_weight: float = 1.0  # l_X weight in the perceptual loss (Ledig et al. 2017, eq. 3)
     adv_weight: float = 1e-3  # 10^-3 * l_Gen (Ledig et al. 2017, eq. 3)
     pixel_weight_gan: float = 0.0  # optional pixel term in phase 2; 0 = the paper's SRGAN-VGG54
-    vgg_weights: Literal["imagenet", "stlpips", "random"] = "imagenet"  # random is for tests only
+    # imagenet: torchvision's VGG19 file (the paper); stlpips: the VGG16 trunk of ST-LPIPS (offline, trained for
+    # perceptual similarity, not ImageNet; layers 1_1..5_3); random: for tests only
+    vgg_weights: Literal["imagenet", "stlpips", "random"] = "imagenet"
     vgg_path: str = ""  # vgg19-dcbb9e9d.pth (imagenet) or vgg_shift_tolerant.pth (stlpips); empty = hub cache
 
 
@@ -72,8 +74,8 @@ class TrainConfig:
     adam_beta2: float = 0.999  # PyTorch/Adam paper default (Kingma and Ba 2015)
     gan_lr_decay_step: int = 100_000  # lr x gan_lr_decay after this many GAN iterations (Ledig et al. 2017)
     gan_lr_decay: float = 0.1  # 1e-4 -> 1e-5 (Ledig et al. 2017, sec. 3.2)
-    g_updates: int = 1  # n generator updates ...
-    d_updates: int = 1  # ... per m discriminator updates (1:1 in the paper, Goodfellow et al. 2014 use k=1)
+    g_updates: int = 1  # n: generator updates per cycle of the n:m plan (1:1 in the paper)
+    d_updates: int = 1  # m: discriminator updates per cycle, made first (k = 1 in Goodfellow et al. 2014, Alg. 1)
     val_every: int = 1000  # validation interval in steps; 0 = only at the end of each phase
     checkpoint_every: int = 1000  # "last" checkpoint interval in steps
     log_every: int = 50  # log line / JSONL interval in steps
@@ -83,7 +85,7 @@ class TrainConfig:
 
 @dataclass
 class RuntimeConfig:
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when available; the CLI's --device overrides it
     amp: Literal["none", "bf16", "fp16"] = "bf16"  # autocast dtype on CUDA; ignored on CPU (fp32 there)
     channels_last: bool = True  # NHWC memory format on CUDA (faster convolutions on tensor cores)
     threads: int = 0  # torch CPU threads; 0 = torch's default

@@ -1,0 +1,46 @@
+"""Print the README's config reference (Markdown) from mgsrgan/config.py: every field, default and comment.
+
+    python scripts/config_reference.py
+"""
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = {"ModelConfig": "model", "DataConfig": "data", "LossConfig": "loss", "TrainConfig": "train",
+            "RuntimeConfig": "runtime"}
+
+
+def rows() -> list[tuple[str, str, str, str]]:
+    source = (ROOT / "mgsrgan" / "config.py").read_text()
+    lines = source.splitlines()
+    out = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef) and node.name in SECTIONS:
+            for item in node.body:
+                if not isinstance(item, ast.AnnAssign):
+                    continue
+                line = lines[item.lineno - 1]
+                above, i = [], item.lineno - 2  # a comment block on the lines right above the field
+                while lines[i].strip().startswith("#"):
+                    above.insert(0, lines[i].strip().lstrip("# "))
+                    i -= 1
+                comment = line.split("  # ", 1)[1] if "  # " in line else " ".join(above)
+                default = ast.unparse(item.value) if item.value is not None else ""
+                if default.startswith("field("):
+                    default = "[]"
+                out.append((f"{SECTIONS[node.name]}.{item.target.id}", ast.unparse(item.annotation), default,
+                            comment))
+    return out
+
+
+def main() -> int:
+    print("| key | type | default | meaning and source |")
+    print("| --- | --- | --- | --- |")
+    for key, kind, default, comment in rows():
+        print(f"| `{key}` | `{kind}` | `{default}` | {comment.replace('|', '/')} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

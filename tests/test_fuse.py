@@ -1,0 +1,33 @@
+import torch
+
+from mgsrgan.fuse import fold_batchnorm
+from mgsrgan.generator import Generator
+
+
+def trained_looking_generator() -> Generator:
+    """A generator whose BatchNorm layers hold non-trivial running statistics and affine parameters."""
+    torch.manual_seed(0)
+    generator = Generator(scale=2, num_blocks=2, channels=8)
+    for module in generator.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    return generator.eval()
+
+
+def test_folded_generator_gives_the_same_output():
+    generator = trained_looking_generator()
+    fused = fold_batchnorm(generator)
+    x = torch.rand(2, 3, 13, 11)
+    with torch.no_grad():
+        assert torch.allclose(fused(x), generator(x), atol=1e-5)
+
+
+def test_folding_removes_every_batchnorm_and_leaves_the_original_alone():
+    generator = trained_looking_generator()
+    fused = fold_batchnorm(generator)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in generator.modules()) == 2 * 2 + 1
+    assert fused.receptive_radius() == generator.receptive_radius()
