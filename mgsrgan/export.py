@@ -101,14 +101,14 @@ def check_torchscript(model: nn.Module, path: Path) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mgsrgan export", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog="mgsrgan export", description="Export one member or the whole ensemble "
+                                     "(strategy baked in) to ONNX or TorchScript, checked against PyTorch.")
     parser.add_argument("--format", choices=("onnx", "torchscript"), required=True)
     add_model_arguments(parser)
     parser.add_argument("--member", type=int, default=None,
                         help="export only member K (0-based) as a plain generator; default: the whole ensemble")
     parser.add_argument("--output", type=Path, required=True, help="file to write (.onnx / .pt)")
-    parser.add_argument("--opset", type=int, default=ONNX_OPSET, help="ONNX opset version")
+    parser.add_argument("--opset", type=int, default=ONNX_OPSET, help="ONNX opset version (default %(default)s)")
     return parser
 
 

@@ -35,18 +35,19 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="explicit checkpoint files, one per member (default: the shipped weights/ folder)")
     parser.add_argument("--checkpoint", choices=CHECKPOINT_NAMES, default=None,
                         help="which checkpoint of each run member: best validation PSNR (default), last, pretrain "
-                             "(pixel-loss phase: sharpest PSNR) or gan (adversarial: most texture); default "
+                             "(pixel-loss phase: highest PSNR) or gan (adversarial: most texture); default "
                              "pretrain with --alpha and for the shipped weights")
     parser.add_argument("--strategy", choices=STRATEGIES, default="mean",
                         help="mean: safe default; median: robust to one bad member; weighted: 1/MSE weights from "
                              "validation PSNR; best: one member, K times faster; consensus: per-pixel weights that "
-                             "drop a member only where it disagrees with the rest (see mgsrgan/ensemble.py)")
+                             "drop a member only where it disagrees with the rest (see mgsrgan/ensemble.py); "
+                             "default %(default)s")
     parser.add_argument("--alpha", type=float, default=0.0,
                         help="perception-distortion knob in [0, 1]: (1-A) * distortion ensemble + A * GAN member; "
-                             "0 = best PSNR, 1 = most realistic texture (Blau & Michaeli 2018)")
+                             "0 (default) = best PSNR, 1 = most realistic texture (Blau & Michaeli 2018)")
     parser.add_argument("--gan-member", type=Path, help="GAN checkpoint blended in by --alpha (default: the gan "
                                                         "checkpoint of member --gan-index)")
-    parser.add_argument("--gan-index", type=int, default=0, help="member whose gan checkpoint --alpha uses")
+    parser.add_argument("--gan-index", type=int, default=0, help="member whose gan checkpoint --alpha uses (default 0)")
 
 
 def model_from_args(args: argparse.Namespace) -> Ensemble:
@@ -56,22 +57,23 @@ def model_from_args(args: argparse.Namespace) -> Ensemble:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="inference.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog="inference.py", description="Upscale image files and folders with an "
+                                     "mgsrgan ensemble; names (and with --recursive, subfolders) are kept.")
     parser.add_argument("-i", "--input", type=Path, nargs="+", required=True, help="image files and/or folders")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (names are kept)")
     add_model_arguments(parser)
     parser.add_argument("--uncertainty", action="store_true",
                         help="also write <name>_uncertainty.png: per-pixel std across members, viridis colours")
     parser.add_argument("--uncertainty-max", type=float, default=UNCERTAINTY_FULL_SCALE,
-                        help="std (image units, [0, 1]) shown as the top (yellow) colour; 0 is dark purple")
-    parser.add_argument("--tile", type=int, default=0, help="tile size in LR pixels (0 = whole image); bounds memory")
+                        help="std (image units, [0, 1]) shown as the top (yellow) colour; 0 is dark purple "
+                             "(default %(default)s)")
+    parser.add_argument("--tile", type=int, default=0, help="tile size in LR pixels (default 0 = whole image); bounds memory")
     parser.add_argument("--tile-pad", type=int, default=None,
                         help="LR pixels of context around each tile (default: the receptive radius: seamless)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     parser.add_argument("--half", action="store_true", help="float16 on CUDA: faster and half the memory; "
                                                                   "outputs differ slightly from float32")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="same-size images per pass")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="same-size images per pass (default %(default)s)")
     parser.add_argument("--ext", help="output format by extension (png, jpg, webp, ...; default: the input's); "
                                       "alpha is dropped for formats without it, 16-bit becomes 8-bit")
     parser.add_argument("--recursive", action="store_true", help="descend into subfolders, keeping the layout")
