@@ -35,6 +35,7 @@ from torch import nn
 
 from mgsrgan.checkpoint import CHECKPOINT_NAMES, CheckpointError, GeneratorArch, load_generator
 from mgsrgan.errors import UserError
+from mgsrgan.fuse import fold_batchnorm
 
 STRATEGIES = ("mean", "median", "weighted", "best", "consensus")
 CONSENSUS_RADIUS = 3  # HR pixels: a 7x7 window, 147 samples per variance estimate (3 channels); small enough to
@@ -180,7 +181,7 @@ def shipped_member_paths(checkpoint: str) -> list[Path]:
 
 
 def load_members(paths: Sequence[Path]) -> list[tuple[nn.Module, dict]]:
-    """(generator in eval mode, metadata) per checkpoint; all must share one scale and architecture."""
+    """(generator in eval mode, BatchNorm folded, metadata) per checkpoint; all share one scale and architecture."""
     loaded, first = [], None
     for path in map(Path, paths):
         try:
@@ -194,7 +195,7 @@ def load_members(paths: Sequence[Path]) -> list[tuple[nn.Module, dict]]:
         elif arch != first[1]:
             raise EnsembleSourceError(f"{path} ({_describe(arch)}) does not match {first[0]} ({_describe(first[1])});"
                                       " ensemble members must share scale and architecture")
-        loaded.append((generator, meta))
+        loaded.append((fold_batchnorm(generator), meta))  # inference only: BN folded into the convs (fuse.py)
     return loaded
 
 

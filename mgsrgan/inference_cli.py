@@ -59,8 +59,10 @@ def model_from_args(args: argparse.Namespace) -> Ensemble:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inference.py", description="Upscale image files and folders with an "
                                      "mgsrgan ensemble; names (and with --recursive, subfolders) are kept.")
-    parser.add_argument("-i", "--input", type=Path, nargs="+", required=True, help="image files and/or folders")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (names are kept)")
+    parser.add_argument("-i", "--input", "--input_dir", "--input-dir", dest="input", type=Path, nargs="+",
+                        required=True, help="image files and/or folders")
+    parser.add_argument("-o", "--output", "--output_dir", "--output-dir", dest="output", type=Path, required=True,
+                        help="output folder (names are kept)")
     add_model_arguments(parser)
     parser.add_argument("--uncertainty", action="store_true",
                         help="also write <name>_uncertainty.png: per-pixel std across members, viridis colours")

@@ -123,8 +123,9 @@ def test_build_ensemble_matches_members_and_reports_mismatches(tmp_path):
     paths = [save_member(tmp_path / f"m{k}.safetensors", g, psnr=30.0 + k) for k, g in enumerate(gens)]
     x = torch.rand(1, 3, 9, 7)
     with torch.no_grad():
-        assert torch.allclose(build_ensemble(paths)(x), (gens[0](x) + gens[1](x)) / 2, atol=1e-6)
-        assert torch.allclose(build_ensemble(paths, strategy="best")(x), gens[1](x))
+        # loaded members have BatchNorm folded into their convs: equal up to float rounding
+        assert torch.allclose(build_ensemble(paths)(x), (gens[0](x) + gens[1](x)) / 2, atol=1e-5)
+        assert torch.allclose(build_ensemble(paths, strategy="best")(x), gens[1](x), atol=1e-5)
     other_scale = save_member(tmp_path / "x4.safetensors", Generator(scale=4, num_blocks=1, channels=8))
     other_width = save_member(tmp_path / "wide.safetensors", Generator(scale=2, num_blocks=1, channels=16))
     for odd in (other_scale, other_width):
