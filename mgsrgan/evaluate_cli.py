@@ -2,9 +2,14 @@
 
     python evaluate.py --run RUN_DIR --data ../shared/data/Set5 ../shared/data/Set14 [--checkpoint best]
                        [--strategies mean median ...] [--out results.json] [--device auto] [--tile 0]
+                       [--no-perceptual] [--stlpips-weights F] [--lpips-backbone F] [--lpips-heads F]
 
 Protocol (PROTOCOL.md): HR cropped to a multiple of the scale, LR by PIL antialiased bicubic, SR clipped and
 rounded to 8 bits, PSNR/SSIM on Y (BT.601) with `scale` border pixels cropped; gray images scored on gray.
+Perceptual distances (lower is better) on the RGB SR vs HR with the same border crop, gray as 3 equal channels:
+ST-LPIPS (stlpips-pytorch's weight file, a requirement) and LPIPS v0.1 VGG16 (torchvision's vgg16-397923af.pth in
+the torch hub cache + lpips/weights/v0.1/vgg.pth of `pip install --no-deps lpips`); each one whose files are not
+found is skipped with a one-line note. Both networks are loaded once per run.
 Prints one Markdown table per folder; writes JSON (set means, members, per-image scores) and a per-image CSV.
 """
 from __future__ import annotations
@@ -23,13 +28,17 @@ from mgsrgan.checkpoint import CHECKPOINT_NAMES, atomic_write
 from mgsrgan.device import resolve_device
 from mgsrgan.ensemble import STRATEGIES
 from mgsrgan.errors import UserError
-from mgsrgan.evaluation import (BICUBIC, ImageScore, bicubic_upscaler, charge_shared_passes, evaluate_folder,
-                                list_images, load_run_models, markdown_table, summarize)
+from mgsrgan.evaluation import (BICUBIC, PERCEPTUAL, ImageScore, PairDistance, bicubic_upscaler,
+                                charge_shared_passes, evaluate_folder, list_images, load_run_models, markdown_table,
+                                summarize)
+from mgsrgan.lpips import LPIPS, LPIPSError, default_backbone_path, default_heads_path, lpips_distance
+from mgsrgan.stlpips import STLPIPS, STLPIPSError, default_weight_path, stlpips_distance
 
 PROTOCOL = ("HR modcrop(scale); LR = PIL BICUBIC (antialiased) downscale; SR clipped to [0, 1] and rounded to 8 bits; "
             "PSNR (peak 255) and SSIM (Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03) on Y = MATLAB rgb2ycbcr "
-            "(BT.601), float64, crop = scale px per border; gray images scored on raw gray values")
-CSV_FIELDS = ("dataset", "image", "model", "psnr", "ssim", "seconds")
+            "(BT.601), float64, crop = scale px per border; gray images scored on raw gray values; ST-LPIPS / "
+            "LPIPS (lower is better) on 8-bit RGB, crop = scale px per border, gray as 3 equal channels")
+CSV_FIELDS = ("dataset", "image", "model", "psnr", "ssim", "seconds")  # then one column per perceptual metric run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +62,51 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tile", type=int, default=0,
                         help="run the generators tile by tile, TILE x TILE LR pixels, to bound memory on large "
                              "images; identical output (pad = receptive radius). 0 = whole image (default)")
+    parser.add_argument("--no-perceptual", action="store_true",
+                        help="skip ST-LPIPS and LPIPS (each costs about one VGG16 pass per row and image, several "
+                             "times the upscaling of a small generator on CPU)")
+    parser.add_argument("--stlpips-weights", type=Path, default=None,
+                        help="ST-LPIPS vgg_shift_tolerant.pth (default: the one in the installed stlpips-pytorch)")
+    parser.add_argument("--lpips-backbone", type=Path, default=None,
+                        help="torchvision's vgg16-397923af.pth for LPIPS (default: the torch hub cache, "
+                             "$TORCH_HOME/hub/checkpoints; never downloaded)")
+    parser.add_argument("--lpips-heads", type=Path, default=None,
+                        help="LPIPS v0.1 linear heads, lpips/weights/v0.1/vgg.pth (default: the one in the "
+                             "installed `lpips` package)")
     return parser
+
+
+def load_perceptual(args: argparse.Namespace, device) -> tuple[dict[str, PairDistance], dict[str, str]]:
+    """The perceptual metrics to run (loaded once, on `device`) and, per metric, a one-line status: the file(s)
+    used or why it was skipped. A default file that is absent means "skip"; a path given on the command line that
+    is absent or wrong is a UserError."""
+    given = [flag for flag, value in (("--stlpips-weights", args.stlpips_weights),
+                                      ("--lpips-backbone", args.lpips_backbone), ("--lpips-heads", args.lpips_heads))
+             if value is not None]
+    if args.no_perceptual:
+        if given:
+            raise UserError(f"--no-perceptual contradicts {', '.join(given)}")
+        return {}, {key: "skipped: --no-perceptual" for key in PERCEPTUAL}
+    metrics: dict[str, PairDistance] = {}
+    status: dict[str, str] = {}
+    try:
+        weights = args.stlpips_weights or default_weight_path()
+    except STLPIPSError as err:
+        status["stlpips"] = f"skipped: {err}"
+    else:
+        stlpips_model = STLPIPS(path=str(weights)).to(device)
+        metrics["stlpips"] = lambda sr_img, hr_img: stlpips_distance(sr_img, hr_img, model=stlpips_model)
+        status["stlpips"] = f"on: {weights}"
+    try:
+        backbone = args.lpips_backbone or default_backbone_path()
+        heads = args.lpips_heads or default_heads_path()
+    except LPIPSError as err:
+        status["lpips"] = f"skipped: {err}"
+    else:
+        lpips_model = LPIPS(backbone=str(backbone), heads=str(heads)).to(device)
+        metrics["lpips"] = lambda sr_img, hr_img: lpips_distance(sr_img, hr_img, model=lpips_model)
+        status["lpips"] = f"on: {backbone} + {heads}"
+    return metrics, status
 
 
 def check_out_folder(path: Path) -> None:
@@ -61,12 +114,17 @@ def check_out_folder(path: Path) -> None:
         raise UserError(f"--out {path}: folder {path.parent} does not exist")
 
 
-def csv_text(results: list[ImageScore]) -> str:
+def score_dict(score: ImageScore) -> dict:
+    """An ImageScore as a flat dict without the metrics that were not computed (None)."""
+    return {k: v for k, v in asdict(score).items() if v is not None}
+
+
+def csv_text(results: list[ImageScore], perceptual: list[str]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS + tuple(perceptual), lineterminator="\n")
     writer.writeheader()
     for score in results:
-        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in asdict(score).items()})
+        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in score_dict(score).items()})
     return buffer.getvalue()
 
 
@@ -89,24 +147,29 @@ def run(args: argparse.Namespace) -> int:
                              tile=args.tile)
     out = args.out if args.out is not None else args.run / f"eval_{args.checkpoint}.json"
     check_out_folder(out)
+    perceptual, perceptual_status = load_perceptual(args, device)
+    for key, line in perceptual_status.items():
+        if line.startswith("skipped") and not args.no_perceptual:
+            print(f"note: {PERCEPTUAL[key]} {line}", file=sys.stderr)
     upscalers = {**models.upscalers, BICUBIC: bicubic_upscaler(models.scale)}
     results: list[ImageScore] = []
     for folder, count in counts.items():
         with tqdm(total=count, desc=folder.name, unit="img", file=sys.stderr, leave=False) as bar:
-            scores = evaluate_folder(folder, upscalers, scale=models.scale, on_image=lambda _name: bar.update())
+            scores = evaluate_folder(folder, upscalers, scale=models.scale, on_image=lambda _name: bar.update(),
+                                     perceptual=perceptual)
         results.extend(charge_shared_passes(scores, models.uses))
     summary = summarize(results)
     for dataset, rows in summary.items():
         print(markdown_table(dataset, rows, scale=models.scale) + "\n")
     report = {"run": str(args.run), "checkpoint": args.checkpoint, "scale": models.scale, "device": str(device),
-              "tile": args.tile, "protocol": PROTOCOL, "members": models.members,
+              "tile": args.tile, "protocol": PROTOCOL, "perceptual": perceptual_status, "members": models.members,
               "ensembles": {name: {"members": used} for name, used in models.uses.items()},
               "seconds": "mean wall-clock seconds per image of upscaling; ensemble rows include their member passes",
               "sets": {dataset: {"folder": str(folder), "models": summary[dataset]}
                        for folder, dataset in zip(args.data, names)},
-              "images": [asdict(score) for score in results]}
+              "images": [score_dict(score) for score in results]}
     write_text(out, json.dumps(report, indent=2) + "\n")  # PSNR of identical images is written as Infinity
-    write_text(out.with_suffix(".csv"), csv_text(results))
+    write_text(out.with_suffix(".csv"), csv_text(results, list(perceptual)))
     print(f"wrote {out} and {out.with_suffix('.csv')}", file=sys.stderr)
     return 0
 

@@ -5,6 +5,11 @@ For every HR image: crop to a multiple of the scale (`modcrop`), make the LR wit
 `crop_border = scale`. Grayscale images are scored on raw gray values: bicubic works on them directly, networks
 see three equal channels and their output returns to gray through Pillow's luma.
 
+Optional perceptual columns (lower is better): ST-LPIPS (mgsrgan.stlpips) and LPIPS (mgsrgan.lpips), each a
+`PairDistance` on the 8-bit RGB SR and HR after modcrop with the same `scale` border pixels cropped as for PSNR (the
+border is where the networks see zero padding and the bicubic baseline clamps; every row is scored on the same
+pixels). Gray images are scored as three equal channels (the networks were trained on RGB).
+
 Every model is an `ImageUpscaler`: (h, w, 3) RGB or (h, w) gray uint8 LR -> the same layout at x scale. Networks
 that work on tensors (a generator, an ensemble, a tiled wrapper) are adapted with `tensor_upscaler`, so the loop
 never needs to know what is behind a name.
@@ -29,11 +34,13 @@ from mgsrgan.tiling import upscale_tiled
 
 ImageUpscaler = Callable[[np.ndarray], np.ndarray]  # uint8 LR (h, w[, 3]) -> uint8 SR (h*s, w*s[, 3])
 TensorUpscaler = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, h, w) in [0, 1] -> (1, 3, h*s, w*s), ~[0, 1]
+PairDistance = Callable[[np.ndarray, np.ndarray], float]  # (H, W, 3) uint8 SR, HR -> distance >= 0, lower = closer
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 BICUBIC = "bicubic"  # the model name of the baseline every SR paper reports
 VAL_STRATEGIES = ("weighted", "best")  # strategies that need each member's validation PSNR in its checkpoint
 HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # PIL modes with more than 8 bits per sample
+PERCEPTUAL = {"stlpips": "ST-LPIPS", "lpips": "LPIPS"}  # ImageScore field -> column header, in column order
 
 
 class EvaluationError(UserError):
@@ -42,13 +49,16 @@ class EvaluationError(UserError):
 
 @dataclass(frozen=True)
 class ImageScore:
-    """One model on one image. psnr in dB (inf if SR == HR after cropping), ssim in [-1, 1], seconds of upscaling."""
+    """One model on one image. psnr in dB (inf if SR == HR after cropping), ssim in [-1, 1], seconds of upscaling
+    (scoring excluded); stlpips / lpips: perceptual distances (>= 0, lower is better), None when not computed."""
     dataset: str
     image: str
     model: str
     psnr: float
     ssim: float
     seconds: float
+    stlpips: float | None = None
+    lpips: float | None = None
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -113,9 +123,26 @@ def tensor_upscaler(upscale: TensorUpscaler, *, device: torch.device | str = "cp
     return run
 
 
-def evaluate_image(hr_img: np.ndarray, upscalers: dict[str, ImageUpscaler], *, scale: int
-                   ) -> dict[str, tuple[float, float, float]]:
-    """Score every upscaler on one HR image: model name -> (psnr dB, ssim, seconds). HR is modcropped here."""
+def perceptual_scores(sr_img: np.ndarray, hr_img: np.ndarray, metrics: dict[str, PairDistance], *,
+                      crop_border: int) -> dict[str, float]:
+    """Each metric (keys from PERCEPTUAL) on uint8 SR vs HR, (H, W, 3) or gray (H, W) -> three equal channels,
+    after cropping `crop_border` pixels from every side."""
+    unknown = set(metrics) - set(PERCEPTUAL)
+    if unknown:
+        raise ValueError(f"unknown perceptual metrics {sorted(unknown)}; expected some of {list(PERCEPTUAL)}")
+    if crop_border:
+        sr_img = sr_img[crop_border:-crop_border, crop_border:-crop_border]
+        hr_img = hr_img[crop_border:-crop_border, crop_border:-crop_border]
+    if hr_img.ndim == 2:
+        sr_img, hr_img = gray_to_rgb(sr_img), gray_to_rgb(hr_img)
+    sr_img, hr_img = np.ascontiguousarray(sr_img), np.ascontiguousarray(hr_img)
+    return {name: float(distance(sr_img, hr_img)) for name, distance in metrics.items()}
+
+
+def evaluate_image(hr_img: np.ndarray, upscalers: dict[str, ImageUpscaler], *, scale: int,
+                   perceptual: dict[str, PairDistance] | None = None) -> dict[str, dict[str, float]]:
+    """Score every upscaler on one HR image: model name -> {"psnr" dB, "ssim", "seconds", and one entry per
+    perceptual metric}. HR is modcropped here; `seconds` times the upscaling only."""
     hr_img = modcrop(hr_img, scale)
     lr_img = bicubic_downscale(hr_img, scale)
     scores = {}
@@ -125,47 +152,65 @@ def evaluate_image(hr_img: np.ndarray, upscalers: dict[str, ImageUpscaler], *, s
         seconds = time.perf_counter() - start
         if sr_img.shape != hr_img.shape or sr_img.dtype != np.uint8:
             raise ValueError(f"model {name} returned {sr_img.dtype} {sr_img.shape}, expected uint8 {hr_img.shape}")
-        scores[name] = (psnr(sr_img, hr_img, crop_border=scale), ssim(sr_img, hr_img, crop_border=scale), seconds)
+        scores[name] = {"psnr": psnr(sr_img, hr_img, crop_border=scale),
+                        "ssim": ssim(sr_img, hr_img, crop_border=scale), "seconds": seconds,
+                        **perceptual_scores(sr_img, hr_img, perceptual or {}, crop_border=scale)}
     return scores
 
 
 def evaluate_folder(folder: Path, upscalers: dict[str, ImageUpscaler], *, scale: int,
-                    on_image: Callable[[str], None] | None = None) -> list[ImageScore]:
-    """Every image of `folder` through every upscaler. The dataset name is the folder name.
+                    on_image: Callable[[str], None] | None = None,
+                    perceptual: dict[str, PairDistance] | None = None) -> list[ImageScore]:
+    """Every image of `folder` through every upscaler (and every perceptual metric). The dataset name is the
+    folder name.
 
-    on_image(name) is called before each image (progress display); it has no effect on the scores.
+    on_image(name) is called before each image (progress display); it has no effect on the scores. A metric that
+    rejects an image (e.g. smaller than its network's minimum) raises EvaluationError naming the file.
     """
     folder = Path(folder)
     results = []
     for path in list_images(folder):
         if on_image is not None:
             on_image(path.name)
-        scores = evaluate_image(load_hr(path), upscalers, scale=scale)
-        results.extend(ImageScore(folder.name, path.stem, name, *values) for name, values in scores.items())
+        try:
+            scores = evaluate_image(load_hr(path), upscalers, scale=scale, perceptual=perceptual)
+        except EvaluationError:
+            raise
+        except UserError as err:  # a metric's own complaint (STLPIPSError, LPIPSError): say which image
+            raise EvaluationError(f"{path}: {err}") from None
+        results.extend(ImageScore(folder.name, path.stem, name, **values) for name, values in scores.items())
     return results
 
 
 def summarize(results: Iterable[ImageScore]) -> dict[str, dict[str, dict[str, float]]]:
-    """dataset -> model -> {"psnr", "ssim", "seconds": means over images, "images": count}; insertion order kept."""
+    """dataset -> model -> {"psnr", "ssim", "seconds", and "stlpips" / "lpips" where every image has them: means
+    over images; "images": count}; insertion order kept."""
     grouped: dict[str, dict[str, list[ImageScore]]] = {}
     for score in results:
         grouped.setdefault(score.dataset, {}).setdefault(score.model, []).append(score)
-    return {dataset: {model: {"psnr": float(np.mean([s.psnr for s in scores])),
-                              "ssim": float(np.mean([s.ssim for s in scores])),
-                              "seconds": float(np.mean([s.seconds for s in scores])),
-                              "images": len(scores)}
-                      for model, scores in models.items()}
-            for dataset, models in grouped.items()}
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for dataset, models in grouped.items():
+        for model, scores in models.items():
+            row = {key: float(np.mean([getattr(s, key) for s in scores])) for key in ("psnr", "ssim", "seconds")}
+            row.update({key: float(np.mean([getattr(s, key) for s in scores])) for key in PERCEPTUAL
+                        if all(getattr(s, key) is not None for s in scores)})
+            summary.setdefault(dataset, {})[model] = {**row, "images": len(scores)}
+    return summary
 
 
 def markdown_table(dataset: str, models: dict[str, dict[str, float]], *, scale: int) -> str:
-    """One set's summary (from `summarize`) as a Markdown table, with the gain over bicubic when it was run."""
+    """One set's summary (from `summarize`) as a Markdown table, with the gain over bicubic when it was run and a
+    column per perceptual metric every row has."""
     base = models.get(BICUBIC)
-    lines = [f"### {dataset} x{scale} (Y channel, crop {scale}, PIL bicubic LR)", "",
-             "| model | PSNR (dB) | SSIM | vs bicubic (dB) | s / image |", "| --- | ---: | ---: | ---: | ---: |"]
+    extra = [key for key in PERCEPTUAL if all(key in row for row in models.values())]
+    note = f"; {', '.join(PERCEPTUAL[k] for k in extra)} on RGB, crop {scale}, lower is better" if extra else ""
+    lines = [f"### {dataset} x{scale} (PSNR/SSIM on Y, crop {scale}, PIL bicubic LR{note})", "",
+             "| model | PSNR (dB) | SSIM | " + "".join(f"{PERCEPTUAL[k]} | " for k in extra)
+             + "vs bicubic (dB) | s / image |", "| --- | ---: | ---: | " + "---: | " * len(extra) + "---: | ---: |"]
     for name, row in models.items():
         gain = f"{row['psnr'] - base['psnr']:+.2f}" if base is not None else "n/a"
-        lines.append(f"| {name} | {row['psnr']:.2f} | {row['ssim']:.4f} | {gain} | {row['seconds']:.3f} |")
+        lines.append(f"| {name} | {row['psnr']:.2f} | {row['ssim']:.4f} | "
+                     + "".join(f"{row[k]:.4f} | " for k in extra) + f"{gain} | {row['seconds']:.3f} |")
     return "\n".join(lines)
 
 

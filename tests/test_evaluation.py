@@ -10,13 +10,20 @@ from PIL import Image
 from mgsrgan.checkpoint import save_checkpoint
 from mgsrgan.degradation import bicubic_downscale, bicubic_upscale, modcrop
 from mgsrgan.evaluate_cli import main
-from mgsrgan.evaluation import (BICUBIC, ImageScore, charge_shared_passes, default_strategies,
+from mgsrgan.evaluation import (BICUBIC, EvaluationError, ImageScore, charge_shared_passes, default_strategies,
                                 evaluate_folder, load_run_models, markdown_table, rgb_to_gray, summarize)
 from mgsrgan.generator import Generator
+from mgsrgan.lpips import LPIPS, lpips_distance
 from mgsrgan.metrics import psnr, ssim, tensor_to_uint8
+from mgsrgan.stlpips import STLPIPSError, default_weight_path, stlpips_distance
+from mgsrgan.vgg import BLOCK_WIDTHS, VGG16_BLOCKS, expected_shapes
 
 SCALE = 2
 VAL_PSNR = (24.0, 25.0)
+try:
+    STLPIPS_WEIGHTS = default_weight_path()
+except STLPIPSError:
+    STLPIPS_WEIGHTS = None
 
 
 def _generator(seed: int) -> Generator:
@@ -59,8 +66,8 @@ def setup(tmp_path):
     return tmp_path, generators, images
 
 
-def _by_hand(upscale_tensor, hr_img: np.ndarray) -> tuple[float, float]:
-    """The protocol written out: modcrop, PIL bicubic LR, network on [0, 1] RGB, clip/round, score on Y."""
+def _sr_by_hand(upscale_tensor, hr_img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The protocol written out: modcrop, PIL bicubic LR, network on [0, 1] RGB, clip/round -> (SR, HR) uint8."""
     hr_img = modcrop(hr_img, SCALE)
     lr_img = bicubic_downscale(hr_img, SCALE)
     rgb = np.stack([lr_img] * 3, axis=2) if lr_img.ndim == 2 else lr_img
@@ -69,14 +76,27 @@ def _by_hand(upscale_tensor, hr_img: np.ndarray) -> tuple[float, float]:
     sr_img = tensor_to_uint8(sr)
     if hr_img.ndim == 2:
         sr_img = np.asarray(Image.fromarray(sr_img).convert("L"))
+    return sr_img, hr_img
+
+
+def _by_hand(upscale_tensor, hr_img: np.ndarray) -> tuple[float, float]:
+    sr_img, hr_img = _sr_by_hand(upscale_tensor, hr_img)
     return psnr(sr_img, hr_img, crop_border=SCALE), ssim(sr_img, hr_img, crop_border=SCALE)
+
+
+def _rgb_crop(img: np.ndarray) -> np.ndarray:
+    """What the perceptual columns see: `SCALE` border pixels cropped, gray as three equal channels."""
+    img = img[SCALE:-SCALE, SCALE:-SCALE]
+    return np.ascontiguousarray(np.stack([img] * 3, axis=2) if img.ndim == 2 else img)
 
 
 def test_cli_writes_tables_json_and_csv(setup, capsys):
     tmp, generators, images = setup
     out = tmp / "res.json"
-    assert main(["--run", str(tmp / "run"), "--data", str(tmp / "Tiny"), "--device", "cpu", "--out", str(out)]) == 0
+    assert main(["--run", str(tmp / "run"), "--data", str(tmp / "Tiny"), "--device", "cpu", "--out", str(out),
+                 "--no-perceptual"]) == 0
     stdout = capsys.readouterr().out
+    assert "LPIPS" not in stdout  # --no-perceptual: no ST-LPIPS / LPIPS column anywhere
     expected_rows = ["member_0", "member_1", "ensemble-mean", "ensemble-median", "ensemble-weighted",
                      "ensemble-best", "ensemble-consensus", BICUBIC]
     table_rows = [line.split("|")[1].strip() for line in stdout.splitlines() if line.startswith("| ")][2:]
@@ -84,6 +104,9 @@ def test_cli_writes_tables_json_and_csv(setup, capsys):
     report = json.loads(out.read_text())
     models = report["sets"]["Tiny"]["models"]
     assert list(models) == expected_rows and all(m["images"] == 3 for m in models.values())
+    assert not any("lpips" in key for m in models.values() for key in m)
+    assert not any("lpips" in key for row in report["images"] for key in row)
+    assert report["perceptual"] == {"stlpips": "skipped: --no-perceptual", "lpips": "skipped: --no-perceptual"}
     assert report["scale"] == SCALE and report["ensembles"]["ensemble-best"]["members"] == ["member_1"]
     for name, hr_img in images.items():  # every member and the mean ensemble, by hand
         for k, generator in enumerate(generators):
@@ -98,6 +121,69 @@ def test_cli_writes_tables_json_and_csv(setup, capsys):
     with open(out.with_suffix(".csv")) as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 * len(expected_rows) and rows[0]["dataset"] == "Tiny"
+    assert list(rows[0]) == ["dataset", "image", "model", "psnr", "ssim", "seconds"]
+
+
+@pytest.mark.skipif(STLPIPS_WEIGHTS is None, reason="ST-LPIPS weights not installed (pip install stlpips-pytorch)")
+def test_stlpips_column_equals_direct_distance(setup, capsys, monkeypatch):
+    tmp, generators, images = setup
+    monkeypatch.setenv("TORCH_HOME", str(tmp / "empty_hub"))  # no LPIPS backbone: that column is skipped, with a note
+    out = tmp / "res.json"
+    assert main(["--run", str(tmp / "run"), "--data", str(tmp / "Tiny"), "--device", "cpu", "--out", str(out),
+                 "--strategies", "mean"]) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "LPIPS skipped" in notes[0] and "vgg16-397923af.pth" in notes[0]
+    assert "| model | PSNR (dB) | SSIM | ST-LPIPS | vs bicubic (dB) | s / image |" in captured.out
+    report = json.loads(out.read_text())
+    assert report["perceptual"]["stlpips"].startswith("on: ")
+    assert report["perceptual"]["lpips"].startswith("skipped: ")
+    from mgsrgan.stlpips import STLPIPS
+    model = STLPIPS()
+    direct = {"member_0": generators[0], "ensemble-mean": lambda x: (generators[0](x) + generators[1](x)) / 2}
+    for name in ("a", "g"):  # an RGB and a gray image
+        rows = {r["model"]: r for r in report["images"] if r["image"] == name}
+        assert "lpips" not in rows[BICUBIC]
+        for row_name, upscale in direct.items():
+            sr_img, hr_img = _sr_by_hand(upscale, images[name])
+            expected = stlpips_distance(_rgb_crop(sr_img), _rgb_crop(hr_img), model=model)
+            assert rows[row_name]["stlpips"] == pytest.approx(expected, abs=1e-6)
+        hr_img = modcrop(images[name], SCALE)
+        sr_img = bicubic_upscale(bicubic_downscale(hr_img, SCALE), SCALE)
+        assert rows[BICUBIC]["stlpips"] == pytest.approx(
+            stlpips_distance(_rgb_crop(sr_img), _rgb_crop(hr_img), model=model), abs=1e-6)
+    mean_row = report["sets"]["Tiny"]["models"][BICUBIC]
+    assert mean_row["stlpips"] == pytest.approx(
+        np.mean([r["stlpips"] for r in report["images"] if r["model"] == BICUBIC]))
+    with open(out.with_suffix(".csv")) as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[-1] == "stlpips" and float(rows[0]["stlpips"]) >= 0.0
+
+
+def test_lpips_column_with_given_files(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    backbone = {f"features.{key}": torch.randn(shape, generator=generator) * (0.05 if len(shape) == 4 else 0.01)
+                for key, shape in expected_shapes(VGG16_BLOCKS, anti_aliased=False).items()}
+    torch.save(backbone, tmp_path / "vgg16.pth")
+    torch.save({f"lin{k}.model.1.weight": torch.rand(1, w, 1, 1, generator=generator)
+                for k, w in enumerate(BLOCK_WIDTHS)}, tmp_path / "heads.pth")
+    model = LPIPS(backbone=str(tmp_path / "vgg16.pth"), heads=str(tmp_path / "heads.pth"))
+    images = _save_images(tmp_path / "Tiny")
+    perceptual = {"lpips": lambda sr_img, hr_img: lpips_distance(sr_img, hr_img, model=model)}
+    results = evaluate_folder(tmp_path / "Tiny", {BICUBIC: lambda lr: bicubic_upscale(lr, SCALE)}, scale=SCALE,
+                              perceptual=perceptual)
+    for r in results:
+        hr_img = modcrop(images[r.image], SCALE)
+        sr_img = bicubic_upscale(bicubic_downscale(hr_img, SCALE), SCALE)
+        assert r.lpips == pytest.approx(lpips_distance(_rgb_crop(sr_img), _rgb_crop(hr_img), model=model), abs=1e-7)
+        assert r.lpips > 0.0 and r.stlpips is None
+    summary = summarize(results)["Tiny"]
+    assert "lpips" in summary[BICUBIC] and "stlpips" not in summary[BICUBIC]
+    assert "| model | PSNR (dB) | SSIM | LPIPS | vs bicubic" in markdown_table("Tiny", summary, scale=SCALE)
+    too_small = {"lpips": lambda sr_img, hr_img: lpips_distance(sr_img[:8], hr_img[:8], model=model)}
+    with pytest.raises(EvaluationError, match=r"a\.png: LPIPS needs images of at least"):
+        evaluate_folder(tmp_path / "Tiny", {BICUBIC: lambda lr: bicubic_upscale(lr, SCALE)}, scale=SCALE,
+                        perceptual=too_small)
 
 
 def test_bicubic_row_equals_direct_metrics(setup):
