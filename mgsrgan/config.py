@@ -146,7 +146,14 @@ def validate(cfg: Config, source: str = "<config>") -> None:
         raise bad("train.g_learning_rate", "learning rates must be positive")
 
 
+class OverrideText(str):
+    """A `--set` value, still text: parsed as YAML only once the field's type is known, so that
+    `--set loss.content_layer=5_3` stays the string "5_3" (YAML 1.1 would read 5_3 as the integer 53)."""
+
+
 def _check_type(value: Any, hint: Any, key: str, source: str) -> Any:
+    if isinstance(value, OverrideText):
+        value = str(value) if hint is str else yaml.safe_load(value) if value.strip() else ""
     origin = typing.get_origin(hint)
     if origin is Literal:
         choices = typing.get_args(hint)
@@ -222,7 +229,7 @@ def apply_override(raw: dict, assignment: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {assignment}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(text) if text.strip() else ""
+    node[parts[-1]] = OverrideText(text)
 
 
 def config_from_dict(raw: dict, source: str = "<config>") -> Config:

@@ -52,8 +52,10 @@ def test_wrong_types_and_impossible_values_fail_before_any_work(section, key, va
 def test_set_overrides_parse_yaml_values(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("data:\n  train_dirs: [x]\n")
-    cfg = load_config(path, ["train.members=5", "loss.adv_weight=0.01", "data.train_dirs=[a, b]"])
+    cfg = load_config(path, ["train.members=5", "loss.adv_weight=0.01", "data.train_dirs=[a, b]",
+                             "loss.vgg_weights=stlpips", "loss.content_layer=5_3"])
     assert cfg.train.members == 5 and cfg.loss.adv_weight == 0.01 and cfg.data.train_dirs == ["a", "b"]
+    assert cfg.loss.content_layer == "5_3"  # text for a text field, although YAML 1.1 reads 5_3 as 53
     with pytest.raises(ConfigError, match="did you mean train.members"):
         load_config(path, ["train.member=5"])
 

@@ -1,0 +1,42 @@
+"""Copy a run's distortion (pretrain) and GAN checkpoints into weights/, the ensemble inference.py uses by default.
+
+    python scripts/ship_weights.py runs/scaled-k3-preview
+
+Only generator tensors travel (the checkpoints are already generator-only); metadata (config, validation scores,
+steps) is kept, so `weighted` and `best` work on the shipped ensemble too.
+"""
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mgsrgan.checkpoint import read_meta  # noqa: E402
+
+SHIPPED = ("pretrain", "gan")  # distortion-oriented and perception-oriented members
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--dest", type=Path, default=ROOT / "weights")
+    args = parser.parse_args()
+    members = sorted(args.run.glob("member_*"))
+    if not members:
+        print(f"error: {args.run}: no member_<k> folders", file=sys.stderr)
+        return 2
+    for member in members:
+        (args.dest / member.name).mkdir(parents=True, exist_ok=True)
+        for name in SHIPPED:
+            source = member / f"{name}.safetensors"
+            meta = read_meta(source)  # refuses a file that is not an mgsrgan checkpoint
+            shutil.copyfile(source, args.dest / member.name / source.name)
+            print(f"{source} -> {args.dest / member.name / source.name} (step {meta['step']}, val {meta['val']})")
+    shutil.copyfile(args.run / "config.yaml", args.dest / "config.yaml")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
