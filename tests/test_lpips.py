@@ -2,10 +2,12 @@
 
 The backbone is random, written in the test in torchvision's vgg16 layout (the real file is never downloaded); the
 heads are the real lpips/weights/v0.1/vgg.pth when the `lpips` package is installed, else random non-negative ones.
-Random weights say nothing about perceptual ranking, so only properties and arithmetic are checked.
+Random weights say nothing about perceptual ranking, so only properties and arithmetic are checked, plus the
+package's own numbers for these exact weights (PACKAGE_REFERENCE).
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +15,17 @@ from mgsrgan.errors import UserError
 from mgsrgan.lpips import (LPIPS, MIN_SIDE, SCALING_SCALE, SCALING_SHIFT, LPIPSError, default_backbone_path,
                            default_heads_path, layer_distance, load_heads, lpips_distance, unit_normalize)
 from mgsrgan.vgg import BLOCK_WIDTHS, VGG16_BLOCKS, expected_shapes
+
+# Distances computed by the lpips 0.1.4 package itself, `lpips.LPIPS(net="vgg", version="0.1", pnet_rand=True,
+# model_path=HEADS)(a, b, normalize=True)`, with its trunk's net.slice<k>.<i>.* set from this file's
+# random_backbone_state(seed=0) (features.<i>.*), on reference_pairs(); HEADS = the random heads of the `files` fixture
+# ("random_heads") or lpips/weights/v0.1/vgg.pth ("real_heads"). Run in a throwaway venv with torch 2.14.1 +
+# torchvision 0.29.1 (scipy/tqdm, imported only by its trainer, stubbed). Ours agreed to 4e-9 on all six.
+PACKAGE_REFERENCE = {
+    "random_heads": {"shift": 0.028325937688350677, "noise": 0.0021124002523720264, "other": 0.08279655873775482},
+    "real_heads": {"shift": 0.05738365650177002, "noise": 0.0038011090364307165, "other": 0.17589907348155975},
+}
+REFERENCE_TOLERANCE = 1e-6  # float32 summation order across torch versions; measured 4e-9
 
 # torchvision's vgg16().features puts its 13 convs at these Sequential indices (pools at 4, 9, 16, 23, 30)
 TORCHVISION_VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
@@ -30,24 +43,41 @@ def random_backbone_state(seed: int = 0) -> dict[str, torch.Tensor]:
     return state
 
 
+def reference_pairs() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Three (32, 40, 3) uint8 pairs, fixed by seed: 1-pixel shift, Gaussian noise (sigma 8), another image."""
+    rng = np.random.default_rng(7)
+    base = np.kron(rng.integers(20, 236, size=(8, 10, 3)), np.ones((4, 4, 1))).astype(np.uint8)
+    other = np.kron(rng.integers(20, 236, size=(8, 10, 3)), np.ones((4, 4, 1))).astype(np.uint8)
+    noisy = np.clip(base + rng.normal(0.0, 8.0, size=base.shape), 0, 255).round().astype(np.uint8)
+    return {"shift": (base, np.roll(base, 1, axis=1)), "noise": (base, noisy), "other": (base, other)}
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
+    """(backbone file, heads file, "real_heads" or "random_heads")."""
     folder = tmp_path_factory.mktemp("lpips")
-    torch.save(random_backbone_state(), folder / "vgg16-fake.pth")
+    torch.save(random_backbone_state(seed=0), folder / "vgg16-fake.pth")
     try:
-        heads = default_heads_path()
+        heads, kind = default_heads_path(), "real_heads"
     except LPIPSError:
+        kind = "random_heads"
         generator = torch.Generator().manual_seed(1)
         heads = folder / "heads.pth"
         torch.save({f"lin{k}.model.1.weight": torch.rand(1, w, 1, 1, generator=generator) * 0.1
                     for k, w in enumerate(BLOCK_WIDTHS)}, heads)
-    return folder / "vgg16-fake.pth", heads
+    return folder / "vgg16-fake.pth", heads, kind
 
 
 @pytest.fixture(scope="module")
 def model(files) -> LPIPS:
-    backbone, heads = files
+    backbone, heads, _ = files
     return LPIPS(backbone=str(backbone), heads=str(heads))
+
+
+def test_matches_the_lpips_package_on_the_same_weights(files, model):
+    reference = PACKAGE_REFERENCE[files[2]]
+    for name, (a, b) in reference_pairs().items():
+        assert lpips_distance(a, b, model=model) == pytest.approx(reference[name], abs=REFERENCE_TOLERANCE), name
 
 
 def test_torchvision_layout_and_taps(model):
@@ -114,7 +144,7 @@ def test_forward_is_scaling_layer_then_sum_of_layer_terms(model):
 
 
 def test_bad_files_and_inputs_fail_in_one_line(tmp_path, files, model, monkeypatch):
-    backbone, heads = files
+    backbone, heads, _ = files
     with pytest.raises(LPIPSError, match="not found"):
         LPIPS(backbone=str(tmp_path / "none.pth"), heads=str(heads))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache
