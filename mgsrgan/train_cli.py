@@ -19,6 +19,7 @@ from mgsrgan.distributed import World, broadcast_object, init_process_group, shu
 from mgsrgan.errors import UserError
 from mgsrgan.runlog import RunLog
 from mgsrgan.training import Context, train
+from mgsrgan.vgg import resolve_imagenet_file, resolve_stlpips_file
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -105,6 +106,11 @@ def run(args: argparse.Namespace, world: World) -> int:
                            hr_patch=d.hr_patch, augment=d.augment, seed=cfg.train.seed,
                            cache_images=d.cache_images)
     validation = load_validation(d.val_dir, cfg.model.scale, d.val_max_images) if d.val_dir else []
+    if cfg.train.gan_steps > 0 and world.is_main:  # missing VGG weights: fail now, not after pre-training
+        if cfg.loss.vgg_weights == "imagenet":
+            resolve_imagenet_file(cfg.loss.vgg_path)
+        elif cfg.loss.vgg_weights == "stlpips":
+            resolve_stlpips_file(cfg.loss.vgg_path)
     init_process_group(world, device)
     run_dir = shared_run_dir(cfg, args, world)
     per_rank_logs = world.distributed and cfg.runtime.distributed == "ensemble"

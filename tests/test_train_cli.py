@@ -47,3 +47,12 @@ def test_missing_training_folder_is_a_clear_error(tmp_path, capsys):
     assert main(smoke_args(tmp_path, "--set", f"data.train_dirs=[{tmp_path / 'nope'}]")) == 2
     assert str(tmp_path / "nope") in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # no empty run folder left behind
+
+
+def test_missing_vgg_weights_fail_before_a_run_folder_exists(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # an empty hub cache
+    args = smoke_args(tmp_path / "runs", "--set", "loss.vgg_weights=imagenet",
+                      "--set", f"loss.vgg_path={tmp_path / 'nowhere' / 'vgg19-dcbb9e9d.pth'}")
+    assert main(args) == 2
+    assert "vgg19-dcbb9e9d.pth" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
