@@ -1,0 +1,54 @@
+"""Markdown tables for weights/MODEL_CARD.md from evaluate.py JSON files and benchmarks/results/peers.json.
+
+    python scripts/model_card_tables.py weights/eval_pretrain.json weights/eval_gan.json \
+        --peers benchmarks/results/peers.json
+"""
+import argparse
+import json
+from pathlib import Path
+
+SETS = ("Set5", "Set14", "BSD100")
+
+
+def cell(scores: dict | None) -> str:
+    if not scores:
+        return "n/a"
+    text = f"{scores['psnr']:.2f} / {scores['ssim']:.4f}"
+    if scores.get("stlpips") is not None:
+        text += f" / {scores['stlpips']:.4f}"
+    return text
+
+
+def table(title: str, rows: dict[str, dict[str, dict]]) -> str:
+    lines = [f"### {title}", "", "| model | " + " | ".join(SETS) + " |", "| --- |" + " ---: |" * len(SETS)]
+    for name, per_set in rows.items():
+        lines.append(f"| {name} | " + " | ".join(cell(per_set.get(s)) for s in SETS) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("evals", nargs="+", type=Path)
+    parser.add_argument("--peers", type=Path)
+    args = parser.parse_args()
+    for path in args.evals:
+        report = json.loads(path.read_text())
+        rows: dict[str, dict[str, dict]] = {}
+        for set_name, entry in report["sets"].items():
+            for model, scores in entry["models"].items():
+                rows.setdefault(model, {})[set_name] = scores
+        print(table(f"`{report['checkpoint']}` checkpoints, x{report['scale']} "
+                    f"(PSNR dB / SSIM / ST-LPIPS; from `{path}`)", rows))
+        print()
+    if args.peers:
+        peers = json.loads(args.peers.read_text())
+        rows = {}
+        for set_name, models in peers["results"]["2"].items():
+            for model, scores in models.items():
+                rows.setdefault(f"{model} (OpenCV)" if model != "bicubic" else model, {})[set_name] = scores
+        print(table("OpenCV dnn_superres peers, x2 (PSNR dB / SSIM; from `benchmarks/results/peers.json`)", rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
