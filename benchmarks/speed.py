@@ -204,6 +204,18 @@ CASES = {
 }
 
 
+def profile_inference(config: str = "config.yaml", size: int = 256) -> str:
+    """Where the x4 inference time goes: torch.profiler's table of operators, self CPU time."""
+    from mgsrgan.upscaler import Upscaler
+
+    upscaler = Upscaler(fold_batchnorm(_generator(config)), device="cpu")
+    x = torch.rand(1, 3, size, size)
+    upscaler.upscale_tensor(x)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        upscaler.upscale_tensor(x)
+    return prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=12)
+
+
 def run_case(name: str) -> dict:
     torch.manual_seed(0)
     result = CASES[name]()
@@ -240,7 +252,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=sorted(CASES), help="run one case in this process")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.json"))
+    parser.add_argument("--profile", action="store_true", help="print an operator profile of x4 inference")
     args = parser.parse_args()
+    if args.profile:
+        print(profile_inference())
+        return 0
     if args.case:
         print(json.dumps(run_case(args.case)))
         return 0
