@@ -5,14 +5,18 @@ Reading gives a (3, h, w) float32 RGB tensor in [0, 1] plus an ImageInfo saying 
   RGBA, LA, P / PA with transparency                    -> colour upscaled by the model, alpha by bicubic, re-attached
   L, 1 (bilevel)                                        -> the model sees gray replicated to 3 channels; back to L
   I;16 / I (16-bit gray PNG/TIFF)                       -> read as value / 65535, written as round(value * 65535)
-EXIF orientation is applied first (so the output is upright and carries no orientation tag). Animated or multi-page
-files contribute their first frame. Writes are atomic (temp file in the same folder, then os.replace).
+  16-bit RGB / RGBA PNG (Pillow would give 8 bits)      -> decoded by mgsrgan.png16 as value / 65535; to_pil gives
+                                                           an Rgb16Image: 16-bit PNG out, 8-bit for other formats
+EXIF orientation is applied first (so the output is upright and carries no orientation tag); for 16-bit RGB(A) PNG
+that is an eXIf chunk before the image data (where writers put it; one after IDAT is not looked for). Animated or
+multi-page files contribute their first frame. Writes are atomic (temp file in the same folder, then os.replace).
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -20,11 +24,17 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mgsrgan.checkpoint import atomic_write
 from mgsrgan.errors import UserError
+from mgsrgan.png16 import Png16Error, is_png16_color, read_png16, write_png16
 
 EIGHT_BIT_MAX = 255.0
 SIXTEEN_BIT_MAX = 65535.0  # PNG 16-bit samples are 0..65535 (PNG spec, section 4.4)
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # Pillow's names for 16-bit (and 32-bit int) gray
 SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")  # formats Pillow writes 16-bit gray to
+SIXTEEN_BIT_COLOR_MODES = ("RGB;16", "RGBA;16")  # our names (ImageInfo.mode) for 16-bit RGB(A) PNG, not Pillow's
+EXIF_ORIENTATION_TAG = 0x0112  # EXIF 2.3, tag 274
+EXIF_ORIENTATIONS = {  # EXIF orientation -> (transpose, flip rows, flip columns) that makes the image upright
+    1: (False, False, False), 2: (False, False, True), 3: (False, True, True), 4: (False, True, False),
+    5: (True, False, False), 6: (True, False, True), 7: (True, True, True), 8: (True, True, False)}
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF", "GIF")  # formats that keep an alpha channel; others get the colour only
 TO_RGB_MODES = ("CMYK", "YCbCr", "LAB", "HSV", "RGBX")
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, the weights Pillow's convert("L") uses
@@ -46,10 +56,67 @@ class ImageWriteError(UserError):
 class ImageInfo:
     """What an upscaled tensor needs to become the same kind of image again."""
 
-    mode: str  # output mode: "RGB", "RGBA", "L", "LA" or "I;16"
+    mode: str  # output mode: "RGB", "RGBA", "L", "LA", "I;16", or "RGB;16" / "RGBA;16" (16-bit colour PNG)
     format: str | None  # Pillow format of the source ("PNG", "JPEG", ...); None for images made in memory
-    alpha: Image.Image | None  # the source alpha (mode "L", h x w), or None
+    alpha: Image.Image | None  # the source alpha (h x w; mode "L", or "I;16" for "RGBA;16"), or None
     icc_profile: bytes | None  # colour profile to carry over (dropped when converted from CMYK etc.)
+
+
+@dataclass(frozen=True, eq=False)
+class Rgb16Image:
+    """16 bits per channel RGB or RGBA, which a PIL image cannot hold: write_image writes it as 16-bit PNG, or
+    as 8 bits to other formats."""
+
+    pixels: np.ndarray  # (H, W, 3 or 4) uint16
+
+    @property
+    def mode(self) -> str:
+        return SIXTEEN_BIT_COLOR_MODES[self.pixels.shape[2] - 3]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as PIL's Image.size."""
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+    def to_8bit(self) -> Image.Image:
+        """PIL RGB / RGBA image with round(value / 257) (integer form: exact, and 4 bytes a sample, not 8)."""
+        return Image.fromarray(((self.pixels.astype(np.uint32) + 128) // 257).astype(np.uint8))
+
+
+def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, C) array stored with EXIF `orientation` -> upright (what ImageOps.exif_transpose does to a PIL image);
+    unknown values leave it as it is, as Pillow does."""
+    transpose, flip_rows, flip_columns = EXIF_ORIENTATIONS.get(orientation, EXIF_ORIENTATIONS[1])
+    if transpose:
+        pixels = pixels.transpose(1, 0, 2)
+    return np.ascontiguousarray(pixels[::-1 if flip_rows else 1, ::-1 if flip_columns else 1])
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """Orientation from the EXIF Pillow found in the header chunks (img.getexif() would decode the pixels);
+    1 (upright) when there is none or it cannot be parsed, as viewers treat it."""
+    raw = img.info.get("exif")
+    if not raw:
+        return 1
+    exif = Image.Exif()
+    try:
+        exif.load(raw)
+        return int(exif.get(EXIF_ORIENTATION_TAG, 1))
+    except (SyntaxError, ValueError, TypeError, EOFError, KeyError, OSError):
+        return 1
+
+
+def read_png16_color(path: Path, img: Image.Image) -> tuple[torch.Tensor, ImageInfo]:
+    """A 16-bit RGB(A) PNG (`img`: Pillow's handle on it, pixels not loaded) -> ((3, h, w) float32 RGB in [0, 1],
+    ImageInfo with mode "RGB;16" or "RGBA;16" and a 16-bit alpha)."""
+    try:
+        pixels = orient(read_png16(path), exif_orientation(img))  # (h, w, 3 or 4) uint16
+    except Png16Error as err:
+        raise BadImageError(str(err)) from None
+    alpha = Image.fromarray(pixels[..., 3]) if pixels.shape[2] == 4 else None  # mode "I;16"
+    rgb = torch.from_numpy(np.ascontiguousarray(pixels[..., :3].transpose(2, 0, 1)).astype(np.float32))
+    mode = SIXTEEN_BIT_COLOR_MODES[pixels.shape[2] - 3]
+    return rgb.div_(SIXTEEN_BIT_MAX), ImageInfo(mode, "PNG", alpha, img.info.get("icc_profile"))
 
 
 def from_pil(img: Image.Image) -> tuple[torch.Tensor, ImageInfo]:
@@ -85,10 +152,18 @@ def from_pil(img: Image.Image) -> tuple[torch.Tensor, ImageInfo]:
     return tensor, ImageInfo(mode=mode, format=img.format, alpha=alpha, icc_profile=icc)
 
 
-def to_pil(sr_img: torch.Tensor, info: ImageInfo) -> Image.Image:
-    """(3, H, W) float RGB (clipped to [0, 1] here) -> PIL image in info.mode, alpha upscaled with bicubic."""
+def to_pil(sr_img: torch.Tensor, info: ImageInfo) -> Image.Image | Rgb16Image:
+    """(3, H, W) float RGB (clipped to [0, 1] here) -> PIL image in info.mode, alpha upscaled with bicubic; for
+    info.mode "RGB;16" / "RGBA;16" an Rgb16Image (16-bit alpha, bicubic too)."""
     sr_img = sr_img.detach().to("cpu", torch.float32)  # float32 keeps 16-bit exact (error < 0.004 of a level)
     height, width = sr_img.shape[-2:]
+    if info.mode in SIXTEEN_BIT_COLOR_MODES:
+        levels = sr_img.clamp(0.0, 1.0).mul_(SIXTEEN_BIT_MAX).round_().to(torch.int32)
+        pixels = np.ascontiguousarray(levels.permute(1, 2, 0).numpy(), dtype=np.uint16)  # (H, W, 3)
+        if info.alpha is not None:
+            alpha = np.asarray(info.alpha.resize((width, height), Image.BICUBIC), dtype=np.uint16)
+            pixels = np.concatenate([pixels, alpha[..., None]], axis=2)
+        return Rgb16Image(pixels)
     if info.mode in ("L", "LA", "I;16"):
         gray = (sr_img * torch.tensor(LUMA_WEIGHTS).view(3, 1, 1)).sum(dim=0).clamp_(0.0, 1.0)
         if info.mode == "I;16":
@@ -122,6 +197,8 @@ def read_image(path: Path, *, max_pixels: int | None = None) -> tuple[torch.Tens
                     if limit is not None and width * height > limit:
                         raise BadImageError(f"{path}: {width}x{height} = {width * height} pixels is over the limit of "
                                             f"{limit} (decompression bomb guard; raise it with --max-pixels)")
+                    if img.format == "PNG" and is_png16_color(path):  # Pillow would decode it to 8 bits
+                        return read_png16_color(path, img)
                     img.load()
                     try:
                         tensor, info = from_pil(img)
@@ -163,9 +240,15 @@ def image_extensions() -> set[str]:
     return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
 
 
-def write_image(img: Image.Image, path: Path, *, fmt: str, icc_profile: bytes | None = None) -> None:
-    """Save atomically as Pillow format `fmt`; 16-bit and alpha degrade to what the format can hold."""
+def write_image(img: Image.Image | Rgb16Image, path: Path, *, fmt: str, icc_profile: bytes | None = None) -> None:
+    """Save atomically as Pillow format `fmt`; 16-bit and alpha degrade to what the format can hold (an
+    Rgb16Image stays 16-bit in PNG, written by mgsrgan.png16)."""
     path = Path(path)
+    if isinstance(img, Rgb16Image):
+        if fmt == "PNG":
+            save_atomically(path, lambda tmp: write_png16(tmp, img.pixels, icc_profile=icc_profile))
+            return
+        img = img.to_8bit()
     if img.mode == "I;16" and fmt not in SIXTEEN_BIT_FORMATS:
         img = Image.fromarray(np.round(np.asarray(img, dtype=np.float64) / 257.0).astype(np.uint8))
     if img.mode in ("RGBA", "LA") and fmt not in ALPHA_FORMATS:
@@ -175,9 +258,14 @@ def write_image(img: Image.Image, path: Path, *, fmt: str, icc_profile: bytes | 
         params["quality"] = SAVE_QUALITY[fmt]
     if icc_profile and img.mode in ("RGB", "RGBA"):
         params["icc_profile"] = icc_profile
+    save_atomically(path, lambda tmp: img.save(tmp, format=fmt, **params))
+
+
+def save_atomically(path: Path, write: Callable[[str], None]) -> None:
+    """atomic_write(path, write(tmp_path)) into a folder made as needed; ImageWriteError naming the file on failure."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: img.save(tmp, format=fmt, **params))
+        atomic_write(path, write)
     except (OSError, ValueError, KeyError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise ImageWriteError(f"{path}: cannot write ({reason})") from None

@@ -1,14 +1,24 @@
-"""Image modes in and out (RGB, RGBA, L, LA, P, CMYK, 16-bit), EXIF orientation, bad files, atomic writes."""
+"""Image modes in and out (RGB, RGBA, L, LA, P, CMYK, 16-bit gray and colour), EXIF orientation, bad files,
+atomic writes."""
+import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
+from torch import nn
 
+from mgsrgan.checkpoint import save_checkpoint
 from mgsrgan.errors import UserError
-from mgsrgan.imageio import (VIRIDIS_ANCHORS, BadImageError, ImageWriteError, colorize_uncertainty,
-                             format_for_extension, from_pil, output_format, read_image, to_pil, write_image)
+from mgsrgan.generator import Generator
+from mgsrgan.imageio import (VIRIDIS_ANCHORS, BadImageError, ImageWriteError, Rgb16Image, colorize_uncertainty,
+                             format_for_extension, from_pil, orient, output_format, read_image, to_pil, write_image)
+from mgsrgan.inference_cli import main as inference_main
+from mgsrgan.png16 import is_png16_color, read_png16, write_png16
+from mgsrgan.upscaler import Upscaler
 
 EXIF_ORIENTATION_TAG = 0x0112  # EXIF 2.3, tag 274
 ROTATE_90_CW = 6  # EXIF orientation value: the stored image must be turned 90 degrees clockwise to be upright
@@ -143,3 +153,112 @@ def test_uncertainty_colormap_scale():
     assert rgb.shape == (1, 4, 3)
     assert tuple(rgb[0, 0]) == VIRIDIS_ANCHORS[0] and tuple(rgb[0, 1]) == VIRIDIS_ANCHORS[2]
     assert tuple(rgb[0, 2]) == tuple(rgb[0, 3]) == VIRIDIS_ANCHORS[-1]
+
+
+def rng_image16(h: int, w: int, channels: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 65536, (h, w, channels), dtype=np.uint16)
+
+
+class NearestX2(nn.Module):
+    """A stand-in generator that copies each pixel to a 2x2 block: the output must hold the input's exact values."""
+
+    scale = 2
+
+    def receptive_radius(self) -> int:
+        return 0
+
+    def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
+        return lr_img.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_sixteen_bit_color_png_in_and_out(tmp_path, channels):
+    values = rng_image16(5, 6, channels)
+    values[0, 0, :3] = (1000, 1001, 65535)  # 1000/1001: one 8-bit level
+    profile = b"an ICC profile, carried as bytes"
+    write_png16(tmp_path / "in.png", values, icc_profile=profile)
+    lr_img, info = read_image(tmp_path / "in.png")
+    assert info.mode == ("RGB;16" if channels == 3 else "RGBA;16") and info.format == "PNG"
+    assert info.icc_profile == profile
+    assert torch.allclose(lr_img.double().permute(1, 2, 0), torch.from_numpy(values[..., :3] / 65535.0), atol=1e-7)
+    out = to_pil(lr_img, info)  # same size: the alpha resize is the identity
+    assert isinstance(out, Rgb16Image) and out.size == (6, 5) and np.array_equal(out.pixels, values)
+    write_image(out, tmp_path / "out.png", fmt="PNG", icc_profile=info.icc_profile)
+    assert is_png16_color(tmp_path / "out.png") and np.array_equal(read_png16(tmp_path / "out.png"), values)
+    assert Image.open(tmp_path / "out.png").info["icc_profile"] == profile
+    write_image(out, tmp_path / "out.tif", fmt="TIFF")  # other formats: 8 bits, round(value / 257)
+    with Image.open(tmp_path / "out.tif") as back:
+        assert back.mode == ("RGB" if channels == 3 else "RGBA")
+        assert np.array_equal(np.asarray(back), np.round(values / 257.0).astype(np.uint8))
+    write_image(out, tmp_path / "out.jpg", fmt="JPEG")
+    assert Image.open(tmp_path / "out.jpg").mode == "RGB"
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_upscaler_keeps_sixteen_bit_precision(tmp_path, channels):
+    values = rng_image16(4, 5, channels, seed=channels)
+    write_png16(tmp_path / "in.png", values)
+    lr_img, info = read_image(tmp_path / "in.png")
+    sr_img = Upscaler(NearestX2()).upscale_tensor(lr_img)
+    write_image(to_pil(sr_img, info), tmp_path / "out.png", fmt="PNG")
+    out = read_png16(tmp_path / "out.png")
+    assert out.shape == (8, 10, channels)
+    assert np.array_equal(out[::2, ::2, :3], values[..., :3]) and np.array_equal(out[1::2, 1::2, :3], values[..., :3])
+    if channels == 4:
+        expected_alpha = Image.fromarray(values[..., 3]).resize((10, 8), Image.BICUBIC)
+        assert np.array_equal(out[..., 3], np.asarray(expected_alpha))
+    assert np.any(out % 257 != 0)
+
+
+def test_inference_writes_sixteen_bit_png(tmp_path, capsys):
+    torch.manual_seed(0)
+    generator = Generator(scale=2, num_blocks=1, channels=8)
+    meta = {"arch": {"scale": 2, "num_blocks": 1, "channels": 8}, "member": 0, "seed": 0, "phase": "pretrain",
+            "step": 1, "val": {"psnr": 30.0, "ssim": 0.9}, "config": {}}
+    save_checkpoint(tmp_path / "m.safetensors", {f"generator.{k}": v for k, v in generator.state_dict().items()}, meta)
+    (tmp_path / "in").mkdir()
+    write_png16(tmp_path / "in" / "a.png", rng_image16(6, 5, 3))
+    code = inference_main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                           "--weights", str(tmp_path / "m.safetensors"), "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    assert is_png16_color(tmp_path / "out" / "a.png")
+    out = read_png16(tmp_path / "out" / "a.png")
+    assert out.shape == (12, 10, 3) and np.any(out % 257 != 0)  # real 16-bit levels, not 8-bit ones scaled up
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orient_matches_pillow_exif_transpose(orientation):
+    arr = rng_image(3, 5, 3)
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION_TAG] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(arr).save(buffer, format="PNG", exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(buffer)))
+    assert np.array_equal(orient(arr, orientation), expected)
+
+
+def test_sixteen_bit_color_png_exif_orientation(tmp_path):
+    values = rng_image16(4, 10, 3)
+    write_png16(tmp_path / "plain.png", values)
+    data = (tmp_path / "plain.png").read_bytes()
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION_TAG] = ROTATE_90_CW
+    body = exif.tobytes()[len(b"Exif\0\0"):]  # the eXIf chunk holds the TIFF structure without the JPEG prefix
+    chunk = struct.pack(">I4s", len(body), b"eXIf") + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
+    ihdr_end = 8 + 8 + 13 + 4
+    (tmp_path / "rot.png").write_bytes(data[:ihdr_end] + chunk + data[ihdr_end:])
+    lr_img, _ = read_image(tmp_path / "rot.png")
+    assert lr_img.shape == (3, 10, 4)
+    assert np.array_equal(np.round(lr_img.numpy().transpose(1, 2, 0) * 65535).astype(np.uint16),
+                          np.rot90(values, k=-1))
+
+
+def test_corrupt_sixteen_bit_color_png_names_the_file(tmp_path):
+    write_png16(tmp_path / "good.png", rng_image16(32, 32, 3))
+    data = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[:len(data) // 2])
+    with pytest.raises(BadImageError, match="truncated") as info:
+        read_image(tmp_path / "cut.png")
+    assert str(tmp_path / "cut.png") in str(info.value)
+    with pytest.raises(BadImageError, match="decompression bomb"):
+        read_image(tmp_path / "good.png", max_pixels=32 * 32 - 1)
