@@ -1,13 +1,18 @@
+import pytest
 import torch
 
 from mgsrgan.fuse import fold_batchnorm
 from mgsrgan.generator import Generator
 
 
-def trained_looking_generator() -> Generator:
-    """A generator whose BatchNorm layers hold non-trivial running statistics and affine parameters."""
+def trained_looking_generator(scale: int = 2) -> Generator:
+    """A generator whose BatchNorm layers hold non-trivial running statistics and affine parameters, and whose
+    PReLU slopes differ per channel (so a wrong channel order in the sub-pixel tail would show)."""
     torch.manual_seed(0)
-    generator = Generator(scale=2, num_blocks=2, channels=8)
+    generator = Generator(scale=scale, num_blocks=2, channels=8)
+    for module in generator.modules():
+        if isinstance(module, torch.nn.PReLU):
+            module.weight.data.uniform_(-0.5, 0.5)
     for module in generator.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)
@@ -17,17 +22,21 @@ def trained_looking_generator() -> Generator:
     return generator.eval()
 
 
-def test_folded_generator_gives_the_same_output():
-    generator = trained_looking_generator()
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_folded_generator_gives_the_same_output(scale):
+    generator = trained_looking_generator(scale)
     fused = fold_batchnorm(generator)
     x = torch.rand(2, 3, 13, 11)
     with torch.no_grad():
-        assert torch.allclose(fused(x), generator(x), atol=1e-5)
+        expected, got = generator(x), fused(x)
+    assert got.shape == expected.shape == (2, 3, 13 * scale, 11 * scale)
+    assert (got - expected).abs().max() < 1e-5
 
 
 def test_folding_removes_every_batchnorm_and_leaves_the_original_alone():
     generator = trained_looking_generator()
     fused = fold_batchnorm(generator)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert fused.tail[0].kernel_size == (5, 5) and fused.tail[0].out_channels == 12
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in generator.modules()) == 2 * 2 + 1
     assert fused.receptive_radius() == generator.receptive_radius()
