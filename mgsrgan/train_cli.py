@@ -117,9 +117,12 @@ def run(args: argparse.Namespace, world: World) -> int:
     log = RunLog(run_dir, enabled=world.is_main or per_rank_logs,
                  filename="log.jsonl" if world.is_main else f"log.rank{world.rank}.jsonl")
     log.say(f"run folder {run_dir} | device {device} | {cfg.train.members} members, {cfg.train.schedule} | "
-            f"{len(dataset.sources)} training images, {len(validation)} validation images"
+            f"{len(dataset.sources)} training images ({dataset.skipped_small} smaller than a patch and "
+            f"{dataset.skipped_unreadable} unreadable skipped), {len(validation)} validation images"
             + (f" | {world.world_size} processes, {cfg.runtime.distributed}-parallel" if world.distributed else ""))
     log.event("start", device=str(device), resume=bool(args.resume), torch=torch.__version__,
+              training_images=len(dataset.sources), skipped_small=dataset.skipped_small,
+              skipped_unreadable=dataset.skipped_unreadable,
               world_size=world.world_size, rank=world.rank)
     ctx = Context(cfg=cfg, run_dir=run_dir, device=device, dataset=dataset, validation=validation, log=log,
                   progress=not args.no_progress, world=world)

@@ -90,6 +90,14 @@ def _validate(ctx: Context, group: list[Member], phase: str, step: int) -> None:
             member.best_psnr = member.val["psnr"]
             if ctx.writes_checkpoints:
                 save_generator(member, ctx.cfg, member_dir(ctx.run_dir, member.index) / "best.safetensors")
+    if ctx.log.tb is not None:  # a sample per member: the first validation image, upscaled
+        _name, lr_img, _hr = ctx.validation[0]
+        for member in group:
+            member.generator.eval()
+            with torch.no_grad():
+                ctx.log.image(f"sample/member_{member.index}", member.generator(lr_img.to(ctx.device))[0].cpu(),
+                              step)
+            member.generator.train()
     text = " ".join(f"m{m.index} {m.val['psnr']:.2f}dB/{m.val['ssim']:.4f}" for m in group)
     if len(group) > 1:
         mean = validate_generators([m.generator for m in group], ctx.validation, scale, ctx.device,
@@ -178,7 +186,8 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
             if done % t.checkpoint_every == 0 and done < total:
                 _save_last(ctx, group)
         bar.close()
-    _validate(ctx, group, phase, total)
+    if total > 0:  # a phase of zero steps changed nothing: its scores are the previous phase's
+        _validate(ctx, group, phase, total)
     for member in group:
         member.history[phase] = member.val
         if ctx.writes_checkpoints:
