@@ -213,9 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with tqdm(total=len(jobs), unit="img", file=sys.stderr, disable=None) as progress:
         runner = Runner(upscaler, args, progress)
-        for job in jobs:
-            runner.add(job)
-        runner.flush()
+        try:
+            for job in jobs:
+                runner.add(job)
+            runner.flush()
+        except KeyboardInterrupt:  # every file written so far is whole (atomic writes); nothing half-written
+            print(f"interrupted: {runner.written} written; outputs of unfinished images were not created",
+                  file=sys.stderr)
+            return 130
     elapsed = max(time.perf_counter() - start, 1e-9)
     print(f"{runner.written} written, {runner.skipped} skipped, {runner.failed} failed in {elapsed:.1f} s "
           f"({runner.written / elapsed:.2f} images/s, {runner.output_pixels / 1e6 / elapsed:.2f} output Mpx/s)")

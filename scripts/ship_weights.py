@@ -31,6 +31,9 @@ def main() -> int:
         (args.dest / member.name).mkdir(parents=True, exist_ok=True)
         for name in SHIPPED:
             source = member / f"{name}.safetensors"
+            if not source.exists():
+                print(f"{source}: not there (phase not finished); not shipped")
+                continue
             meta = read_meta(source)  # refuses a file that is not an mgsrgan checkpoint
             shutil.copyfile(source, args.dest / member.name / source.name)
             print(f"{source} -> {args.dest / member.name / source.name} (step {meta['step']}, val {meta['val']})")
