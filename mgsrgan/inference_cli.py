@@ -16,7 +16,8 @@ import torch
 from tqdm import tqdm
 
 from mgsrgan.checkpoint import CHECKPOINT_NAMES
-from mgsrgan.ensemble import SHIPPED_WEIGHTS, STRATEGIES, Ensemble
+from mgsrgan import ensemble
+from mgsrgan.ensemble import STRATEGIES, Ensemble
 from mgsrgan.errors import UserError
 from mgsrgan.imageio import (UNCERTAINTY_FULL_SCALE, ImageInfo, colorize_uncertainty, format_for_extension,
                              image_extensions, output_format, read_image, to_pil, write_image)
@@ -51,12 +52,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def model_from_args(args: argparse.Namespace) -> Ensemble:
-    notice = SHIPPED_WEIGHTS / "NOTICE.txt"  # what a user of the shipped ensemble must know (e.g. a preview)
+    model = ensemble_from_source(run=args.run, weights=args.weights, checkpoint=args.checkpoint,
+                                 strategy=args.strategy, alpha=args.alpha, gan_member=args.gan_member,
+                                 gan_index=args.gan_index)
+    notice = ensemble.SHIPPED_WEIGHTS / "NOTICE.txt"  # what a user of the shipped ensemble must know (a preview)
     if args.run is None and not args.weights and notice.is_file():
         print(f"note: {notice.read_text().strip()}", file=sys.stderr)
-    return ensemble_from_source(run=args.run, weights=args.weights, checkpoint=args.checkpoint,
-                                strategy=args.strategy, alpha=args.alpha, gan_member=args.gan_member,
-                                gan_index=args.gan_index)
+    return model
 
 
 def build_parser() -> argparse.ArgumentParser:
