@@ -70,7 +70,6 @@ def conv_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
 
 def case_matmul() -> dict:
     """4096^2 fp32 matmul through torch (MKL) and numpy (OpenBLAS); the faster one is the peak (stricter)."""
-    import numpy as np
 
     n = 4096
     a, b = torch.rand(n, n), torch.rand(n, n)

@@ -1,5 +1,4 @@
 """The training command: the smoke config end to end, and user mistakes as one-line errors."""
-import shutil
 from pathlib import Path
 
 import yaml
