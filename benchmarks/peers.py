@@ -3,11 +3,13 @@
     pip install opencv-contrib-python-headless   # benchmark-only extra
     python -m benchmarks.peers [--peers ../shared/peers/opencv_dnn_superres] [--data ../shared/data]
                                [--sets Set5 Set14 BSD100] [--scales 2 4] [--run RUN_DIR --checkpoint best]
+                               [--stlpips] [--out-dir benchmarks/results]
 
 Same pipeline as `evaluate.py` (mgsrgan.evaluation): HR modcrop, PIL antialiased bicubic LR, SR rounded to 8 bits,
 Y PSNR/SSIM with crop = scale, gray images in gray. The peers get BGR uint8 (what dnn_superres expects) and give
 BGR back; a gray LR enters as three equal channels and leaves through Pillow's luma. With --run, the run's members
-and ensembles join the table at the run's scale. Writes benchmarks/results/peers.json and peers.md.
+and ensembles join the table at the run's scale. --stlpips adds ST-LPIPS (RGB, crop = scale, lower is better;
+about one VGG16 pass per row and image). Writes peers.json and peers.md in --out-dir (default benchmarks/results).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # so `python benchmarks/peers.py` finds the package without installing it
 
 from mgsrgan.errors import UserError  # noqa: E402
+from mgsrgan.stlpips import STLPIPS, default_weight_path, stlpips_distance  # noqa: E402
 from mgsrgan.evaluation import (BICUBIC, ImageUpscaler, bicubic_upscaler, charge_shared_passes,  # noqa: E402
                                 evaluate_folder, gray_to_rgb, load_run_models, rgb_to_gray, summarize)
 
@@ -71,6 +74,10 @@ def measure(args: argparse.Namespace) -> dict:
         run_models = load_run_models(args.run, checkpoint=args.checkpoint, strategies=None, device="cpu")
         if run_models.scale not in args.scales:
             raise UserError(f"--run {args.run}: a x{run_models.scale} run, but --scales is {args.scales}")
+    perceptual = {}
+    if args.stlpips:
+        model = STLPIPS(path=str(default_weight_path()))
+        perceptual["stlpips"] = lambda sr_img, hr_img: stlpips_distance(sr_img, hr_img, model=model)
     results: dict = {}
     for scale in args.scales:
         upscalers = {BICUBIC: bicubic_upscaler(scale)}
@@ -82,7 +89,8 @@ def measure(args: argparse.Namespace) -> dict:
             uses = run_models.uses
         for dataset in args.sets:
             print(f"x{scale} {dataset} ...", file=sys.stderr)
-            scores = charge_shared_passes(evaluate_folder(args.data / dataset, upscalers, scale=scale), uses)
+            scores = charge_shared_passes(evaluate_folder(args.data / dataset, upscalers, scale=scale,
+                                                           perceptual=perceptual), uses)
             results.setdefault(str(scale), {}).update(summarize(scores))
     return results
 
@@ -92,9 +100,11 @@ def markdown(results: dict, sets: list[str]) -> str:
              "Y-channel PSNR (dB) / SSIM, crop = scale, LR by PIL antialiased bicubic (not MATLAB imresize), CPU "
              "seconds per image over the sets. 'paper' is the PSNR the model's authors report (MATLAB LR, "
              "Lai et al. 2017 table 4); these OpenCV TensorFlow re-implementations were trained with "
-             "non-antialiased LR, which is why they sit well under their papers here.", ""]
+             "non-antialiased LR, which is why they sit well under their papers here. A third figure, where "
+             "present, is ST-LPIPS (lower is better).", ""]
     for scale, per_set in results.items():
-        header = " | ".join(f"{s} PSNR / SSIM | {s} paper" for s in sets)
+        third = " / ST-LPIPS" if all("stlpips" in row for row in per_set[sets[0]].values()) else ""
+        header = " | ".join(f"{s} PSNR / SSIM{third} | {s} paper" for s in sets)
         lines += [f"## x{scale}", "", f"| model | {header} | s / image |",
                   "| --- |" + " ---: | ---: |" * len(sets) + " ---: |"]
         for model in per_set[sets[0]]:
@@ -102,8 +112,10 @@ def markdown(results: dict, sets: list[str]) -> str:
             for s in sets:
                 row = per_set[s][model]
                 paper = PAPER_PSNR.get((model, int(scale)), {}).get(s)
-                cells.append(f"{row['psnr']:.2f} / {row['ssim']:.4f} | {paper:.2f}" if paper is not None
-                             else f"{row['psnr']:.2f} / {row['ssim']:.4f} | n/a")
+                scores = f"{row['psnr']:.2f} / {row['ssim']:.4f}"
+                if row.get("stlpips") is not None:
+                    scores += f" / {row['stlpips']:.4f}"
+                cells.append(f"{scores} | {paper:.2f}" if paper is not None else f"{scores} | n/a")
             seconds = sum(per_set[s][model]["seconds"] * per_set[s][model]["images"] for s in sets) / \
                 sum(per_set[s][model]["images"] for s in sets)
             lines.append(f"| {model} | {' | '.join(cells)} | {seconds:.3f} |")
@@ -119,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", nargs="+", type=int, choices=(2, 4), default=[2, 4])
     parser.add_argument("--run", type=Path, default=None, help="also score this training run (at its scale)")
     parser.add_argument("--checkpoint", default="best", help="checkpoint of the run's members (default best)")
+    parser.add_argument("--stlpips", action="store_true", help="also score ST-LPIPS (stlpips-pytorch's weights)")
     parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     try:

@@ -38,13 +38,15 @@ class GeneratorArch:
     scale: int
     num_blocks: int
     channels: int
+    global_skip: str = "none"  # checkpoints written before the field existed have no skip
 
     def build(self) -> Generator:
-        return Generator(scale=self.scale, num_blocks=self.num_blocks, channels=self.channels)
+        return Generator(scale=self.scale, num_blocks=self.num_blocks, channels=self.channels,
+                         global_skip=self.global_skip)
 
 
 def arch_of(generator: Generator) -> GeneratorArch:
-    return GeneratorArch(generator.scale, generator.num_blocks, generator.channels)
+    return GeneratorArch(generator.scale, generator.num_blocks, generator.channels, generator.global_skip)
 
 
 def atomic_write(path: Path, write: Any) -> None:

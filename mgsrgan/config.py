@@ -31,6 +31,8 @@ class ModelConfig:
     d_dense: int = 1024  # discriminator's dense layer width (Ledig et al. 2017, fig. 4)
     d_pool: int = 6  # discriminator map pooled to d_pool^2 before the dense layer: 96 px / 16 = 6 (Ledig et al.)
     leaky_slope: float = 0.2  # discriminator LeakyReLU alpha = 0.2 (Ledig et al. 2017, sec. 2.2)
+    # none: the paper's SRResNet; bicubic: predict the residual over a bicubic upscale (VDSR, Kim et al. 2016)
+    global_skip: Literal["none", "bicubic"] = "none"
 
 
 @dataclass
@@ -68,7 +70,10 @@ class TrainConfig:
     schedule: Literal["sequential", "lockstep"] = "sequential"  # members one after another, or all on shared batches
     pretrain_steps: int = 1_000_000  # SRResNet MSE steps: 10^6 (Ledig et al. 2017, sec. 3.2)
     gan_steps: int = 200_000  # SRGAN iterations: 10^5 at 1e-4 then 10^5 at 1e-5 (Ledig et al. 2017, sec. 3.2)
-    g_learning_rate: float = 1e-4  # Adam lr 10^-4 (Ledig et al. 2017, sec. 3.2)
+    g_learning_rate: float = 1e-4  # generator Adam lr in pre-training: 10^-4 (Ledig et al. 2017, sec. 3.2)
+    # constant: the paper; cosine: decay to 0 over pre-training (Loshchilov and Hutter 2017), for short runs
+    pretrain_lr_schedule: Literal["constant", "cosine"] = "constant"
+    gan_g_learning_rate: float = 1e-4  # generator Adam lr in the adversarial phase: 10^-4 (Ledig et al. 2017)
     d_learning_rate: float = 1e-4  # same as the generator in the paper
     adam_beta1: float = 0.9  # Adam beta1 = 0.9 (Ledig et al. 2017, sec. 3.2)
     adam_beta2: float = 0.999  # PyTorch/Adam paper default (Kingma and Ba 2015)

@@ -200,7 +200,8 @@ def load_members(paths: Sequence[Path]) -> list[tuple[nn.Module, dict]]:
 
 
 def _describe(arch: GeneratorArch) -> str:
-    return f"x{arch.scale}, {arch.num_blocks} blocks, {arch.channels} channels"
+    skip = ", bicubic skip" if arch.global_skip == "bicubic" else ""
+    return f"x{arch.scale}, {arch.num_blocks} blocks, {arch.channels} channels{skip}"
 
 
 def val_psnr_of(path: Path, meta: dict, strategy: str) -> float:

@@ -52,7 +52,8 @@ def build_member(cfg: Config, index: int, device: torch.device, *, data_parallel
     seed = member_seed(cfg, index)
     torch.manual_seed(seed)
     m, t = cfg.model, cfg.train
-    generator = Generator(scale=m.scale, num_blocks=m.num_blocks, channels=m.channels).to(device)
+    generator = Generator(scale=m.scale, num_blocks=m.num_blocks, channels=m.channels,
+                          global_skip=m.global_skip).to(device)
     discriminator = Discriminator(channels=m.d_channels, dense=m.d_dense, leaky_slope=m.leaky_slope,
                                   pool=m.d_pool).to(device)
     if cfg.runtime.channels_last and device.type == "cuda":

@@ -6,6 +6,8 @@ Because the plan is a pure function of the iteration index, resuming at any iter
 """
 from __future__ import annotations
 
+import math
+
 GENERATOR = "g"
 DISCRIMINATOR = "d"
 
@@ -35,3 +37,15 @@ def count_updates(iterations: int, g_updates: int, d_updates: int) -> tuple[int,
 def gan_learning_rate_factor(iteration: int, decay_step: int, decay: float) -> float:
     """Step decay of the adversarial phase: x decay once `decay_step` iterations are done (Ledig et al. 2017)."""
     return decay if iteration >= decay_step else 1.0
+
+
+def pretrain_learning_rate_factor(step: int, total: int, schedule: str) -> float:
+    """Factor on the pre-training lr at `step` (0-based) of `total`: 1 (constant), or a cosine from 1 at step 0
+    towards 0 at step `total` (Loshchilov and Hutter 2017, without restarts)."""
+    if schedule == "constant":
+        return 1.0
+    if schedule != "cosine":
+        raise ValueError(f"unknown pre-training lr schedule {schedule!r}")
+    if not 0 <= step < max(total, 1):
+        raise ValueError(f"step must be in [0, {total}), got {step}")
+    return 0.5 * (1.0 + math.cos(math.pi * step / total))

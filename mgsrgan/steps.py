@@ -14,7 +14,7 @@ from mgsrgan.config import Config
 from mgsrgan.losses import (ContentLoss, adversarial_g_loss, discriminator_fake_loss, discriminator_real_loss,
                             pixel_loss)
 from mgsrgan.member import Member
-from mgsrgan.schedule import DISCRIMINATOR, gan_learning_rate_factor, update_kind
+from mgsrgan.schedule import DISCRIMINATOR, gan_learning_rate_factor, pretrain_learning_rate_factor, update_kind
 
 
 def autocast(cfg: Config, device: torch.device):
@@ -32,9 +32,13 @@ def _apply(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.a
     scaler.update()
 
 
-def pretrain_step(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, cfg: Config,
+def pretrain_step(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, step: int, cfg: Config,
                   device: torch.device) -> dict[str, torch.Tensor]:
-    """Phase 1 (SRResNet): minimise the pixel loss only."""
+    """Phase 1 (SRResNet): minimise the pixel loss only; `step` (0-based) sets the lr on the schedule."""
+    t = cfg.train
+    factor = pretrain_learning_rate_factor(step, t.pretrain_steps, t.pretrain_lr_schedule)
+    for group in member.optim_g.param_groups:
+        group["lr"] = t.g_learning_rate * factor
     with autocast(cfg, device):
         sr_img = member.train_generator(lr_img)
     loss = pixel_loss(sr_img.float(), hr_img, cfg.loss.pixel)
@@ -46,7 +50,7 @@ def set_gan_learning_rates(member: Member, cfg: Config, iteration: int) -> None:
     t = cfg.train
     factor = gan_learning_rate_factor(iteration, t.gan_lr_decay_step, t.gan_lr_decay)
     for group in member.optim_g.param_groups:
-        group["lr"] = t.g_learning_rate * factor
+        group["lr"] = t.gan_g_learning_rate * factor
     for group in member.optim_d.param_groups:
         group["lr"] = t.d_learning_rate * factor
 

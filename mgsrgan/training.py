@@ -161,7 +161,7 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
             stats = {}
             for member in group:
                 if phase == PRETRAIN:
-                    stats[member.index] = pretrain_step(member, lr_img, hr_img, cfg, ctx.device)
+                    stats[member.index] = pretrain_step(member, lr_img, hr_img, step, cfg, ctx.device)
                 else:
                     stats[member.index] = gan_step(member, lr_img, hr_img, step, cfg, ctx.device, content_loss,
                                                    hr_features)

@@ -1,4 +1,5 @@
 """Checkpoint files: atomic writes survive a kill, bad files give clear errors, optimizers round-trip."""
+import dataclasses
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mgsrgan.checkpoint import (CheckpointError, load_generator, load_tensors, optimizer_tensors, read_meta,
+from mgsrgan.checkpoint import (CheckpointError, arch_of, load_generator, load_tensors, optimizer_tensors, read_meta,
                                 restore_optimizer, save_checkpoint)
 from mgsrgan.generator import Generator
 
@@ -52,6 +53,18 @@ def test_generator_round_trip(tmp_path):
     assert meta["schema_version"] == 1 and not loaded.training
     x = torch.rand(1, 3, 8, 8)
     assert torch.equal(loaded(x), generator.eval()(x))
+
+
+def test_the_bicubic_skip_is_recorded_and_old_checkpoints_have_none(tmp_path):
+    generator = Generator(scale=2, num_blocks=1, channels=8, global_skip="bicubic")
+    tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
+    save_checkpoint(tmp_path / "g.safetensors", tensors, {"arch": dataclasses.asdict(arch_of(generator))})
+    loaded, meta = load_generator(tmp_path / "g.safetensors")
+    assert meta["arch"]["global_skip"] == "bicubic" and loaded.global_skip == "bicubic"
+    x = torch.rand(1, 3, 8, 8)
+    assert torch.equal(loaded(x), generator.eval()(x))
+    save_checkpoint(tmp_path / "old.safetensors", tensors, {"arch": {"scale": 2, "num_blocks": 1, "channels": 8}})
+    assert load_generator(tmp_path / "old.safetensors")[0].global_skip == "none"  # written before the field
 
 
 def test_bad_files_give_clear_errors(tmp_path):

@@ -16,12 +16,12 @@ TORCHSCRIPT_TOLERANCE = 1e-5  # same kernels: only traced-graph fusion differenc
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 
 
-def make_weights(folder: Path, count: int = 3) -> list[Path]:
+def make_weights(folder: Path, count: int = 3, global_skip: str = "none") -> list[Path]:
     paths = []
     for k in range(count):
         torch.manual_seed(k)
-        generator = Generator(scale=2, num_blocks=1, channels=8)
-        meta = {"arch": {"scale": 2, "num_blocks": 1, "channels": 8}, "member": k, "seed": k, "phase": "pretrain",
+        generator = Generator(scale=2, num_blocks=1, channels=8, global_skip=global_skip)
+        meta = {"arch": {"scale": 2, "num_blocks": 1, "channels": 8, "global_skip": global_skip}, "member": k, "seed": k, "phase": "pretrain",
                 "step": 1, "val": {"psnr": 30.0 + k, "ssim": 0.9}, "config": {}}
         paths.append(folder / f"m{k}.safetensors")
         save_checkpoint(paths[-1], {f"generator.{n}": v for n, v in generator.state_dict().items()}, meta)
@@ -41,9 +41,10 @@ def test_torchscript_round_trip(tmp_path, strategy):
             assert float((loaded(x) - model(x)).abs().max()) < TORCHSCRIPT_TOLERANCE
 
 
-def test_onnx_matches_pytorch(tmp_path):
+@pytest.mark.parametrize("skip", ["none", "bicubic"])
+def test_onnx_matches_pytorch(tmp_path, skip):
     onnxruntime = pytest.importorskip("onnxruntime", reason="optional export extra: pip install onnx onnxruntime")
-    weights = make_weights(tmp_path)
+    weights = make_weights(tmp_path, global_skip=skip)
     for strategy in ("median", "consensus"):
         model = build_ensemble(weights, strategy=strategy)
         export_onnx(model, tmp_path / f"{strategy}.onnx")

@@ -5,11 +5,11 @@ from mgsrgan.fuse import fold_batchnorm
 from mgsrgan.generator import Generator
 
 
-def trained_looking_generator(scale: int = 2) -> Generator:
+def trained_looking_generator(scale: int = 2, global_skip: str = "none") -> Generator:
     """A generator whose BatchNorm layers hold non-trivial running statistics and affine parameters, and whose
     PReLU slopes differ per channel (so a wrong channel order in the sub-pixel tail would show)."""
     torch.manual_seed(0)
-    generator = Generator(scale=scale, num_blocks=2, channels=8)
+    generator = Generator(scale=scale, num_blocks=2, channels=8, global_skip=global_skip)
     for module in generator.modules():
         if isinstance(module, torch.nn.PReLU):
             module.weight.data.uniform_(-0.5, 0.5)
@@ -22,9 +22,9 @@ def trained_looking_generator(scale: int = 2) -> Generator:
     return generator.eval()
 
 
-@pytest.mark.parametrize("scale", [2, 4, 8])
-def test_folded_generator_gives_the_same_output(scale):
-    generator = trained_looking_generator(scale)
+@pytest.mark.parametrize("scale,skip", [(2, "none"), (4, "none"), (8, "none"), (2, "bicubic"), (4, "bicubic")])
+def test_folded_generator_gives_the_same_output(scale, skip):
+    generator = trained_looking_generator(scale, skip)
     fused = fold_batchnorm(generator)
     x = torch.rand(2, 3, 13, 11)
     with torch.no_grad():

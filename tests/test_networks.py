@@ -37,10 +37,10 @@ def test_discriminator_is_the_papers_at_96px():
     assert d.classifier[1].in_features == 512 * 6 * 6 and d.classifier[1].out_features == 1024
 
 
-@pytest.mark.parametrize("scale,blocks", [(2, 1), (4, 2)])
-def test_receptive_radius_bounds_the_influence_of_one_input_pixel(scale, blocks):
+@pytest.mark.parametrize("scale,blocks,skip", [(2, 1, "none"), (4, 2, "none"), (2, 1, "bicubic")])
+def test_receptive_radius_bounds_the_influence_of_one_input_pixel(scale, blocks, skip):
     torch.manual_seed(0)
-    generator = Generator(scale=scale, num_blocks=blocks, channels=8).eval()
+    generator = Generator(scale=scale, num_blocks=blocks, channels=8, global_skip=skip).eval()
     size, centre = 41, 20
     base = torch.rand(1, 3, size, size)
     poked = base.clone()
@@ -51,3 +51,23 @@ def test_receptive_radius_bounds_the_influence_of_one_input_pixel(scale, blocks)
     reach_lr = max(centre - int(rows.min()) // scale, int(rows.max()) // scale - centre)
     assert reach_lr <= generator.receptive_radius()
     assert reach_lr >= generator.receptive_radius() - 1  # and the bound is tight
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_bicubic_skip_adds_the_residual_to_a_bicubic_upscale(scale):
+    torch.manual_seed(0)
+    generator = Generator(scale=scale, num_blocks=1, channels=8, global_skip="bicubic").eval()
+    x = torch.rand(2, 3, 9, 7)
+    bicubic = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        residual = Generator(scale=scale, num_blocks=1, channels=8).eval()
+        residual.load_state_dict(generator.state_dict())  # the same weights without the skip
+        assert torch.allclose(generator(x), residual(x) + bicubic, atol=1e-6)
+        generator.tail.weight.zero_()
+        generator.tail.bias.zero_()
+        assert torch.equal(generator(x), bicubic)  # a zero residual is exactly bicubic
+
+
+def test_unknown_global_skip_is_rejected():
+    with pytest.raises(ValueError, match="global_skip"):
+        Generator(scale=2, global_skip="bilinear")

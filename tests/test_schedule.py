@@ -1,7 +1,7 @@
 import pytest
 
-from mgsrgan.schedule import (DISCRIMINATOR, GENERATOR, count_updates, gan_learning_rate_factor, update_kind,
-                              update_plan)
+from mgsrgan.schedule import (DISCRIMINATOR, GENERATOR, count_updates, gan_learning_rate_factor,
+                              pretrain_learning_rate_factor, update_kind, update_plan)
 
 
 def test_two_to_one_plan():
@@ -26,3 +26,13 @@ def test_bad_ratios_are_rejected():
 
 def test_learning_rate_steps_down_once():
     assert [gan_learning_rate_factor(i, 3, 0.1) for i in range(5)] == [1.0, 1.0, 1.0, 0.1, 0.1]
+
+
+def test_pretrain_cosine_falls_from_one_towards_zero():
+    factors = [pretrain_learning_rate_factor(i, 100, "cosine") for i in range(100)]
+    assert factors[0] == 1.0 and abs(factors[50] - 0.5) < 1e-12 and 0 < factors[-1] < 1e-3
+    assert all(a > b for a, b in zip(factors, factors[1:]))
+    assert abs(factors[25] - (0.5 + 0.5 * 2 ** -0.5)) < 1e-12  # cos(pi/4)
+    assert {pretrain_learning_rate_factor(i, 100, "constant") for i in range(100)} == {1.0}
+    with pytest.raises(ValueError):
+        pretrain_learning_rate_factor(100, 100, "cosine")

@@ -10,10 +10,10 @@ from mgsrgan.tiling import Tile, plan_tiles, scaled, tiled_apply, upscale_tiled
 EQUALITY_TOLERANCE = 1e-5  # max abs difference promised between tiled and untiled output (eval mode)
 
 
-def tiny_generator(scale: int, seed: int) -> Generator:
+def tiny_generator(scale: int, seed: int, global_skip: str = "none") -> Generator:
     """1 block, 8 channels, eval mode, with non-trivial BN running statistics and affine parameters."""
     torch.manual_seed(seed)
-    generator = Generator(scale=scale, num_blocks=1, channels=8)
+    generator = Generator(scale=scale, num_blocks=1, channels=8, global_skip=global_skip)
     with torch.no_grad():
         for module in generator.modules():
             if isinstance(module, nn.BatchNorm2d):
@@ -52,9 +52,9 @@ def test_plan_rejects_bad_arguments():
         plan_tiles(0, 10, tile=4, pad=1)
 
 
-@pytest.mark.parametrize("scale", [2, 4])
-def test_tiled_equals_untiled_generator(scale):
-    generator = tiny_generator(scale, seed=scale)
+@pytest.mark.parametrize("scale,skip", [(2, "none"), (4, "none"), (2, "bicubic")])
+def test_tiled_equals_untiled_generator(scale, skip):
+    generator = tiny_generator(scale, seed=scale, global_skip=skip)
     lr_img = torch.rand(2, 3, 27, 21)  # not multiples of the tile
     with torch.no_grad():
         full = generator(lr_img)
