@@ -2,8 +2,11 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from mgsrgan.config import ConfigError, config_from_dict, dump_config, load_config
+from mgsrgan.discriminator import Discriminator
+from mgsrgan.generator import Generator
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"data": {"train_dirs": ["somewhere"]}}
@@ -87,4 +90,11 @@ def test_paper_config_matches_ledig_2017():
 
 def test_scaled_config_is_x2_64_to_128():
     cfg = load_config(ROOT / "config_scaled.yaml")
-    assert cfg.model.scale == 2 and cfg.data.hr_patch == 128 and cfg.data.hr_patch // cfg.model.scale == 64
+    assert cfg.model.scale == 2 and cfg.data.hr_patch % cfg.model.scale == 0
+    m = cfg.model
+    generator = Generator(scale=m.scale, num_blocks=m.num_blocks, channels=m.channels, global_skip=m.global_skip)
+    discriminator = Discriminator(channels=m.d_channels, dense=m.d_dense, leaky_slope=m.leaky_slope, pool=m.d_pool)
+    with torch.no_grad():
+        sr_img = generator.eval()(torch.rand(1, 3, 64, 64))
+        assert sr_img.shape == (1, 3, 128, 128)  # 64x64 -> 128x128, the preset's use
+        assert discriminator.eval()(sr_img).shape == (1,)  # one logit: D pools any patch side to d_pool^2
