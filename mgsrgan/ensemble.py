@@ -36,6 +36,7 @@ from torch import nn
 from mgsrgan.checkpoint import CHECKPOINT_NAMES, CheckpointError, GeneratorArch, load_generator
 from mgsrgan.errors import UserError
 from mgsrgan.fuse import fold_batchnorm
+from mgsrgan.self_ensemble import SelfEnsemble
 
 STRATEGIES = ("mean", "median", "weighted", "best", "consensus")
 CONSENSUS_RADIUS = 3  # HR pixels: a 7x7 window, 147 samples per variance estimate (3 channels); small enough to
@@ -213,14 +214,17 @@ def val_psnr_of(path: Path, meta: dict, strategy: str) -> float:
 
 
 def build_ensemble(paths: Sequence[Path], *, strategy: str = "mean", gan_path: Path | None = None,
-                   alpha: float = 0.0) -> Ensemble:
-    """Load checkpoints into an Ensemble (eval mode). The GAN member, if any, must match the members' architecture."""
+                   alpha: float = 0.0, self_ensemble: bool = False) -> Ensemble:
+    """Load checkpoints into an Ensemble (eval mode). The GAN member, if any, must match the members' architecture.
+    self_ensemble: every generator runs on the 8 flips/rotations of the input (mgsrgan/self_ensemble.py, 8x cost)."""
     if strategy not in STRATEGIES:
         raise UserError(f"unknown ensemble strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if not paths:
         raise EnsembleSourceError("no ensemble members given")
     all_paths = list(paths) + ([gan_path] if gan_path is not None else [])
     loaded = load_members(all_paths)
+    if self_ensemble:
+        loaded = [(SelfEnsemble(generator), meta) for generator, meta in loaded]
     gan = loaded.pop()[0] if gan_path is not None else None
     val_psnr = None
     if strategy in ("weighted", "best"):

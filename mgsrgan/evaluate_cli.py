@@ -2,7 +2,7 @@
 
     python evaluate.py --run RUN_DIR --data ../shared/data/Set5 ../shared/data/Set14 [--checkpoint best]
                        [--strategies mean median ...] [--out results.json] [--device auto] [--tile 0]
-                       [--no-perceptual] [--stlpips-weights F] [--lpips-backbone F] [--lpips-heads F]
+                       [--self-ensemble] [--no-perceptual] [--stlpips-weights F] [--lpips-backbone F] [--lpips-heads F]
 
 Protocol (PROTOCOL.md): HR cropped to a multiple of the scale, LR by PIL antialiased bicubic, SR clipped and
 rounded to 8 bits, PSNR/SSIM on Y (BT.601) with `scale` border pixels cropped; gray images scored on gray.
@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tile", type=int, default=0,
                         help="run the generators tile by tile, TILE x TILE LR pixels, to bound memory on large "
                              "images; identical output (pad = receptive radius). 0 = whole image (default)")
+    parser.add_argument("--self-ensemble", action="store_true",
+                        help="run every member on the 8 flips/rotations of the input and average (EDSR+); rows get "
+                             "the suffix +x8; 8x the generator time")
     parser.add_argument("--no-perceptual", action="store_true",
                         help="skip ST-LPIPS and LPIPS (each costs about one VGG16 pass per row and image, several "
                              "times the upscaling of a small generator on CPU)")
@@ -144,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     counts = {folder: len(list_images(folder)) for folder in args.data}  # fail on a bad folder before loading models
     device = resolve_device(args.device)
     models = load_run_models(args.run, checkpoint=args.checkpoint, strategies=args.strategies, device=device,
-                             tile=args.tile)
+                             tile=args.tile, self_ensemble=args.self_ensemble)
     out = args.out if args.out is not None else args.run / f"eval_{args.checkpoint}.json"
     check_out_folder(out)
     perceptual, perceptual_status = load_perceptual(args, device)
@@ -161,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
     summary = summarize(results)
     for dataset, rows in summary.items():
         print(markdown_table(dataset, rows, scale=models.scale) + "\n")
-    report = {"run": str(args.run), "checkpoint": args.checkpoint, "scale": models.scale, "device": str(device),
+    report = {"run": str(args.run), "checkpoint": args.checkpoint, "self_ensemble": args.self_ensemble,
+              "scale": models.scale, "device": str(device),
               "tile": args.tile, "protocol": PROTOCOL, "perceptual": perceptual_status, "members": models.members,
               "ensembles": {name: {"members": used} for name, used in models.uses.items()},
               "seconds": "mean wall-clock seconds per image of upscaling; ensemble rows include their member passes",

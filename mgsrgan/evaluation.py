@@ -30,6 +30,8 @@ from mgsrgan.degradation import bicubic_downscale, bicubic_upscale, modcrop
 from mgsrgan.ensemble import STRATEGIES, Ensemble, load_members, run_member_paths, val_psnr_of
 from mgsrgan.errors import UserError
 from mgsrgan.metrics import PEAK, psnr, ssim, tensor_to_uint8
+from mgsrgan.self_ensemble import SUFFIX as SELF_ENSEMBLE_SUFFIX
+from mgsrgan.self_ensemble import SelfEnsemble
 from mgsrgan.tiling import upscale_tiled
 
 ImageUpscaler = Callable[[np.ndarray], np.ndarray]  # uint8 LR (h, w[, 3]) -> uint8 SR (h*s, w*s[, 3])
@@ -267,18 +269,21 @@ def default_strategies(metas: list[dict]) -> list[str]:
 
 
 def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None, device: torch.device | str,
-                    tile: int = 0) -> RunModels:
+                    tile: int = 0, self_ensemble: bool = False) -> RunModels:
     """Rows `member_<k>` (each member alone) and `ensemble-<strategy>` for RUN/member_<k>/<checkpoint>.safetensors.
 
     strategies None = `default_strategies`; a one-member run gets no ensemble rows (they would repeat the member).
+    self_ensemble: every member runs on the 8 flips/rotations (mgsrgan/self_ensemble.py); row names end in "+x8".
     UserError for a missing run, no members, a missing checkpoint, mismatched members, or weighted/best without
     validation PSNRs.
     """
     paths = run_member_paths(Path(run), checkpoint)
     loaded = load_members(paths)
     metas = [meta for _, meta in loaded]
-    names = [path.parent.name for path in paths]  # member_<k>, as on disk
-    shared = [SharedMember(generator.to(device).eval(), tile=tile) for generator, _ in loaded]
+    suffix = SELF_ENSEMBLE_SUFFIX if self_ensemble else ""
+    names = [path.parent.name + suffix for path in paths]  # member_<k>, as on disk
+    generators = [SelfEnsemble(g) if self_ensemble else g for g, _ in loaded]
+    shared = [SharedMember(generator.to(device).eval(), tile=tile) for generator in generators]
     upscalers: dict[str, ImageUpscaler] = {n: tensor_upscaler(m, device=device) for n, m in zip(names, shared)}
     uses: dict[str, list[str]] = {}
     chosen = default_strategies(metas) if strategies is None else list(strategies)
@@ -287,7 +292,7 @@ def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None,
         if strategy in VAL_STRATEGIES:
             val_psnr = [val_psnr_of(p, meta, strategy) for p, meta in zip(paths, metas)]
         ensemble = Ensemble(shared, strategy=strategy, val_psnr=val_psnr).eval()
-        name = f"ensemble-{strategy}"
+        name = f"ensemble-{strategy}{suffix}"
         upscalers[name] = tensor_upscaler(ensemble, device=device)
         uses[name] = [names[ensemble.best_index]] if strategy == "best" else list(names)
     members = [{"name": n, "path": str(p), "phase": m.get("phase"), "step": m.get("step"), "val": m.get("val"),

@@ -49,12 +49,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gan-member", type=Path, help="GAN checkpoint blended in by --alpha (default: the gan "
                                                         "checkpoint of member --gan-index)")
     parser.add_argument("--gan-index", type=int, default=0, help="member whose gan checkpoint --alpha uses (default 0)")
+    parser.add_argument("--self-ensemble", action="store_true",
+                        help="run every member on the 8 flips/rotations of the input and average (EDSR+, Lim et al. "
+                             "2017): about +0.1 dB for 8x the time")
 
 
 def model_from_args(args: argparse.Namespace) -> Ensemble:
     model = ensemble_from_source(run=args.run, weights=args.weights, checkpoint=args.checkpoint,
                                  strategy=args.strategy, alpha=args.alpha, gan_member=args.gan_member,
-                                 gan_index=args.gan_index)
+                                 gan_index=args.gan_index, self_ensemble=args.self_ensemble)
     notice = ensemble.SHIPPED_WEIGHTS / "NOTICE.txt"  # what a user of the shipped ensemble must know (a preview)
     if args.run is None and not args.weights and notice.is_file():
         print(f"note: {notice.read_text().strip()}", file=sys.stderr)

@@ -31,7 +31,8 @@ def resolve_inference_device(name: str, *, half: bool) -> torch.device:
 
 def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | None = None,
                          checkpoint: str | None = None, strategy: str = "mean", alpha: float = 0.0,
-                         gan_member: Path | None = None, gan_index: int = 0) -> Ensemble:
+                         gan_member: Path | None = None, gan_index: int = 0,
+                         self_ensemble: bool = False) -> Ensemble:
     """Members from a run folder, explicit files, or (neither given) the shipped weights/ folder.
 
     `checkpoint` defaults to "best" for a run, or "pretrain" (the distortion members) when alpha > 0 or for the
@@ -57,7 +58,7 @@ def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | N
                 raise UserError(f"--gan-index {gan_index}: there are {len(gan_paths)} members "
                                 f"(0..{len(gan_paths) - 1})")
             gan_path = gan_paths[gan_index]
-    return build_ensemble(paths, strategy=strategy, gan_path=gan_path, alpha=alpha)
+    return build_ensemble(paths, strategy=strategy, gan_path=gan_path, alpha=alpha, self_ensemble=self_ensemble)
 
 
 class Upscaler:
@@ -82,26 +83,29 @@ class Upscaler:
 
     @classmethod
     def from_run(cls, run: Path, strategy: str = "mean", checkpoint: str | None = "best", device: str = "cpu", *,
-                 alpha: float = 0.0, gan_index: int = 0, **options) -> "Upscaler":
-        """All members of a run folder (`checkpoint` of each; alpha > 0 blends in member `gan_index`'s GAN)."""
+                 alpha: float = 0.0, gan_index: int = 0, self_ensemble: bool = False, **options) -> "Upscaler":
+        """All members of a run folder (`checkpoint` of each; alpha > 0 blends in member `gan_index`'s GAN;
+        self_ensemble: each generator on the 8 flips/rotations, 8x the time)."""
         if alpha > 0.0 and checkpoint == "best":
             checkpoint = "pretrain"  # the distortion side of the knob (see ensemble_from_source)
         model = ensemble_from_source(run=Path(run), checkpoint=checkpoint, strategy=strategy, alpha=alpha,
-                                     gan_index=gan_index)
+                                     gan_index=gan_index, self_ensemble=self_ensemble)
         return cls(model, device=device, **options)
 
     @classmethod
     def from_weights(cls, paths: Sequence[Path], strategy: str = "mean", device: str = "cpu", *,
-                     alpha: float = 0.0, gan_member: Path | None = None, **options) -> "Upscaler":
+                     alpha: float = 0.0, gan_member: Path | None = None, self_ensemble: bool = False,
+                     **options) -> "Upscaler":
         """Members from explicit checkpoint files."""
         model = ensemble_from_source(weights=[Path(p) for p in paths], strategy=strategy, alpha=alpha,
-                                     gan_member=gan_member)
+                                     gan_member=gan_member, self_ensemble=self_ensemble)
         return cls(model, device=device, **options)
 
     @classmethod
-    def pretrained(cls, strategy: str = "mean", device: str = "cpu", **options) -> "Upscaler":
+    def pretrained(cls, strategy: str = "mean", device: str = "cpu", *, self_ensemble: bool = False,
+                   **options) -> "Upscaler":
         """The ensemble shipped in the repo's weights/ folder (pretrain checkpoints)."""
-        return cls(ensemble_from_source(strategy=strategy), device=device, **options)
+        return cls(ensemble_from_source(strategy=strategy, self_ensemble=self_ensemble), device=device, **options)
 
     def _run(self, lr_img: torch.Tensor, with_uncertainty: bool) -> tuple[torch.Tensor, ...]:
         squeeze = lr_img.dim() == 3

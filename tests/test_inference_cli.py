@@ -13,6 +13,8 @@ from mgsrgan import ensemble as ensemble_module
 from mgsrgan.checkpoint import save_checkpoint
 from mgsrgan.generator import Generator
 from mgsrgan.inference_cli import main
+from mgsrgan.metrics import tensor_to_uint8
+from mgsrgan.self_ensemble import SelfEnsemble
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,3 +156,19 @@ def test_out_of_memory_is_a_per_file_failure_and_output_inside_input_is_not_inpu
     code, stdout, stderr = run(capsys, "-i", src / "a.png", "-o", tmp_path / "o2", "--weights", *weights)
     assert code == 1 and "0 written, 0 skipped, 1 failed" in stdout
     assert stderr.startswith(f"error: {src / 'a.png'}: out of memory; pass --tile") and "Traceback" not in stderr
+
+
+def test_self_ensemble_flag_runs_the_eight_symmetries(tmp_path, weights, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb(8, 6, seed=4).save(src / "a.png")
+    code, stdout, _ = run(capsys, "-i", src, "-o", tmp_path / "x8", "--weights", *weights, "--self-ensemble")
+    assert code == 0 and "1 written" in stdout
+    members = [SelfEnsemble(Upscaler.from_weights([w]).model.members[0]) for w in weights]
+    lr_img = torch.from_numpy(np.asarray(Image.open(src / "a.png"))).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        expected = tensor_to_uint8(sum(m(lr_img) for m in members) / len(members))
+    got = np.asarray(Image.open(tmp_path / "x8" / "a.png"))
+    plain = np.asarray(Upscaler.from_weights(weights)(Image.open(src / "a.png")))
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # float-order rounding at .5 only
+    assert np.abs(got.astype(int) - plain.astype(int)).max() > 1  # and it is not the plain ensemble
