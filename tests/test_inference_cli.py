@@ -165,7 +165,7 @@ def test_self_ensemble_flag_runs_the_eight_symmetries(tmp_path, weights, capsys)
     code, stdout, _ = run(capsys, "-i", src, "-o", tmp_path / "x8", "--weights", *weights, "--self-ensemble")
     assert code == 0 and "1 written" in stdout
     members = [SelfEnsemble(Upscaler.from_weights([w]).model.members[0]) for w in weights]
-    lr_img = torch.from_numpy(np.asarray(Image.open(src / "a.png"))).permute(2, 0, 1)[None].float() / 255
+    lr_img = torch.from_numpy(np.array(Image.open(src / "a.png"))).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         expected = tensor_to_uint8(sum(m(lr_img) for m in members) / len(members))
     got = np.asarray(Image.open(tmp_path / "x8" / "a.png"))
