@@ -46,7 +46,8 @@ def main() -> int:
         for set_name, models in peers["results"]["2"].items():
             for model, scores in models.items():
                 rows.setdefault(f"{model} (OpenCV)" if model != "bicubic" else model, {})[set_name] = scores
-        print(table("OpenCV dnn_superres peers, x2 (PSNR dB / SSIM; from `benchmarks/results/peers.json`)", rows))
+        third = " / ST-LPIPS" if all("stlpips" in r for per_set in rows.values() for r in per_set.values()) else ""
+        print(table(f"OpenCV dnn_superres peers, x2 (PSNR dB / SSIM{third}; from `{args.peers}`)", rows))
     return 0
 
 
