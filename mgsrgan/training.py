@@ -193,6 +193,11 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
         if ctx.writes_checkpoints:
             save_generator(member, cfg, member_dir(ctx.run_dir, member.index) / f"{phase}.safetensors")
         member.phase, member.step = (GAN if phase == PRETRAIN else DONE), 0
+        if phase == PRETRAIN:
+            # The adversarial phase starts a fresh generator optimizer, as SRGAN starts from the trained SRResNet
+            # (Ledig et al. 2017, sec. 3.2). Adam's second moments from the converged pixel loss are tiny next to
+            # the content and adversarial gradients: carried over, they turn lr 1e-4 into far larger first steps.
+            member.optim_g.state.clear()
     _save_last(ctx, group)
     ctx.log.event("phase_end", phase=phase, members=[m.index for m in group])
 

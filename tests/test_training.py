@@ -158,3 +158,10 @@ def test_tensorboard_gets_scalars_and_sample_images(tmp_path):
     assert "train/member_0/pretrain/pixel" in events.Tags()["scalars"]
     assert "val/member_0/psnr" in events.Tags()["scalars"]
     assert [e.step for e in events.Images("sample/member_0")] == [1, 2]
+
+
+def test_the_adversarial_phase_starts_a_fresh_generator_optimizer(tmp_path):
+    raw = tiny_config(tmp_path, members=1, pretrain_steps=3, gan_steps=2, checkpoint_every=100)
+    (member,) = train(make_context(raw, tmp_path / "run"), resume=False)
+    g_param = next(member.generator.parameters())
+    assert int(member.optim_g.state[g_param]["step"]) == 1  # the 1 G update of 1:1 x 2; not 3 + 1
