@@ -31,14 +31,19 @@ def main() -> int:
     parser.add_argument("evals", nargs="+", type=Path)
     parser.add_argument("--peers", type=Path)
     args = parser.parse_args()
+    merged: dict[tuple, tuple[list[str], dict[str, dict[str, dict]]]] = {}  # files of one checkpoint, one table
     for path in args.evals:
         report = json.loads(path.read_text())
-        rows: dict[str, dict[str, dict]] = {}
+        key = (report["checkpoint"], report["scale"], bool(report.get("self_ensemble")))
+        sources, rows = merged.setdefault(key, ([], {}))
+        sources.append(f"`{path}`")
         for set_name, entry in report["sets"].items():
             for model, scores in entry["models"].items():
                 rows.setdefault(model, {})[set_name] = scores
-        print(table(f"`{report['checkpoint']}` checkpoints, x{report['scale']} "
-                    f"(PSNR dB / SSIM / ST-LPIPS; from `{path}`)", rows))
+    for (checkpoint, scale, self_ensemble), (sources, rows) in merged.items():
+        x8 = ", geometric self-ensemble" if self_ensemble else ""
+        print(table(f"`{checkpoint}` checkpoints{x8}, x{scale} (PSNR dB / SSIM / ST-LPIPS; from "
+                    f"{' and '.join(sources)})", rows))
         print()
     if args.peers:
         peers = json.loads(args.peers.read_text())
