@@ -58,7 +58,7 @@ def model_from_args(args: argparse.Namespace) -> Ensemble:
     model = ensemble_from_source(run=args.run, weights=args.weights, checkpoint=args.checkpoint,
                                  strategy=args.strategy, alpha=args.alpha, gan_member=args.gan_member,
                                  gan_index=args.gan_index, self_ensemble=args.self_ensemble)
-    notice = ensemble.SHIPPED_WEIGHTS / "NOTICE.txt"  # what a user of the shipped ensemble must know (a preview)
+    notice = ensemble.SHIPPED_WEIGHTS / "NOTICE.txt"  # optional: what a user of the shipped ensemble must know
     if args.run is None and not args.weights and notice.is_file():
         print(f"note: {notice.read_text().strip()}", file=sys.stderr)
     return model
