@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # so `python benchmarks/peers.py` finds the package without installing it
 
 from mgsrgan.errors import UserError  # noqa: E402
-from mgsrgan.stlpips import STLPIPS, default_weight_path, stlpips_distance  # noqa: E402
+from mgsrgan.stlpips import STLPIPS, ReferenceSTLPIPS, default_weight_path  # noqa: E402
 from mgsrgan.evaluation import (BICUBIC, ImageUpscaler, bicubic_upscaler, charge_shared_passes,  # noqa: E402
                                 evaluate_folder, gray_to_rgb, load_run_models, rgb_to_gray, summarize)
 
@@ -76,8 +76,7 @@ def measure(args: argparse.Namespace) -> dict:
             raise UserError(f"--run {args.run}: a x{run_models.scale} run, but --scales is {args.scales}")
     perceptual = {}
     if args.stlpips:
-        model = STLPIPS(path=str(default_weight_path()))
-        perceptual["stlpips"] = lambda sr_img, hr_img: stlpips_distance(sr_img, hr_img, model=model)
+        perceptual["stlpips"] = ReferenceSTLPIPS(STLPIPS(path=str(default_weight_path())))
     results: dict = {}
     for scale in args.scales:
         upscalers = {BICUBIC: bicubic_upscaler(scale)}

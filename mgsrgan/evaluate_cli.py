@@ -32,7 +32,7 @@ from mgsrgan.evaluation import (BICUBIC, PERCEPTUAL, ImageScore, PairDistance, b
                                 charge_shared_passes, evaluate_folder, list_images, load_run_models, markdown_table,
                                 summarize)
 from mgsrgan.lpips import LPIPS, LPIPSError, default_backbone_path, default_heads_path, lpips_distance
-from mgsrgan.stlpips import STLPIPS, STLPIPSError, default_weight_path, stlpips_distance
+from mgsrgan.stlpips import STLPIPS, ReferenceSTLPIPS, STLPIPSError, default_weight_path
 
 PROTOCOL = ("HR modcrop(scale); LR = PIL BICUBIC (antialiased) downscale; SR clipped to [0, 1] and rounded to 8 bits; "
             "PSNR (peak 255) and SSIM (Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03) on Y = MATLAB rgb2ycbcr "
@@ -98,7 +98,7 @@ def load_perceptual(args: argparse.Namespace, device) -> tuple[dict[str, PairDis
         status["stlpips"] = f"skipped: {err}"
     else:
         stlpips_model = STLPIPS(path=str(weights)).to(device)
-        metrics["stlpips"] = lambda sr_img, hr_img: stlpips_distance(sr_img, hr_img, model=stlpips_model)
+        metrics["stlpips"] = ReferenceSTLPIPS(stlpips_model)  # HR taps reused across the rows of an image
         status["stlpips"] = f"on: {weights}"
     try:
         backbone = args.lpips_backbone or default_backbone_path()

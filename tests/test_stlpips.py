@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from mgsrgan.errors import UserError
-from mgsrgan.stlpips import (MIN_SIDE, STLPIPS, VGG16_BLOCKS, STLPIPSError, default_weight_path, package_key_names,
-                             stlpips_distance)
+from mgsrgan.stlpips import (MIN_SIDE, STLPIPS, VGG16_BLOCKS, ReferenceSTLPIPS, STLPIPSError, default_weight_path,
+                             package_key_names, stlpips_distance)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REFERENCE = json.loads((FIXTURES / "stlpips_reference.json").read_text())
@@ -71,6 +71,31 @@ def test_batch_equals_one_by_one(model: STLPIPS) -> None:
     assert batched.shape == (len(square),)
     expected = torch.tensor([pair["distance"] for pair in square])
     assert torch.allclose(batched, expected, atol=TOLERANCE, rtol=0.0)
+
+
+@needs_weights
+def test_reference_cache_matches_package_and_saves_hr_passes(model: STLPIPS, monkeypatch) -> None:
+    passes = []
+    features = model.features
+    monkeypatch.setattr(model, "features", lambda images: passes.append(images.shape[0]) or features(images))
+    scorer = ReferenceSTLPIPS(model)
+    # Pairs grouped by their second image, as evaluate_image scores every row against one HR; the pair list
+    # comes back to an earlier HR later, so a stale cache would give a wrong distance there.
+    pairs = sorted(REFERENCE["pairs"], key=lambda pair: pair["image1"]) + REFERENCE["pairs"][:2]
+    references = 0
+    for index, pair in enumerate(pairs):
+        references += index == 0 or pair["image1"] != pairs[index - 1]["image1"]
+        ours = scorer(load_png(pair["image0"]), load_png(pair["image1"]))
+        assert ours == pytest.approx(pair["distance"], abs=TOLERANCE), pair["name"]
+    assert passes == [1] * (len(pairs) + references)  # one pass per SR image, one per change of HR
+    hr = load_png("stlpips/a.png")
+    changed = hr.copy()
+    changed[0, 0, 0] ^= 1  # one pixel differs: the cached taps must not be reused
+    before = len(passes)
+    scorer(hr, hr)
+    assert scorer(hr, changed) > 0.0 and len(passes) == before + 4  # (SR, new HR) twice
+    with pytest.raises(STLPIPSError, match="one size"):
+        scorer(hr, load_png("stlpips/c.png"))
 
 
 @needs_weights
