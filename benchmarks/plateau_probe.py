@@ -1,7 +1,8 @@
 """Is a trained member's PSNR plateau its training budget or its BatchNorm? Continue its pixel-loss training and see.
 
     python benchmarks/plateau_probe.py --checkpoint weights/member_0/pretrain.safetensors --config weights/config.yaml
-        [--steps 300] [--lr 1e-4] [--every 100] [--variants batchnorm folded] [--out benchmarks/results/plateau_probe.json]
+        [--steps 300] [--lr 1e-4] [--every 100] [--variants batchnorm folded]
+        [--out benchmarks/results/plateau_probe.json]
 
 For each variant, starting from the same checkpoint: `batchnorm` trains the network as it is (BatchNorm in train
 mode on the batch statistics, as in phase 1); `folded` first folds every BatchNorm into its convolution

@@ -17,3 +17,17 @@ def test_readme_main_command_upscales_the_examples_with_the_shipped_ensemble(tmp
         lr_img, sr_img = Image.open(ROOT / "examples" / f"{name}.png"), Image.open(tmp_path / f"{name}.png")
         assert sr_img.size == (2 * lr_img.size[0], 2 * lr_img.size[1]) and sr_img.mode == "RGB"
         assert (tmp_path / f"{name}_uncertainty.png").is_file()
+
+
+def test_shipped_config_is_config_scaled_as_trained():
+    """weights/MODEL_CARD.md says the shipped members are config_scaled.yaml's: the run's saved config must resolve
+    to the same values, the run name (a command-line choice) aside."""
+    from dataclasses import asdict
+
+    from mgsrgan.config import load_config
+
+    shipped = asdict(load_config(ROOT / "weights" / "config.yaml"))
+    preset = asdict(load_config(ROOT / "config_scaled.yaml"))
+    shipped["train"].pop("name"), preset["train"].pop("name")
+    assert shipped == preset
+    assert shipped["train"]["members"] == 3 and shipped["model"]["scale"] == 2
