@@ -35,16 +35,16 @@ from mgsrgan.validation import validate_generators  # noqa: E402
 VARIANTS = ("batchnorm", "folded")
 
 
-def probe(variant: str, args: argparse.Namespace, cfg, validation: list) -> list[dict]:
-    """Train one copy of the checkpoint for args.steps; -> [{"step", "psnr", "ssim", "seconds"}] from step 0."""
+def probe(variant: str, args: argparse.Namespace, cfg, dataset: TrainPatches, validation: list) -> list[dict]:
+    """Train one copy of the checkpoint for args.steps; -> [{"step", "psnr", "ssim", "seconds"}] from step 0.
+
+    Every variant reads the same `dataset`: its samples are a pure function of (seed, index), so each loader
+    replays the same patch stream (no torch random numbers are drawn)."""
     generator, _meta = load_generator(args.checkpoint)
     if variant == "folded":
         generator = fold_batchnorm(generator)
         generator.requires_grad_(True)  # fold_batchnorm freezes its copy for inference
     generator.train()
-    torch.manual_seed(args.seed)
-    dataset = TrainPatches(hr_dirs=cfg.data.train_dirs, lr_dirs=cfg.data.train_lr_dirs, scale=cfg.model.scale,
-                           hr_patch=cfg.data.hr_patch, augment=cfg.data.augment, seed=args.seed)
     loader = make_loader(dataset, batch_size=cfg.data.batch_size, start_step=0, stop_step=args.steps,
                          num_workers=cfg.data.num_workers)
     optimizer = torch.optim.Adam(generator.parameters(), lr=args.lr)
@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     if not cfg.data.val_dir:
         parser.error(f"{args.config}: data.val_dir is empty; the probe scores on the validation set")
     validation = load_validation(cfg.data.val_dir, cfg.model.scale, cfg.data.val_max_images)
-    results = {variant: probe(variant, args, cfg, validation) for variant in args.variants}
+    dataset = TrainPatches(hr_dirs=cfg.data.train_dirs, lr_dirs=cfg.data.train_lr_dirs, scale=cfg.model.scale,
+                           hr_patch=cfg.data.hr_patch, augment=cfg.data.augment, seed=args.seed)
+    results = {variant: probe(variant, args, cfg, dataset, validation) for variant in args.variants}
     report = {"checkpoint": str(args.checkpoint), "config": str(args.config), "steps": args.steps, "lr": args.lr,
               "seed": args.seed, "val_dir": cfg.data.val_dir, "device": "cpu", "torch": torch.__version__,
               "variants": results}
