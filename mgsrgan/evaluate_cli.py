@@ -2,14 +2,17 @@
 
     python evaluate.py --run RUN_DIR --data ../shared/data/Set5 ../shared/data/Set14 [--checkpoint best]
                        [--strategies mean median ...] [--out results.json] [--device auto] [--tile 0]
-                       [--self-ensemble] [--no-perceptual] [--stlpips-weights F] [--lpips-backbone F] [--lpips-heads F]
+                       [--precision fp32]
+                       [--self-ensemble] [--no-perceptual] [--stlpips-alex-weights F] [--stlpips-weights F]
+                       [--lpips-backbone F] [--lpips-heads F]
 
 Protocol (PROTOCOL.md): HR cropped to a multiple of the scale, LR by PIL antialiased bicubic, SR clipped and
 rounded to 8 bits, PSNR/SSIM on Y (BT.601) with `scale` border pixels cropped; gray images scored on gray.
 Perceptual distances (lower is better) on the RGB SR vs HR with the same border crop, gray as 3 equal channels:
-ST-LPIPS (stlpips-pytorch's weight file, a requirement) and LPIPS v0.1 VGG16 (torchvision's vgg16-397923af.pth in
-the torch hub cache + lpips/weights/v0.1/vgg.pth of `pip install --no-deps lpips`); each one whose files are not
-found is skipped with a one-line note. Both networks are loaded once per run.
+ST-LPIPS with its AlexNet trunk (column ST-LPIPS-Alex, the headline one) and with its VGG16 trunk (column ST-LPIPS;
+stlpips-pytorch's weight files, a requirement) and LPIPS v0.1 VGG16 (torchvision's vgg16-397923af.pth in the torch
+hub cache + lpips/weights/v0.1/vgg.pth of `pip install --no-deps lpips`); each one whose files are not found is
+skipped with a one-line note. Every network is loaded once per run.
 Prints one Markdown table per folder; writes JSON (set means, members, per-image scores) and a per-image CSV.
 """
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mgsrgan.checkpoint import CHECKPOINT_NAMES, atomic_write
-from mgsrgan.device import resolve_device
+from mgsrgan.device import PRECISIONS, resolve_device, resolve_precision
 from mgsrgan.ensemble import STRATEGIES
 from mgsrgan.errors import UserError
 from mgsrgan.evaluation import (BICUBIC, PERCEPTUAL, ImageScore, PairDistance, bicubic_upscaler,
@@ -62,12 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tile", type=int, default=0,
                         help="run the generators tile by tile, TILE x TILE LR pixels, to bound memory on large "
                              "images; identical output (pad = receptive radius). 0 = whole image (default)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="dtype of the generator passes (strategies and scoring stay float32). Default fp32, so "
+                             "the scores do not depend on the machine; auto = bf16 on CUDA cards and CPUs with "
+                             "native bf16 (faster, scores within ~0.003 dB of fp32 for the shipped ensemble; "
+                             "benchmarks/results/precision_parity.md)")
     parser.add_argument("--self-ensemble", action="store_true",
                         help="run every member on the 8 flips/rotations of the input and average (EDSR+); rows get "
                              "the suffix +x8; 8x the generator time")
     parser.add_argument("--no-perceptual", action="store_true",
-                        help="skip ST-LPIPS and LPIPS (each costs about one VGG16 pass per row and image, several "
-                             "times the upscaling of a small generator on CPU)")
+                        help="skip ST-LPIPS (AlexNet and VGG16) and LPIPS (each costs about one trunk pass per row "
+                             "and image, several times the upscaling of a small generator on CPU)")
+    parser.add_argument("--stlpips-alex-weights", type=Path, default=None,
+                        help="ST-LPIPS alex_shift_tolerant.pth (default: the one in the installed stlpips-pytorch)")
     parser.add_argument("--stlpips-weights", type=Path, default=None,
                         help="ST-LPIPS vgg_shift_tolerant.pth (default: the one in the installed stlpips-pytorch)")
     parser.add_argument("--lpips-backbone", type=Path, default=None,
@@ -83,7 +93,8 @@ def load_perceptual(args: argparse.Namespace, device) -> tuple[dict[str, PairDis
     """The perceptual metrics to run (loaded once, on `device`) and, per metric, a one-line status: the file(s)
     used or why it was skipped. A default file that is absent means "skip"; a path given on the command line that
     is absent or wrong is a UserError."""
-    given = [flag for flag, value in (("--stlpips-weights", args.stlpips_weights),
+    given = [flag for flag, value in (("--stlpips-alex-weights", args.stlpips_alex_weights),
+                                      ("--stlpips-weights", args.stlpips_weights),
                                       ("--lpips-backbone", args.lpips_backbone), ("--lpips-heads", args.lpips_heads))
              if value is not None]
     if args.no_perceptual:
@@ -92,14 +103,16 @@ def load_perceptual(args: argparse.Namespace, device) -> tuple[dict[str, PairDis
         return {}, {key: "skipped: --no-perceptual" for key in PERCEPTUAL}
     metrics: dict[str, PairDistance] = {}
     status: dict[str, str] = {}
-    try:
-        weights = args.stlpips_weights or default_weight_path()
-    except STLPIPSError as err:
-        status["stlpips"] = f"skipped: {err}"
-    else:
-        stlpips_model = STLPIPS(path=str(weights)).to(device)
-        metrics["stlpips"] = ReferenceSTLPIPS(stlpips_model)  # HR taps reused across the rows of an image
-        status["stlpips"] = f"on: {weights}"
+    for key, net, given_weights in (("stlpips_alex", "alex", args.stlpips_alex_weights),
+                                    ("stlpips", "vgg", args.stlpips_weights)):  # PERCEPTUAL's order (CSV columns)
+        try:
+            weights = given_weights or default_weight_path(net)
+        except STLPIPSError as err:
+            status[key] = f"skipped: {err}"
+        else:
+            stlpips_model = STLPIPS(net=net, path=str(weights)).to(device)
+            metrics[key] = ReferenceSTLPIPS(stlpips_model)  # HR taps reused across the rows of an image
+            status[key] = f"on: {weights}"
     try:
         backbone = args.lpips_backbone or default_backbone_path()
         heads = args.lpips_heads or default_heads_path()
@@ -146,8 +159,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--data: two folders share a name ({', '.join(names)}); set names come from folder names")
     counts = {folder: len(list_images(folder)) for folder in args.data}  # fail on a bad folder before loading models
     device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
     models = load_run_models(args.run, checkpoint=args.checkpoint, strategies=args.strategies, device=device,
-                             tile=args.tile, self_ensemble=args.self_ensemble)
+                             tile=args.tile, self_ensemble=args.self_ensemble, precision=precision)
     out = args.out if args.out is not None else args.run / f"eval_{args.checkpoint}.json"
     check_out_folder(out)
     perceptual, perceptual_status = load_perceptual(args, device)
@@ -165,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     for dataset, rows in summary.items():
         print(markdown_table(dataset, rows, scale=models.scale) + "\n")
     report = {"run": str(args.run), "checkpoint": args.checkpoint, "self_ensemble": args.self_ensemble,
-              "scale": models.scale, "device": str(device),
+              "scale": models.scale, "device": str(device), "precision": str(precision).removeprefix("torch."),
               "tile": args.tile, "protocol": PROTOCOL, "perceptual": perceptual_status, "members": models.members,
               "ensembles": {name: {"members": used} for name, used in models.uses.items()},
               "seconds": "mean wall-clock seconds per image of upscaling; ensemble rows include their member passes",

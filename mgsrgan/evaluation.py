@@ -5,7 +5,8 @@ For every HR image: crop to a multiple of the scale (`modcrop`), make the LR wit
 `crop_border = scale`. Grayscale images are scored on raw gray values: bicubic works on them directly, networks
 see three equal channels and their output returns to gray through Pillow's luma.
 
-Optional perceptual columns (lower is better): ST-LPIPS (mgsrgan.stlpips) and LPIPS (mgsrgan.lpips), each a
+Optional perceptual columns (lower is better): ST-LPIPS with its AlexNet and its VGG16 trunk (mgsrgan.stlpips;
+fields stlpips_alex, stlpips) and LPIPS (mgsrgan.lpips), each a
 `PairDistance` on the 8-bit RGB SR and HR after modcrop with the same `scale` border pixels cropped as for PSNR (the
 border is where the networks see zero padding and the bicubic baseline clamps; every row is scored on the same
 pixels). Gray images are scored as three equal channels (the networks were trained on RGB).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -27,12 +29,14 @@ from PIL import Image
 from torch import nn
 
 from mgsrgan.degradation import bicubic_downscale, bicubic_upscale, modcrop
+from mgsrgan.device import autocast_to
 from mgsrgan.ensemble import STRATEGIES, Ensemble, load_members, run_member_paths, val_psnr_of
 from mgsrgan.errors import UserError
 from mgsrgan.metrics import PEAK, psnr, ssim, tensor_to_uint8
 from mgsrgan.self_ensemble import SUFFIX as SELF_ENSEMBLE_SUFFIX
 from mgsrgan.self_ensemble import SelfEnsemble
 from mgsrgan.tiling import upscale_tiled
+from mgsrgan.upscaler import with_precision
 
 ImageUpscaler = Callable[[np.ndarray], np.ndarray]  # uint8 LR (h, w[, 3]) -> uint8 SR (h*s, w*s[, 3])
 TensorUpscaler = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, h, w) in [0, 1] -> (1, 3, h*s, w*s), ~[0, 1]
@@ -42,7 +46,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 BICUBIC = "bicubic"  # the model name of the baseline every SR paper reports
 VAL_STRATEGIES = ("weighted", "best")  # strategies that need each member's validation PSNR in its checkpoint
 HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # PIL modes with more than 8 bits per sample
-PERCEPTUAL = {"stlpips": "ST-LPIPS", "lpips": "LPIPS"}  # ImageScore field -> column header, in column order
+# ImageScore field -> column header, in column order: ST-LPIPS with the AlexNet trunk first (the headline column),
+# then the VGG16 one (mgsrgan.stlpips, net="alex" / "vgg"), then LPIPS
+PERCEPTUAL = {"stlpips_alex": "ST-LPIPS-Alex", "stlpips": "ST-LPIPS", "lpips": "LPIPS"}
 
 
 class EvaluationError(UserError):
@@ -52,7 +58,8 @@ class EvaluationError(UserError):
 @dataclass(frozen=True)
 class ImageScore:
     """One model on one image. psnr in dB (inf if SR == HR after cropping), ssim in [-1, 1], seconds of upscaling
-    (scoring excluded); stlpips / lpips: perceptual distances (>= 0, lower is better), None when not computed."""
+    (scoring excluded); stlpips (VGG16 trunk) / lpips / stlpips_alex (AlexNet trunk): perceptual distances (>= 0,
+    lower is better), None when not computed."""
     dataset: str
     image: str
     model: str
@@ -61,6 +68,7 @@ class ImageScore:
     seconds: float
     stlpips: float | None = None
     lpips: float | None = None
+    stlpips_alex: float | None = None  # last, so positional construction of the fields above is unchanged
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -108,12 +116,21 @@ def bicubic_upscaler(scale: int) -> ImageUpscaler:
     return lambda lr_img: bicubic_upscale(lr_img, scale)
 
 
-def tensor_upscaler(upscale: TensorUpscaler, *, device: torch.device | str = "cpu") -> ImageUpscaler:
+def tensor_upscaler(upscale: TensorUpscaler, *, device: torch.device | str = "cpu",
+                    precision: torch.dtype = torch.float32) -> ImageUpscaler:
     """Adapt a tensor model to an ImageUpscaler: uint8 -> [0, 1] float on `device`, no_grad, clip/round to uint8.
 
     Gray LR enters as three equal channels and the RGB output is turned back to gray with `rgb_to_gray`.
     The caller puts its modules in eval mode (BatchNorm must use running statistics).
+    precision (an autocast dtype, mgsrgan.device.resolve_precision): a module's generators run under autocast
+    (mgsrgan.upscaler.with_precision: fusion stays float32; modifies the module in place), a plain callable runs
+    under autocast as a whole; either way the output is float32 before it is quantised.
     """
+    if isinstance(upscale, nn.Module):
+        upscale = with_precision(upscale, precision)
+    elif precision != torch.float32:
+        upscale = partial(_autocast_call, upscale, precision)
+
     def run(lr_img: np.ndarray) -> np.ndarray:
         rgb = gray_to_rgb(lr_img) if lr_img.ndim == 2 else lr_img
         lr = torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0)
@@ -123,6 +140,12 @@ def tensor_upscaler(upscale: TensorUpscaler, *, device: torch.device | str = "cp
         sr_img = tensor_to_uint8(sr)
         return rgb_to_gray(sr_img) if lr_img.ndim == 2 else sr_img
     return run
+
+
+def _autocast_call(fn: TensorUpscaler, precision: torch.dtype, lr_img: torch.Tensor) -> torch.Tensor:
+    with autocast_to(precision, lr_img.device):
+        out = fn(lr_img)
+    return out.float()
 
 
 def perceptual_scores(sr_img: np.ndarray, hr_img: np.ndarray, metrics: dict[str, PairDistance], *,
@@ -185,7 +208,7 @@ def evaluate_folder(folder: Path, upscalers: dict[str, ImageUpscaler], *, scale:
 
 
 def summarize(results: Iterable[ImageScore]) -> dict[str, dict[str, dict[str, float]]]:
-    """dataset -> model -> {"psnr", "ssim", "seconds", and "stlpips" / "lpips" where every image has them: means
+    """dataset -> model -> {"psnr", "ssim", "seconds", and each PERCEPTUAL key where every image has it: means
     over images; "images": count}; insertion order kept."""
     grouped: dict[str, dict[str, list[ImageScore]]] = {}
     for score in results:
@@ -269,11 +292,13 @@ def default_strategies(metas: list[dict]) -> list[str]:
 
 
 def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None, device: torch.device | str,
-                    tile: int = 0, self_ensemble: bool = False) -> RunModels:
+                    tile: int = 0, self_ensemble: bool = False, precision: torch.dtype = torch.float32) -> RunModels:
     """Rows `member_<k>` (each member alone) and `ensemble-<strategy>` for RUN/member_<k>/<checkpoint>.safetensors.
 
     strategies None = `default_strategies`; a one-member run gets no ensemble rows (they would repeat the member).
     self_ensemble: every member runs on the 8 flips/rotations (mgsrgan/self_ensemble.py); row names end in "+x8".
+    precision: autocast dtype of the generator passes (mgsrgan.upscaler.with_precision); the shared member outputs
+    are float32, so strategies and quantising are float32.
     UserError for a missing run, no members, a missing checkpoint, mismatched members, or weighted/best without
     validation PSNRs.
     """
@@ -283,7 +308,8 @@ def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None,
     suffix = SELF_ENSEMBLE_SUFFIX if self_ensemble else ""
     names = [path.parent.name + suffix for path in paths]  # member_<k>, as on disk
     generators = [SelfEnsemble(g) if self_ensemble else g for g, _ in loaded]
-    shared = [SharedMember(generator.to(device).eval(), tile=tile) for generator in generators]
+    shared = [SharedMember(with_precision(generator.to(device).eval(), precision), tile=tile)
+              for generator in generators]
     upscalers: dict[str, ImageUpscaler] = {n: tensor_upscaler(m, device=device) for n, m in zip(names, shared)}
     uses: dict[str, list[str]] = {}
     chosen = default_strategies(metas) if strategies is None else list(strategies)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from mgsrgan.checkpoint import CHECKPOINT_NAMES
 from mgsrgan import ensemble
+from mgsrgan.device import PRECISIONS
 from mgsrgan.ensemble import STRATEGIES, Ensemble
 from mgsrgan.errors import UserError
 from mgsrgan.imageio import (UNCERTAINTY_FULL_SCALE, ImageInfo, colorize_uncertainty, format_for_extension,
@@ -81,8 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tile-pad", type=int, default=None,
                         help="LR pixels of context around each tile (default: the receptive radius: seamless)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
-    parser.add_argument("--half", action="store_true", help="float16 on CUDA: faster and half the memory; "
-                                                                  "outputs differ slightly from float32")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="dtype of the network passes (fusion, uncertainty and quantising stay float32): auto "
+                             "(default) = bf16 on CUDA cards and on CPUs with native bf16 (AVX512-BF16/AMX: ~1.5x "
+                             "fp32 measured), else fp32 (fp16 on CUDA cards without bf16); the shipped ensemble's "
+                             "bf16 output is within one 8-bit level of fp32, -0.001 dB on Set5 "
+                             "(benchmarks/results/precision_parity.md)")
+    parser.add_argument("--half", action="store_true", help="alias of --precision fp16 (CUDA only)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="same-size images per pass (default %(default)s)")
     parser.add_argument("--ext", help="output format by extension (png, jpg, webp, ...; default: the input's); "
                                       "alpha is dropped for formats without it, 16-bit becomes 8-bit")
@@ -211,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             format_for_extension(args.ext)
         jobs = collect_jobs(args.input, args.output, recursive=args.recursive, ext=args.ext)
         upscaler = Upscaler(model_from_args(args), device=args.device, tile=args.tile, tile_pad=args.tile_pad,
-                            half=args.half)
+                            half=args.half, precision=args.precision)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,9 +1,13 @@
 """The Python API: an ensemble (or any generator) plus device, precision and tiling, for tensors and PIL images.
 
     from mgsrgan import Upscaler
-    up = Upscaler.from_run("runs/x4", strategy="mean", checkpoint="best", device="cpu")
+    up = Upscaler.from_run("runs/x4", strategy="mean", checkpoint="best", device="cpu", precision="auto")
     sr = up(Image.open("photo.png"))                 # PIL in, PIL out (mode, alpha, 16-bit kept)
     sr_img = up.upscale_tensor(lr_img)               # (B, 3, h, w) in [0, 1] -> (B, 3, h*s, w*s), clipped
+
+Precision (`precision=` auto|fp32|bf16|fp16, mgsrgan.device.resolve_precision): only the networks' forward passes
+run under autocast (`with_precision` wraps each Generator); their outputs come back as float32, so ensemble fusion
+(mean/median/consensus, the uncertainty std), self-ensemble averaging, clipping and quantising are float32.
 """
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from mgsrgan.device import resolve_device
+from mgsrgan.device import autocast_to, resolve_device, resolve_precision
 from mgsrgan.ensemble import Ensemble, build_ensemble, run_member_paths, shipped_member_paths
 from mgsrgan.errors import UserError
+from mgsrgan.generator import Generator
 from mgsrgan.imageio import from_pil, to_pil
 from mgsrgan.tiling import tiled_apply
 
@@ -27,6 +32,49 @@ def resolve_inference_device(name: str, *, half: bool) -> torch.device:
     if half and device.type != "cuda":
         raise UserError("--half needs a CUDA device (float16 on CPU is slow and inexact); drop --half")
     return device
+
+
+class Autocast(nn.Module):
+    """`network`'s forward pass under autocast to `dtype`, its output cast back to float32. Keeps the network's
+    `scale` and `receptive_radius`, so tiling and ensembles treat it as the network itself."""
+
+    def __init__(self, network: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.network = network
+        self.dtype = dtype
+        self.scale = network.scale
+
+    def receptive_radius(self) -> int:
+        return self.network.receptive_radius()
+
+    def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
+        with autocast_to(self.dtype, lr_img.device):
+            out = self.network(lr_img)
+        return out.float()
+
+
+def with_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """`model` with every Generator inside it (ensemble members, the GAN member, a self-ensemble's generator)
+    replaced, in place, by Autocast(generator, dtype): only the network passes run in `dtype`, and whatever combines
+    their outputs (ensemble strategies, the uncertainty std, self-ensemble averaging) runs on float32. A model that
+    holds no Generator is wrapped as a whole (an Ensemble's members one by one, so its fusion stays float32).
+    float32: `model` itself, untouched."""
+    if dtype == torch.float32:
+        return model
+    if isinstance(model, Ensemble):
+        for index, member in enumerate(model.members):
+            model.members[index] = with_precision(member, dtype)
+        if model.gan_member is not None:
+            model.gan_member = with_precision(model.gan_member, dtype)
+        return model
+    if isinstance(model, Generator) or not any(isinstance(m, Generator) for m in model.modules()):
+        return Autocast(model, dtype)
+    wrapped: dict[int, Autocast] = {}  # one wrapper per generator, even where two parents share it
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, Generator):
+                setattr(parent, name, wrapped.setdefault(id(child), Autocast(child, dtype)))
+    return model
 
 
 def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | None = None,
@@ -65,47 +113,56 @@ class Upscaler:
     """Runs `model` (an Ensemble or a Generator) on `device`, tile by tile when `tile` > 0 (LR pixels).
 
     `tile_pad` defaults to the model's receptive radius, which makes tiled output equal the untiled one.
-    `half` runs in float16 (CUDA only). Outputs are float32, clipped to [0, 1].
+    `precision` auto|fp32|bf16|fp16 (mgsrgan.device.resolve_precision: auto = bf16 on CUDA cards and CPUs with
+    native bf16, else fp32/fp16) is the dtype of the network passes only (see `with_precision`); `half` is an alias
+    of precision="fp16" (CUDA only). `self.dtype` is the resolved autocast dtype. Outputs are float32, clipped to
+    [0, 1]. fp32 computes exactly what the model alone computes.
     """
 
     def __init__(self, model: nn.Module, *, device: str = "cpu", tile: int = 0, tile_pad: int | None = None,
-                 half: bool = False) -> None:
+                 half: bool = False, precision: str = "auto") -> None:
         if tile < 0 or (tile_pad is not None and tile_pad < 0):
             raise UserError(f"tile ({tile}) and tile pad ({tile_pad}) must be >= 0")
         self.device = resolve_inference_device(device, half=half)
-        self.dtype = torch.float16 if half else torch.float32
+        if half:
+            if precision not in ("auto", "fp16"):
+                raise UserError(f"--half means --precision fp16; it contradicts --precision {precision}")
+            precision = "fp16"
+        self.dtype = resolve_precision(precision, self.device)
         # NHWC: oneDNN's and cuDNN's fast convolution layout (benchmarks/speed.py: x4 CPU inference 0.27 -> 0.43
-        # output MP/s with BatchNorm folded)
-        self.model = model.eval().to(self.device, self.dtype).to(memory_format=torch.channels_last)
+        # output MP/s with BatchNorm folded). Weights stay float32; autocast casts them per pass.
+        self.model = with_precision(model.eval().to(self.device).to(memory_format=torch.channels_last), self.dtype)
         self.scale: int = model.scale
         self.tile = tile
         self.tile_pad = model.receptive_radius() if tile_pad is None else tile_pad
 
     @classmethod
     def from_run(cls, run: Path, strategy: str = "mean", checkpoint: str | None = "best", device: str = "cpu", *,
-                 alpha: float = 0.0, gan_index: int = 0, self_ensemble: bool = False, **options) -> "Upscaler":
+                 alpha: float = 0.0, gan_index: int = 0, self_ensemble: bool = False, precision: str = "auto",
+                 **options) -> "Upscaler":
         """All members of a run folder (`checkpoint` of each; alpha > 0 blends in member `gan_index`'s GAN;
         self_ensemble: each generator on the 8 flips/rotations, 8x the time)."""
         if alpha > 0.0 and checkpoint == "best":
             checkpoint = "pretrain"  # the distortion side of the knob (see ensemble_from_source)
         model = ensemble_from_source(run=Path(run), checkpoint=checkpoint, strategy=strategy, alpha=alpha,
                                      gan_index=gan_index, self_ensemble=self_ensemble)
-        return cls(model, device=device, **options)
+        return cls(model, device=device, precision=precision, **options)
 
     @classmethod
     def from_weights(cls, paths: Sequence[Path], strategy: str = "mean", device: str = "cpu", *,
                      alpha: float = 0.0, gan_member: Path | None = None, self_ensemble: bool = False,
-                     **options) -> "Upscaler":
+                     precision: str = "auto", **options) -> "Upscaler":
         """Members from explicit checkpoint files."""
         model = ensemble_from_source(weights=[Path(p) for p in paths], strategy=strategy, alpha=alpha,
                                      gan_member=gan_member, self_ensemble=self_ensemble)
-        return cls(model, device=device, **options)
+        return cls(model, device=device, precision=precision, **options)
 
     @classmethod
     def pretrained(cls, strategy: str = "mean", device: str = "cpu", *, self_ensemble: bool = False,
-                   **options) -> "Upscaler":
+                   precision: str = "auto", **options) -> "Upscaler":
         """The ensemble shipped in the repo's weights/ folder (pretrain checkpoints)."""
-        return cls(ensemble_from_source(strategy=strategy, self_ensemble=self_ensemble), device=device, **options)
+        return cls(ensemble_from_source(strategy=strategy, self_ensemble=self_ensemble), device=device,
+                   precision=precision, **options)
 
     def _run(self, lr_img: torch.Tensor, with_uncertainty: bool) -> tuple[torch.Tensor, ...]:
         squeeze = lr_img.dim() == 3
@@ -119,8 +176,8 @@ class Upscaler:
         def fn(tile: torch.Tensor) -> tuple[torch.Tensor, ...]:
             return run(tile.contiguous(memory_format=torch.channels_last))
         with torch.no_grad():  # not inference_mode: callers may modify the returned tensors in place
-            results = tiled_apply(fn, batch.to(self.device, self.dtype), scale=self.scale, tile=self.tile,
-                                  pad=self.tile_pad)
+            results = tiled_apply(fn, batch.to(self.device, torch.float32), scale=self.scale, tile=self.tile,
+                                  pad=self.tile_pad)  # float32 maps: with_precision casts every network output
             results[0].clamp_(0.0, 1.0)  # our own fresh output: in place saves a full-size copy
             results = tuple(r.to(lr_img.device, torch.float32) for r in results)
         return tuple(r[0] for r in results) if squeeze else results

@@ -11,6 +11,7 @@ from PIL import Image
 from mgsrgan import Upscaler
 from mgsrgan import ensemble as ensemble_module
 from mgsrgan.checkpoint import save_checkpoint
+from mgsrgan.device import cpu_has_bf16
 from mgsrgan.generator import Generator
 from mgsrgan.inference_cli import main
 from mgsrgan.metrics import tensor_to_uint8
@@ -172,3 +173,38 @@ def test_self_ensemble_flag_runs_the_eight_symmetries(tmp_path, weights, capsys)
     plain = np.asarray(Upscaler.from_weights(weights)(Image.open(src / "a.png")))
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # float-order rounding at .5 only
     assert np.abs(got.astype(int) - plain.astype(int)).max() > 1  # and it is not the plain ensemble
+
+
+def test_precision_flag_errors_exit_2_in_one_line(tmp_path, weights, capsys, monkeypatch):
+    rgb(4, 4).save(tmp_path / "a.png")
+    base = ["-i", tmp_path / "a.png", "-o", tmp_path / "out", "--weights", *weights, "--device", "cpu"]
+    code, _, stderr = run(capsys, *base, "--precision", "fp16")
+    assert code == 2 and stderr.startswith("error: --precision fp16: float16 is for CUDA only")
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    code, _, stderr = run(capsys, *base, "--half", "--precision", "fp32")
+    assert code == 2 and stderr.startswith("error: --half needs a CUDA device") and "Traceback" not in stderr
+    code, _, stderr = run(capsys, *base, "--precision", "int8")  # argparse: not one of the choices
+    assert code == 2 and "--precision: invalid choice: 'int8'" in stderr and "Traceback" not in stderr
+    monkeypatch.setattr("mgsrgan.device.cpu_has_bf16", lambda: False)
+    code, _, stderr = run(capsys, *base, "--precision", "bf16")
+    assert code == 2 and stderr.startswith("error: --precision bf16: this CPU lacks native bfloat16")
+    assert len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU lacks native bf16 (no AVX512-BF16 or AMX)")
+def test_precision_bf16_writes_images_within_a_level_of_fp32(tmp_path, weights, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb(9, 7, seed=3).save(src / "a.png")
+    outputs = {}
+    for precision in ("fp32", "bf16", "auto"):
+        code, stdout, _ = run(capsys, "-i", src, "-o", tmp_path / precision, "--weights", *weights, "--device", "cpu",
+                              "--precision", precision, "--uncertainty")
+        assert code == 0 and "1 written" in stdout
+        outputs[precision] = np.asarray(Image.open(tmp_path / precision / "a.png"), dtype=int)
+    exact = np.asarray(Upscaler.from_weights(weights, precision="fp32")(Image.open(src / "a.png")), dtype=int)
+    assert np.array_equal(outputs["fp32"], exact)
+    assert np.abs(outputs["bf16"] - outputs["fp32"]).max() <= 1
+    assert np.array_equal(outputs["auto"], outputs["bf16"])  # auto = bf16 on a CPU with native bf16
+    assert (tmp_path / "bf16" / "a_uncertainty.png").is_file()

@@ -1,8 +1,9 @@
-"""ST-LPIPS: our rebuild against distances computed by the stlpips-pytorch package (fixture), plus its properties.
+"""ST-LPIPS: our rebuild against distances computed by the stlpips-pytorch package (fixtures), plus its properties.
 
-The fixture (tests/fixtures/stlpips_reference.json + stlpips/*.png crops) comes from
-benchmarks/make_stlpips_reference.py run in a throwaway venv with torchvision. Tests that need the real weights skip
-when stlpips-pytorch is not installed.
+The fixtures (tests/fixtures/stlpips_reference.json for VGG16, stlpips_alex_reference.json for AlexNet, both on the
+stlpips/*.png crops) come from benchmarks/make_stlpips_reference.py: the VGG one run in a throwaway venv with
+torchvision, the AlexNet one (`--net alex`) in the project venv with torchvision stubbed. Tests that need the real
+weights skip when stlpips-pytorch is not installed.
 """
 from __future__ import annotations
 
@@ -16,24 +17,31 @@ import torch
 from PIL import Image
 
 from mgsrgan.errors import UserError
-from mgsrgan.stlpips import (MIN_SIDE, STLPIPS, VGG16_BLOCKS, ReferenceSTLPIPS, STLPIPSError, default_weight_path,
-                             package_key_names, stlpips_distance)
+from mgsrgan.stlpips import (ALEX_MIN_SIDE, MIN_SIDE, NETS, STLPIPS, TRUNKS, VGG16_BLOCKS, Blur, Conv,
+                             ReferenceSTLPIPS, STLPIPSError, default_weight_path, package_key_names, stlpips_distance)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REFERENCE = json.loads((FIXTURES / "stlpips_reference.json").read_text())
 PAIRS = {pair["name"]: pair for pair in REFERENCE["pairs"]}
-TOLERANCE = 1e-5  # the task's bar; measured max |difference| is 6e-08 (float32 summation order)
+ALEX_REFERENCE = json.loads((FIXTURES / "stlpips_alex_reference.json").read_text())
+TOLERANCE = 1e-5  # the task's bar; measured max |difference| is 6e-08 vgg, 1.2e-07 alex (float32 summation order)
 
 try:
     WEIGHTS = default_weight_path()
+    ALEX_WEIGHTS = default_weight_path("alex")
 except STLPIPSError:
-    WEIGHTS = None
+    WEIGHTS = ALEX_WEIGHTS = None
 needs_weights = pytest.mark.skipif(WEIGHTS is None, reason="ST-LPIPS weights not installed "
                                    "(pip install stlpips-pytorch==0.0.2)")
 
 
-def load_png(relative: str) -> np.ndarray:
-    return np.asarray(Image.open(FIXTURES / relative).convert("RGB"))
+def load_png(relative: str, crop: dict[str, int] | None = None) -> np.ndarray:
+    """A fixture PNG as (H, W, 3) uint8; `crop` (top, left, height, width) as the alex fixture records it."""
+    image = np.asarray(Image.open(FIXTURES / relative).convert("RGB"))
+    if crop is not None:
+        image = np.ascontiguousarray(image[crop["top"]:crop["top"] + crop["height"],
+                                           crop["left"]:crop["left"] + crop["width"]])
+    return image
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -44,6 +52,11 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def model() -> STLPIPS:
     return STLPIPS()
+
+
+@pytest.fixture(scope="module")
+def alex() -> STLPIPS:
+    return STLPIPS(net="alex")
 
 
 @needs_weights
@@ -181,7 +194,8 @@ def test_loads_a_synthetic_file_with_the_package_keys(tmp_path: Path) -> None:
 
 
 def _package_shapes() -> dict[str, tuple[int, ...]]:
-    """Shape of every tensor in the package's vgg_shift_tolerant.pth, from its VGG16 layout."""
+    """Shape of every tensor in the package's vgg_shift_tolerant.pth, from its VGG16 layout (written out by hand,
+    independently of the layer list in mgsrgan.stlpips)."""
     shapes = {"scaling_layer.shift": (1, 3, 1, 1), "scaling_layer.scale": (1, 3, 1, 1)}
     by_ours = {ours: package for package, ours in package_key_names().items()}
     in_channels, conv_index = 3, 0
@@ -194,3 +208,180 @@ def _package_shapes() -> dict[str, tuple[int, ...]]:
             in_channels, conv_index = width, conv_index + 1
         shapes[f"lin{block}.model.1.weight"] = (1, in_channels, 1, 1)
     return shapes
+
+
+# ---- AlexNet trunk -------------------------------------------------------------------------------------------------
+
+# The shift-tolerant AlexNet's tensors as the package's invariant_networks.alexnet(variant="shift_tolerant") files
+# them (written out by hand from its source: conv 0, blur 1, blur 4, conv 5, blur 8, conv 9 / 11 / 13), plus the
+# scaling layer and five heads; 20 in all.
+ALEX_PACKAGE_SHAPES = {
+    "scaling_layer.shift": (1, 3, 1, 1), "scaling_layer.scale": (1, 3, 1, 1),
+    "net.slice1.0.weight": (64, 3, 11, 11), "net.slice1.0.bias": (64,), "net.slice1.1.filt": (64, 1, 3, 3),
+    "net.slice2.4.filt": (64, 1, 3, 3), "net.slice2.5.weight": (192, 64, 5, 5), "net.slice2.5.bias": (192,),
+    "net.slice3.8.filt": (192, 1, 3, 3), "net.slice3.9.weight": (384, 192, 3, 3), "net.slice3.9.bias": (384,),
+    "net.slice4.11.weight": (256, 384, 3, 3), "net.slice4.11.bias": (256,),
+    "net.slice5.13.weight": (256, 256, 3, 3), "net.slice5.13.bias": (256,),
+    **{f"lin{k}.model.1.weight": (1, width, 1, 1) for k, width in enumerate((64, 192, 384, 256, 256))},
+}
+
+
+def _scored_pair(pair: dict) -> tuple[np.ndarray, np.ndarray]:
+    return load_png(pair["image0"], pair.get("crop")), load_png(pair["image1"], pair.get("crop"))
+
+
+@needs_weights
+def test_alex_weights_are_the_file_the_fixture_was_made_with() -> None:
+    assert ALEX_WEIGHTS.name == "alex_shift_tolerant.pth"
+    assert hashlib.sha256(ALEX_WEIGHTS.read_bytes()).hexdigest() == ALEX_REFERENCE["weights_sha256"]
+
+
+@needs_weights
+def test_alex_matches_package_on_every_pair_and_layer(alex: STLPIPS) -> None:
+    """Distance and each of the five layer terms, on 64x64, 48x80, 61x53 and minimum-side (21) pairs."""
+    assert len(ALEX_REFERENCE["pairs"]) == 11 and sum("crop" in p for p in ALEX_REFERENCE["pairs"]) == 3
+    worst = 0.0
+    for pair in ALEX_REFERENCE["pairs"]:
+        image0, image1 = _scored_pair(pair)
+        ours = stlpips_distance(image0, image1, model=alex)
+        worst = max(worst, abs(ours - pair["distance"]))
+        assert ours == pytest.approx(pair["distance"], abs=TOLERANCE), pair["name"]
+        with torch.no_grad():
+            terms = alex.layer_terms(alex.features(alex.scaled(to_tensor(image0))),
+                                     alex.features(alex.scaled(to_tensor(image1))))
+        assert [float(t[0]) for t in terms] == pytest.approx(pair["layers"], abs=TOLERANCE), pair["name"]
+    assert worst < TOLERANCE
+
+
+@needs_weights
+def test_alex_is_not_the_vgg_metric(model: STLPIPS, alex: STLPIPS) -> None:
+    """The same pair scores differently under the two trunks, each as its own fixture says (a swapped trunk or
+    weight file would fail here)."""
+    alex_pairs = {pair["name"]: pair for pair in ALEX_REFERENCE["pairs"]}
+    image0, image1 = load_png("stlpips/a.png"), load_png("stlpips/a_blur.png")
+    assert stlpips_distance(image0, image1, model=alex) == pytest.approx(alex_pairs["gaussian_blur"]["distance"],
+                                                                         abs=TOLERANCE)
+    assert stlpips_distance(image0, image1, model=model) == pytest.approx(PAIRS["gaussian_blur"]["distance"],
+                                                                          abs=TOLERANCE)
+    assert abs(alex_pairs["gaussian_blur"]["distance"] - PAIRS["gaussian_blur"]["distance"]) > 0.03
+
+
+@needs_weights
+def test_alex_identity_shift_blur_different_and_symmetry(alex: STLPIPS) -> None:
+    a = load_png("stlpips/a.png")
+    distance = {name: stlpips_distance(a, load_png(f"stlpips/{other}.png"), model=alex)
+                for name, other in (("identity", "a"), ("shift", "a_shift"), ("blur", "a_blur"), ("different", "b"))}
+    assert distance["identity"] == 0.0
+    assert distance["shift"] > 0.0
+    # package values: 1-pixel shift 0.0037 << blur 0.181 << another image 0.837; demand clear gaps, not just order
+    assert 10 * distance["shift"] < distance["blur"]
+    assert 3 * distance["blur"] < distance["different"]
+    x = to_tensor(a)
+    y = to_tensor(load_png("stlpips/a_noise.png")).requires_grad_(True)
+    forward = alex(x, y)
+    assert forward.item() > 0.0
+    assert torch.allclose(forward, alex(y, x), atol=1e-7)
+    forward.sum().backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+
+
+@needs_weights
+def test_alex_reference_cache_matches_package(alex: STLPIPS, monkeypatch) -> None:
+    passes = []
+    features = alex.features
+    monkeypatch.setattr(alex, "features", lambda images: passes.append(images.shape[0]) or features(images))
+    scorer = ReferenceSTLPIPS(alex)
+    pairs = [pair for pair in ALEX_REFERENCE["pairs"] if "crop" not in pair]
+    pairs = sorted(pairs, key=lambda pair: pair["image1"]) + pairs[:2]  # returns to an earlier HR at the end
+    references = 0
+    for index, pair in enumerate(pairs):
+        references += index == 0 or pair["image1"] != pairs[index - 1]["image1"]
+        assert scorer(*_scored_pair(pair)) == pytest.approx(pair["distance"], abs=TOLERANCE), pair["name"]
+    assert passes == [1] * (len(pairs) + references)
+    small = load_png("stlpips/a.png")[:ALEX_MIN_SIDE - 1, :32]
+    with pytest.raises(STLPIPSError, match=f"at least {ALEX_MIN_SIDE}x{ALEX_MIN_SIDE}"):
+        scorer(small, small)
+
+
+@needs_weights
+@pytest.mark.parametrize("net", NETS)
+def test_min_side_is_tight(net: str, model: STLPIPS, alex: STLPIPS) -> None:
+    """min_side passes; one pixel less is refused with an STLPIPSError before the trunk, which would fail there."""
+    trunk = {"vgg": model, "alex": alex}[net]
+    side = trunk.min_side
+    assert side == {"vgg": MIN_SIDE, "alex": ALEX_MIN_SIDE}[net]
+    image = torch.rand(2, 3, side, side + 7, generator=torch.Generator().manual_seed(1))
+    assert trunk(image, image.flip(-1)).shape == (2,)
+    for short in (image[:, :, :-1], image[..., :side - 1]):
+        with pytest.raises(STLPIPSError, match=f"at least {side}x{side}"):
+            trunk(short, short)
+        with pytest.raises(RuntimeError, match="[Pp]adding"):  # the reflection padding of a blur
+            trunk.features(trunk.scaled(short))
+
+
+def test_alex_key_map_is_the_package_layout() -> None:
+    names = package_key_names("alex")
+    assert {key: None for key in names} == {key: None for key in ALEX_PACKAGE_SHAPES}  # same keys, same order
+    assert names["net.slice1.1.filt"] == "blur_pools.0.kernel"
+    assert names["net.slice2.5.weight"] == "convs.1.weight"
+    assert names["net.slice5.13.bias"] == "convs.4.bias"
+    assert names["lin2.model.1.weight"] == "heads.2.weight"
+    assert [type(layer) for layer in TRUNKS["alex"].layers].count(Conv) == 5
+    assert [type(layer) for layer in TRUNKS["alex"].layers].count(Blur) == 3
+
+
+@needs_weights
+def test_alex_file_matches_the_hand_written_layout() -> None:
+    state = torch.load(ALEX_WEIGHTS, map_location="cpu", weights_only=True)
+    assert {key: tuple(tensor.shape) for key, tensor in state.items()} == ALEX_PACKAGE_SHAPES
+
+
+@needs_weights
+def test_a_file_of_the_other_trunk_is_refused() -> None:
+    with pytest.raises(STLPIPSError, match="not the alex shift-tolerant"):
+        STLPIPS(net="alex", path=str(WEIGHTS))
+    with pytest.raises(STLPIPSError, match="not the vgg shift-tolerant"):
+        STLPIPS(net="vgg", path=str(ALEX_WEIGHTS))
+
+
+def test_alex_loads_a_synthetic_file_with_the_package_keys(tmp_path: Path) -> None:
+    """Without the wheel: a file with the package's alex names and shapes loads strictly; identity gives 0."""
+    generator = torch.Generator().manual_seed(0)
+    template = {}
+    for package_key, shape in ALEX_PACKAGE_SHAPES.items():
+        fan_in = torch.Size(shape[1:]).numel() if len(shape) > 1 else 1
+        template[package_key] = torch.randn(shape, generator=generator) * fan_in ** -0.5
+    template["scaling_layer.scale"] = template["scaling_layer.scale"].abs() + 0.5
+    for head in range(5):
+        template[f"lin{head}.model.1.weight"] = template[f"lin{head}.model.1.weight"].abs()
+    path = tmp_path / "synthetic_alex.pth"
+    torch.save(template, path)
+    model = STLPIPS(net="alex", path=str(path))
+    assert model.net == "alex" and model.min_side == ALEX_MIN_SIDE
+    assert torch.equal(model.convs[0].weight, template["net.slice1.0.weight"])
+    assert torch.equal(model.blur_pools[2].kernel, template["net.slice3.8.filt"])
+    assert torch.equal(model.heads[4].weight, template["lin4.model.1.weight"])
+    image = torch.rand(2, 3, 25, 23, generator=generator)
+    assert torch.equal(model(image, image), torch.zeros(2))
+    different = model(image, image.flip(-1))
+    assert torch.isfinite(different).all() and (different > 0).all()
+    with pytest.raises(STLPIPSError, match="missing keys"):
+        STLPIPS(net="vgg", path=str(path))
+
+
+def test_net_argument_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="net must be one of"):
+        STLPIPS(net="squeeze", path=str(tmp_path / "absent.pth"))
+    with pytest.raises(ValueError, match="net must be one of"):
+        default_weight_path("resnet")
+    with pytest.raises(UserError, match="not found"):
+        STLPIPS(net="alex", path=str(tmp_path / "absent.pth"))
+
+
+@needs_weights
+def test_stlpips_distance_net_must_match_the_model(alex: STLPIPS) -> None:
+    image = load_png("stlpips/a.png")
+    with pytest.raises(ValueError, match="'vgg' but the model given is the 'alex' one"):
+        stlpips_distance(image, image, model=alex, net="vgg")
+    assert stlpips_distance(image, load_png("stlpips/a_shift.png"), net="alex") == pytest.approx(
+        stlpips_distance(image, load_png("stlpips/a_shift.png"), model=alex), abs=1e-7)
