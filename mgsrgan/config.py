@@ -33,6 +33,9 @@ class ModelConfig:
     leaky_slope: float = 0.2  # discriminator LeakyReLU alpha = 0.2 (Ledig et al. 2017, sec. 2.2)
     # none: the paper's SRResNet; bicubic: predict the residual over a bicubic upscale (VDSR, Kim et al. 2016)
     global_skip: Literal["none", "bicubic"] = "none"
+    # Spectral normalisation of every discriminator conv and dense layer, BatchNorm dropped (Miyato et al. 2018;
+    # Real-ESRGAN's discriminator): bounds D's Lipschitz constant, so its gradients to G stay tame. Off = paper.
+    d_spectral_norm: bool = False
 
 
 @dataclass
@@ -41,6 +44,9 @@ class DataConfig:
     train_lr_dirs: list[str] = field(default_factory=list)  # optional paired LR folders, matched to train_dirs by stem
     val_dir: str = ""  # folder of HR images for validation; empty disables validation
     val_max_images: int = 0  # 0 = all; a cap keeps validation cheap on CPU
+    # N > 0 (with val_dir empty): the last N images, by name, of the last train_dirs folder are kept out of training
+    # and validate instead, so model selection never sees a test set (Set5/Set14/BSD100 stay test-only)
+    val_holdout: int = 0
     hr_patch: int = 96  # HR crop side in pixels, 96 (Ledig et al. 2017, sec. 3.2)
     batch_size: int = 16  # 16 (Ledig et al. 2017, sec. 3.2)
     num_workers: int = 2  # DataLoader worker processes; 0 loads in the training process
@@ -57,6 +63,13 @@ class LossConfig:
     content_weight: float = 1.0  # l_X weight in the perceptual loss (Ledig et al. 2017, eq. 3)
     adv_weight: float = 1e-3  # 10^-3 * l_Gen (Ledig et al. 2017, eq. 3)
     pixel_weight_gan: float = 0.0  # optional pixel term in phase 2; 0 = the paper's SRGAN-VGG54
+    # Multi-layer perceptual loss (ESRGAN/Real-ESRGAN weight several VGG layers): these layers, each weighted by
+    # content_layer_weights, replace content_layer; empty = content_layer alone (the paper). Weights 0 = no trunk.
+    content_layers: list[str] = field(default_factory=list)
+    content_layer_weights: list[float] = field(default_factory=list)
+    # standard: D(x) = sigmoid(C(x)), eq. 2 and 6 of the paper; relativistic: relativistic average GAN, real vs
+    # the batch's mean fake and back (Jolicoeur-Martineau 2018; ESRGAN, Wang et al. 2018, eq. 1-2)
+    adversarial: Literal["standard", "relativistic"] = "standard"
     # imagenet: torchvision's VGG19 file (the paper); stlpips: the VGG16 trunk of ST-LPIPS (offline, trained for
     # perceptual similarity, not ImageNet; layers 1_1..5_3); random: for tests only
     vgg_weights: Literal["imagenet", "stlpips", "random"] = "imagenet"
@@ -67,7 +80,11 @@ class LossConfig:
 class TrainConfig:
     members: int = 3  # K generators, each with its own seed, discriminator and optimizers
     seed: int = 0  # member k uses seed + k
-    schedule: Literal["sequential", "lockstep"] = "sequential"  # members one after another, or all on shared batches
+    schedule: Literal["sequential", "lockstep"] = "sequential"  # members one after another, or all in one loop
+    # What each member trains on. independent: its own patch stream (own crops, order, augmentation; the seed of
+    # member k is seed + k), lockstep included; shared: one stream for all (lockstep then shares the content net's
+    # HR pass); bootstrap: own stream over its own bootstrap resample of the images (bagging, Breiman 1996)
+    member_data: Literal["independent", "shared", "bootstrap"] = "independent"
     pretrain_steps: int = 1_000_000  # SRResNet MSE steps: 10^6 (Ledig et al. 2017, sec. 3.2)
     gan_steps: int = 200_000  # SRGAN iterations: 10^5 at 1e-4 then 10^5 at 1e-5 (Ledig et al. 2017, sec. 3.2)
     g_learning_rate: float = 1e-4  # generator Adam lr in pre-training: 10^-4 (Ledig et al. 2017, sec. 3.2)
@@ -79,6 +96,14 @@ class TrainConfig:
     adam_beta2: float = 0.999  # PyTorch/Adam paper default (Kingma and Ba 2015)
     gan_lr_decay_step: int = 100_000  # lr x gan_lr_decay after this many GAN iterations (Ledig et al. 2017)
     gan_lr_decay: float = 0.1  # 1e-4 -> 1e-5 (Ledig et al. 2017, sec. 3.2)
+    # Exponential moving average of the generator's weights in phase 2, saved as the `gan` checkpoint (BasicSR and
+    # Real-ESRGAN use 0.999 over 4e5 iterations); 0 = off (the paper). Its horizon, 1/(1 - decay) updates, should
+    # be a fraction of the phase's generator updates.
+    ema_decay: float = 0.0
+    # Phase 2 runs the generator's BatchNorm in eval mode on the pre-training statistics: D batches then cannot move
+    # the running statistics that inference folds into the weights, and train and inference compute the same
+    # function (ESRGAN drops BN for its train/test mismatch, Wang et al. 2018, sec. 3.1). False = the paper.
+    gan_freeze_bn: bool = False
     g_updates: int = 1  # n: generator updates per cycle of the n:m plan (1:1 in the paper)
     d_updates: int = 1  # m: discriminator updates per cycle, made first (k = 1 in Goodfellow et al. 2014, Alg. 1)
     val_every: int = 1000  # validation interval in steps; 0 = only at the end of each phase
@@ -91,7 +116,9 @@ class TrainConfig:
 @dataclass
 class RuntimeConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when available; the CLI's --device overrides it
-    amp: Literal["none", "bf16", "fp16"] = "bf16"  # autocast dtype on CUDA; ignored on CPU (fp32 there)
+    # autocast dtype, CPU included. auto: bf16 on CUDA cards and CPUs with native bf16 (AVX512-BF16/AMX: ~2x the
+    # fp32 conv rate measured here), fp16 on older CUDA cards, else none (fp32). Weights and optimizers stay fp32.
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
     channels_last: bool = True  # NHWC memory format on CUDA (faster convolutions on tensor cores)
     threads: int = 0  # torch CPU threads; 0 = torch's default
     # Under torchrun: "data" = DistributedDataParallel over every member (the global batch is split over ranks);
@@ -127,9 +154,13 @@ def validate(cfg: Config, source: str = "<config>") -> None:
             raise bad(key, f"must be at least 1, got {value}")
     for key, value in (("train.pretrain_steps", t.pretrain_steps), ("train.gan_steps", t.gan_steps),
                        ("train.val_every", t.val_every), ("data.num_workers", d.num_workers),
-                       ("data.val_max_images", d.val_max_images), ("runtime.threads", cfg.runtime.threads)):
+                       ("data.val_max_images", d.val_max_images), ("runtime.threads", cfg.runtime.threads),
+                       ("data.val_holdout", d.val_holdout)):
         if value < 0:
             raise bad(key, f"must be 0 or more, got {value}")
+    if d.val_holdout and d.val_dir:
+        raise bad("data.val_holdout", f"validates on held-out training images, but data.val_dir={d.val_dir!r} "
+                                      "names a validation folder too; set one of them")
     if d.hr_patch % m.scale != 0:
         raise bad("data.hr_patch", f"{d.hr_patch} is not divisible by model.scale={m.scale}")
     if d.hr_patch < 16:
@@ -147,6 +178,19 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     if cfg.loss.content_layer not in layers:
         raise bad("loss.content_layer", f"unknown layer {cfg.loss.content_layer!r} for loss.vgg_weights="
                                         f"{cfg.loss.vgg_weights}; choose from {', '.join(layers)}")
+    lo = cfg.loss
+    for layer in lo.content_layers:
+        if layer not in layers:
+            raise bad("loss.content_layers", f"unknown layer {layer!r} for loss.vgg_weights={lo.vgg_weights}; "
+                                             f"choose from {', '.join(layers)}")
+    if len(lo.content_layer_weights) != len(lo.content_layers):
+        raise bad("loss.content_layer_weights", f"{len(lo.content_layer_weights)} weights for "
+                                                f"{len(lo.content_layers)} loss.content_layers; need one each")
+    if any(w < 0 for w in lo.content_layer_weights) or lo.pixel_weight_gan < 0 or lo.adv_weight < 0 \
+            or lo.content_weight < 0:
+        raise bad("loss", "loss weights must be 0 or more")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise bad("train.ema_decay", f"must be in [0, 1) (0 = off), got {t.ema_decay}")
     if t.g_learning_rate <= 0 or t.d_learning_rate <= 0:
         raise bad("train.g_learning_rate", "learning rates must be positive")
 
@@ -157,7 +201,9 @@ class OverrideText(str):
 
 
 def _check_type(value: Any, hint: Any, key: str, source: str) -> Any:
-    if isinstance(value, OverrideText):
+    if isinstance(value, OverrideText) and hint == list[str]:
+        value = yaml.load(value, Loader=yaml.BaseLoader)  # every item stays text: [1_2, 2_2] is two layer names
+    elif isinstance(value, OverrideText):
         value = str(value) if hint is str else yaml.safe_load(value) if value.strip() else ""
     origin = typing.get_origin(hint)
     if origin is Literal:

@@ -8,6 +8,7 @@ stream of `length` samples.
 """
 from __future__ import annotations
 
+import copy
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,7 @@ from mgsrgan.errors import UserError
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})  # compared lower-cased
 VIRTUAL_LENGTH = 2**62  # an effectively endless stream; below 2**63 so len() still fits a C ssize_t
 NUM_DIHEDRAL = 8  # 4 rotations x optional mirror: the x8 flip/rotate augmentation of EDSR (Lim et al. 2017)
+BOOTSTRAP_STREAM = 0xB007  # second word of the bootstrap resample's rng key: apart from every patch stream
 SIXTEEN_TO_EIGHT_BIT = 257  # 65535 / 255: maps 16-bit [0, 65535] onto 8-bit [0, 255] exactly at both ends
 # What a broken file can raise while PIL opens and decodes it (OSError covers UnidentifiedImageError/truncation).
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
@@ -121,7 +123,8 @@ class TrainPatches(torch.utils.data.Dataset):
     """
 
     def __init__(self, *, hr_dirs: Sequence[str], lr_dirs: Sequence[str] = (), scale: int, hr_patch: int,
-                 augment: bool, seed: int, cache_images: bool = True, length: int = VIRTUAL_LENGTH):
+                 augment: bool, seed: int, cache_images: bool = True, length: int = VIRTUAL_LENGTH,
+                 exclude: Sequence[Path] = ()):
         if not hr_dirs:
             raise DataError("no training image folder given (data.train_dirs is empty)")
         if lr_dirs and len(lr_dirs) != len(hr_dirs):
@@ -140,6 +143,8 @@ class TrainPatches(torch.utils.data.Dataset):
         found = 0
         for i, hr_dir in enumerate(hr_dirs):
             hr_paths = list_images(Path(hr_dir))
+            held_out = {Path(p).resolve() for p in exclude}
+            hr_paths = [p for p in hr_paths if p.resolve() not in held_out]  # validation images never train
             if not hr_paths:
                 raise DataError(f"{hr_dir}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder")
             if lr_dirs:
@@ -176,8 +181,23 @@ class TrainPatches(torch.utils.data.Dataset):
         # a 481x321 BSD200 image, overfitting the small ones.
         sizes = np.array(lr_sizes, dtype=np.int64).reshape(-1, 2)
         self._cols = sizes[:, 1] - self.lr_patch + 1  # crop positions per row, LR grid
-        self._cum_positions = np.cumsum((sizes[:, 0] - self.lr_patch + 1) * self._cols)  # running end per image
+        self._positions = (sizes[:, 0] - self.lr_patch + 1) * self._cols  # crop positions per image
+        self._set_image_weights(np.ones(len(self.sources), dtype=np.int64))
+
+    def _set_image_weights(self, weights: np.ndarray) -> None:
+        """Image i counts `weights[i]` times (0 = left out): a bootstrap resample is a vector of multiplicities."""
+        self.image_weights = weights
+        self._cum_positions = np.cumsum(self._positions * weights)  # running end per image
         self.total_positions = int(self._cum_positions[-1])
+
+    def bootstrap(self, seed: int) -> TrainPatches:
+        """A copy drawing from a bootstrap resample of the images (n draws with replacement, Efron 1979), a pure
+        function of `seed`; shares the decoded images. About 1 - 1/e = 63 % of the images are in each resample."""
+        n = len(self.sources)
+        counts = np.random.default_rng([seed, BOOTSTRAP_STREAM]).multinomial(n, np.full(n, 1.0 / n))
+        out = copy.copy(self)
+        out._set_image_weights(counts.astype(np.int64))
+        return out
 
     def _decode(self, hr_path: Path, lr_path: Path | None) -> tuple[np.ndarray, np.ndarray | None]:
         """-> (modcropped HR, LR) uint8; LR is None when the HR is smaller than a patch (so not worth making)."""
@@ -216,8 +236,9 @@ class TrainPatches(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, n])
         # One draw over all crop positions of the set, then split into (image, row, column): see __init__ for why.
         position = int(rng.integers(self.total_positions))
-        image = int(np.searchsorted(self._cum_positions, position, side="right"))
-        offset = position - (int(self._cum_positions[image - 1]) if image else 0)
+        image = int(np.searchsorted(self._cum_positions, position, side="right"))  # weight-0 images never hit
+        # A bootstrap weight w > 1 repeats the image's positions w times: fold back onto one copy.
+        offset = (position - (int(self._cum_positions[image - 1]) if image else 0)) % int(self._positions[image])
         top, left = divmod(offset, int(self._cols[image]))
         # Drawn after the crop, so augment=False gives the same image and crop for the same (seed, n).
         dihedral = int(rng.integers(NUM_DIHEDRAL)) if self.augment else 0
@@ -255,6 +276,34 @@ def sample_indices(step: int, batch_size: int, rank: int = 0, world_size: int = 
     return range(start, start + per_rank)
 
 
+class MemberStreams(torch.utils.data.Dataset):
+    """K patch streams read in lockstep: item n -> (lr (K, 3, p/s, p/s), hr (K, 3, p, p)), stream k's sample n.
+
+    Lets members trained together on one loader still see their own patches (own seed, own bootstrap).
+    """
+
+    def __init__(self, streams: Sequence[TrainPatches]):
+        self.streams = list(streams)
+
+    def __len__(self) -> int:
+        return min(len(s) for s in self.streams)
+
+    def __getitem__(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [stream[n] for stream in self.streams]
+        return torch.stack([lr for lr, _ in pairs]), torch.stack([hr for _, hr in pairs])
+
+
+def holdout_paths(train_dirs: Sequence[str], count: int) -> list[Path]:
+    """The last `count` images (sorted by relative path) of the last training folder: a fixed validation split
+    that TrainPatches(exclude=...) keeps out of training. count 0 -> []."""
+    if count <= 0:
+        return []
+    paths = list_images(Path(train_dirs[-1]))
+    if count >= len(paths):
+        raise DataError(f"data.val_holdout={count} would hold out all {len(paths)} images of {train_dirs[-1]}")
+    return paths[-count:]
+
+
 class StepSampler(torch.utils.data.Sampler[int]):
     """Yields `rank`'s sample indices for steps start_step .. stop_step - 1 in order; resume = start at step s."""
 
@@ -289,14 +338,16 @@ def make_loader(dataset: torch.utils.data.Dataset, *, batch_size: int, start_ste
                                        persistent_workers=False)
 
 
-def load_validation(folder: str, scale: int, max_images: int = 0) -> list[ValImage]:
-    """Every image in `folder` (sorted; the first `max_images` if > 0) as ValImage(name, lr, hr).
+def load_validation(folder: str, scale: int, max_images: int = 0,
+                    paths: Sequence[Path] | None = None) -> list[ValImage]:
+    """Every image in `folder` (sorted; the first `max_images` if > 0) as ValImage(name, lr, hr); `paths`: these
+    files under `folder` instead (a held-out split).
 
     HR is modcropped to a multiple of `scale`, LR is its `bicubic_downscale` (the protocol's degradation); gray
     images become 3 equal channels. Unreadable files and images smaller than `scale` are skipped with a warning.
     """
     root = Path(folder)
-    paths = list_images(root)
+    paths = list_images(root) if paths is None else [Path(p) for p in paths]
     if not paths:
         raise DataError(f"{folder}: no validation images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder")
     if max_images > 0:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mgsrgan.config import LossConfig
-from mgsrgan.vgg import VGGFeatures
+from mgsrgan.vgg import VGGFeatures, layer_index
 
 CONTENT_RESCALE = 1.0 / 12.75  # VGG feature maps scaled by 1/12.75 (Ledig et al. 2017, sec. 3.2)
 
@@ -33,41 +33,63 @@ class ContentLoss(nn.Module):
     """VGG loss l_VGG/i.j (Ledig et al. 2017, eq. 5): MSE between rescale * phi_{i,j}(sr) and rescale * phi_{i,j}(hr).
 
     The mean is over B * C * H' * W' feature values, so the value is rescale^2 times the plain feature MSE.
+    With several `layer_weights` (ESRGAN/Real-ESRGAN's multi-layer perceptual loss) the loss is the weighted sum
+    of each tapped layer's MSE, all from one pass through the trunk (cut at the deepest tapped layer).
     The trunk is frozen: gradients reach `sr` (and so the generator) but never the VGG weights.
     """
 
-    def __init__(self, features: VGGFeatures, *, rescale: float = CONTENT_RESCALE) -> None:
+    def __init__(self, features: VGGFeatures, *, rescale: float = CONTENT_RESCALE,
+                 layer_weights: dict[str, float] | None = None) -> None:
         super().__init__()
         self.vgg = features
         self.rescale = rescale
+        self.layer_weights = dict(layer_weights or {features.layer: 1.0})
+        index = layer_index(features.blocks, anti_aliased=features.weights == "stlpips")
+        # Sequential position whose output is each tapped layer (conv before the ReLU, or the ReLU)
+        self.taps = {name: index[name][0 if features.before_relu else 1] for name in self.layer_weights}
+        if max(self.taps.values()) >= len(features.features):
+            raise ValueError(f"ContentLoss: the trunk stops at {features.layer}, before a tapped layer")
 
     @classmethod
     def from_config(cls, cfg: LossConfig) -> ContentLoss:
-        """The content loss a LossConfig describes (layer, before/after ReLU, weights, file, rescale)."""
-        trunk = VGGFeatures(layer=cfg.content_layer, before_relu=cfg.content_before_relu,
+        """The content loss a LossConfig describes (layer(s), before/after ReLU, weights, file, rescale)."""
+        weights = dict(zip(cfg.content_layers, cfg.content_layer_weights)) or {cfg.content_layer: 1.0}
+        deepest = max(weights, key=lambda name: tuple(int(p) for p in name.split("_")))
+        trunk = VGGFeatures(layer=deepest, before_relu=cfg.content_before_relu,
                             weights=cfg.vgg_weights, path=cfg.vgg_path)
-        return cls(trunk, rescale=cfg.content_rescale)
+        return cls(trunk, rescale=cfg.content_rescale, layer_weights=weights)
 
-    def features(self, img: torch.Tensor) -> torch.Tensor:
-        """img (B, 3, H, W) in [0, 1] -> rescaled phi (B, C, H', W') float32.
+    def features(self, img: torch.Tensor) -> list[torch.Tensor]:
+        """img (B, 3, H, W) in [0, 1] -> rescaled phi per tapped layer, [(B, C_l, H_l, W_l)] float32.
 
         Call it under torch.no_grad() for HR targets, once per batch, and pass the result as `hr_features`.
         """
-        return self.vgg(img).float() * self.rescale
+        x = (img - self.vgg.mean) / self.vgg.std
+        wanted = {position: name for name, position in self.taps.items()}
+        out: dict[str, torch.Tensor] = {}
+        for position, module in enumerate(self.vgg.features):
+            x = module(x)
+            if position in wanted:
+                out[wanted[position]] = x.float() * self.rescale
+            if len(out) == len(wanted):
+                break
+        return [out[name] for name in self.layer_weights]
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor | None = None,
-                hr_features: torch.Tensor | None = None) -> torch.Tensor:
+                hr_features: list[torch.Tensor] | None = None) -> torch.Tensor:
         """sr (B, 3, H, W) in [0, 1]; exactly one of hr (same shape) or hr_features (from `features`)."""
         if (hr is None) == (hr_features is None):
             raise ValueError("ContentLoss: pass exactly one of hr and hr_features")
         if hr_features is None:
             with torch.no_grad():  # the target carries no gradient; skip building its graph
                 hr_features = self.features(hr)
-        sr_features = self.features(sr)
-        if sr_features.shape != hr_features.shape:
-            raise ValueError(f"ContentLoss: sr features {tuple(sr_features.shape)} and hr features "
-                             f"{tuple(hr_features.shape)} differ in shape")
-        return F.mse_loss(sr_features, hr_features)
+        total = torch.zeros((), device=sr.device)
+        for weight, sr_f, hr_f in zip(self.layer_weights.values(), self.features(sr), hr_features):
+            if sr_f.shape != hr_f.shape:
+                raise ValueError(f"ContentLoss: sr features {tuple(sr_f.shape)} and hr features "
+                                 f"{tuple(hr_f.shape)} differ in shape")
+            total = total + weight * F.mse_loss(sr_f, hr_f)
+        return total
 
 
 def adversarial_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
@@ -99,3 +121,25 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> 
     backward each), which gives the same gradient and is the pattern DistributedDataParallel supports.
     """
     return discriminator_real_loss(real_logits) + discriminator_fake_loss(fake_logits)
+
+
+def relativistic_g_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Generator's relativistic average loss (ESRGAN, Wang et al. 2018, eq. 2): SR should look more real than the
+    average HR and HR less real than the average SR. real_logits from HR without gradient; (B,) each."""
+    real, fake = real_logits.float().detach(), fake_logits.float()
+    return 0.5 * (F.binary_cross_entropy_with_logits(real - fake.mean(), torch.zeros_like(real))
+                  + F.binary_cross_entropy_with_logits(fake - real.mean(), torch.ones_like(fake)))
+
+
+def relativistic_real_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Discriminator's relativistic average term for HR (Wang et al. 2018, eq. 1): HR more real than mean SR."""
+    real = real_logits.float()
+    return 0.5 * F.binary_cross_entropy_with_logits(real - fake_logits.float().detach().mean(),
+                                                    torch.ones_like(real))
+
+
+def relativistic_fake_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Discriminator's relativistic average term for SR: SR less real than mean HR (the other half of eq. 1)."""
+    fake = fake_logits.float()
+    return 0.5 * F.binary_cross_entropy_with_logits(fake - real_logits.float().detach().mean(),
+                                                    torch.zeros_like(fake))

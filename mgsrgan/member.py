@@ -1,6 +1,7 @@
 """One ensemble member: its seed, networks, optimizers and progress, and its checkpoint round trip."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 from mgsrgan.checkpoint import (CheckpointError, arch_of, load_tensors, optimizer_tensors, read_meta,
                                 restore_optimizer, save_checkpoint)
 from mgsrgan.config import Config, config_to_dict
+from mgsrgan.device import resolve_precision
 from mgsrgan.discriminator import Discriminator
 from mgsrgan.distributed import cross_rank_batchnorm
 from mgsrgan.generator import Generator
@@ -37,6 +39,13 @@ class Member:
     # Gradient-free passes and checkpoints use `generator` / `discriminator` themselves.
     train_generator: torch.nn.Module | None = None
     train_discriminator: torch.nn.Module | None = None
+    # Phase 2's moving average of the generator weights (train.ema_decay > 0), reset to the generator when phase 2
+    # starts; what the `gan` checkpoint and phase-2 validation use. None = off.
+    ema: Generator | None = None
+
+    def shipped_generator(self) -> Generator:
+        """The generator a checkpoint of the current phase ships: the EMA in phase 2 when there is one."""
+        return self.ema if self.ema is not None and self.phase == GAN else self.generator
 
 
 def member_seed(cfg: Config, index: int) -> int:
@@ -55,7 +64,7 @@ def build_member(cfg: Config, index: int, device: torch.device, *, data_parallel
     generator = Generator(scale=m.scale, num_blocks=m.num_blocks, channels=m.channels,
                           global_skip=m.global_skip).to(device)
     discriminator = Discriminator(channels=m.d_channels, dense=m.d_dense, leaky_slope=m.leaky_slope,
-                                  pool=m.d_pool).to(device)
+                                  pool=m.d_pool, spectral_norm=m.d_spectral_norm).to(device)
     if cfg.runtime.channels_last and device.type == "cuda":
         generator = generator.to(memory_format=torch.channels_last)
         discriminator = discriminator.to(memory_format=torch.channels_last)
@@ -66,11 +75,12 @@ def build_member(cfg: Config, index: int, device: torch.device, *, data_parallel
     betas = (t.adam_beta1, t.adam_beta2)
     optim_g = torch.optim.Adam(generator.parameters(), lr=t.g_learning_rate, betas=betas)
     optim_d = torch.optim.Adam(discriminator.parameters(), lr=t.d_learning_rate, betas=betas)
-    fp16 = device.type == "cuda" and cfg.runtime.amp == "fp16"
+    fp16 = resolve_precision(cfg.runtime.amp, device, "runtime.amp") == torch.float16
+    ema = copy.deepcopy(generator).requires_grad_(False).eval() if t.ema_decay > 0 else None
     return Member(index, seed, generator, discriminator, optim_g, optim_d,
                   scaler_g=torch.amp.GradScaler(device.type, enabled=fp16),
                   scaler_d=torch.amp.GradScaler(device.type, enabled=fp16),
-                  train_generator=train_generator, train_discriminator=train_discriminator)
+                  train_generator=train_generator, train_discriminator=train_discriminator, ema=ema)
 
 
 def wrap_data_parallel(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -95,8 +105,8 @@ def _meta(member: Member, cfg: Config) -> dict:
 
 
 def save_generator(member: Member, cfg: Config, path: Path) -> None:
-    """A generator-only checkpoint (best / pretrain / gan): what inference loads."""
-    tensors = {f"generator.{k}": v for k, v in member.generator.state_dict().items()}
+    """A generator-only checkpoint (best / pretrain / gan): what inference loads (the EMA in phase 2, if any)."""
+    tensors = {f"generator.{k}": v for k, v in member.shipped_generator().state_dict().items()}
     save_checkpoint(path, tensors, _meta(member, cfg))
 
 
@@ -104,6 +114,8 @@ def save_training_state(member: Member, cfg: Config, path: Path) -> None:
     """Everything an exact resume needs: both networks, both optimizers, RNG state, progress."""
     tensors = {f"generator.{k}": v for k, v in member.generator.state_dict().items()}
     tensors.update({f"discriminator.{k}": v for k, v in member.discriminator.state_dict().items()})
+    if member.ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in member.ema.state_dict().items()})
     optim_meta = {}
     for name, optimizer in (("optim_g", member.optim_g), ("optim_d", member.optim_d)):
         flat, extra = optimizer_tensors(optimizer, name)
@@ -123,6 +135,20 @@ def load_training_state(member: Member, path: Path) -> None:
     device = next(member.generator.parameters()).device
     member.generator.load_state_dict(load_tensors(path, "generator."), strict=True)
     member.discriminator.load_state_dict(load_tensors(path, "discriminator."), strict=True)
+    ema = load_tensors(path, "ema.")
+    if ema and member.ema is None:
+        raise CheckpointError(f"{path}: holds generator EMA weights, but train.ema_decay is 0; resume with the "
+                              "run's own config")
+    if member.ema is not None:
+        if ema:
+            member.ema.load_state_dict(ema, strict=True)
+        elif meta["phase"] == PRETRAIN or (meta["phase"] == GAN and meta["step"] == 0):
+            # the EMA starts at phase 2's first step: a file from before then holds none yet (e.g. phase 2
+            # restarted from a pre-training run with new GAN settings)
+            member.ema.load_state_dict(member.generator.state_dict(), strict=True)
+        else:
+            raise CheckpointError(f"{path}: phase 2 step {meta['step']} without generator EMA weights, but "
+                                  "train.ema_decay is set; resume with the run's own config")
     for name, optimizer in (("optim_g", member.optim_g), ("optim_d", member.optim_d)):
         tensors = {k: v.to(device) if k.split(".", 1)[1] != "step" else v
                    for k, v in load_tensors(path, f"{name}.").items()}

@@ -6,23 +6,22 @@ not synchronised every step).
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from mgsrgan.config import Config
+from mgsrgan.device import autocast_to, resolve_precision
 from mgsrgan.losses import (ContentLoss, adversarial_g_loss, discriminator_fake_loss, discriminator_real_loss,
-                            pixel_loss)
+                            pixel_loss, relativistic_fake_loss, relativistic_g_loss, relativistic_real_loss)
 from mgsrgan.member import Member
 from mgsrgan.schedule import DISCRIMINATOR, gan_learning_rate_factor, pretrain_learning_rate_factor, update_kind
 
 
 def autocast(cfg: Config, device: torch.device):
-    """bf16/fp16 autocast on CUDA; fp32 on CPU (CPU autocast is slower than fp32 for these convs)."""
-    if device.type != "cuda" or cfg.runtime.amp == "none":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if cfg.runtime.amp == "bf16" else torch.float16
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    """Autocast to `runtime.amp`'s dtype on `device` (CPU included: bf16 is ~2x fp32 where the CPU has it).
+
+    Master weights, optimizer state, losses (computed on .float() outputs) and BatchNorm statistics stay fp32.
+    """
+    return autocast_to(resolve_precision(cfg.runtime.amp, device, "runtime.amp"), device)
 
 
 def _apply(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
@@ -55,50 +54,93 @@ def set_gan_learning_rates(member: Member, cfg: Config, iteration: int) -> None:
         group["lr"] = t.d_learning_rate * factor
 
 
+def freeze_batchnorm(generator: torch.nn.Module) -> None:
+    """BatchNorm layers to eval mode: normalise with the stored statistics and stop updating them."""
+    for module in generator.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, generator: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * generator, per parameter; buffers (BN statistics) copied."""
+    for e, g in zip(ema.parameters(), generator.parameters()):
+        e.lerp_(g.detach(), 1.0 - decay)
+    for e, g in zip(ema.buffers(), generator.buffers()):
+        e.copy_(g)
+
+
+def _discriminator_update(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, cfg: Config,
+                          device: torch.device) -> dict[str, torch.Tensor]:
+    with torch.no_grad(), autocast(cfg, device):
+        sr_img = member.generator(lr_img)
+    relativistic = cfg.loss.adversarial == "relativistic"
+    mean_fake = None
+    if relativistic:  # the real term compares with the batch's mean fake logit (no gradient through it)
+        with torch.no_grad(), autocast(cfg, device):
+            mean_fake = member.discriminator(sr_img).float()
+    # Real and fake batches go through D separately (BatchNorm statistics per batch, as in the paper's
+    # reference implementations), each forward followed by its backward (the pattern DDP supports).
+    optimizer = member.optim_d
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(cfg, device):
+        real_logits = member.train_discriminator(hr_img).float()
+    real_loss = (relativistic_real_loss(real_logits, mean_fake) if relativistic
+                 else discriminator_real_loss(real_logits))
+    member.scaler_d.scale(real_loss).backward()
+    with autocast(cfg, device):
+        fake_logits = member.train_discriminator(sr_img).float()
+    fake_loss = (relativistic_fake_loss(real_logits, fake_logits) if relativistic
+                 else discriminator_fake_loss(fake_logits))
+    member.scaler_d.scale(fake_loss).backward()
+    member.scaler_d.step(optimizer)
+    member.scaler_d.update()
+    return {"loss_d": (real_loss + fake_loss).detach(), "d_real": torch.sigmoid(real_logits).mean().detach(),
+            "d_fake": torch.sigmoid(fake_logits).mean().detach()}
+
+
 def gan_step(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, iteration: int, cfg: Config,
-             device: torch.device, content_loss: ContentLoss,
-             hr_features: torch.Tensor | None) -> dict[str, torch.Tensor]:
+             device: torch.device, content_loss: ContentLoss | None,
+             hr_features: list[torch.Tensor] | None) -> dict[str, torch.Tensor]:
     """Phase 2 (SRGAN): one discriminator or one generator update, as the n:m plan says for `iteration`.
 
     `hr_features` are the content network's features of hr_img, computed once per batch by the caller and shared
-    by all members trained in lockstep (None: computed here).
+    by all members trained in lockstep on the same batch (None: computed here). content_loss may be None when
+    loss.content_weight is 0.
     """
     set_gan_learning_rates(member, cfg, iteration)
-    generator, discriminator = member.generator, member.discriminator
+    if cfg.train.gan_freeze_bn:
+        freeze_batchnorm(member.generator)  # again every step: validation toggles train()/eval()
     if update_kind(iteration, cfg.train.g_updates, cfg.train.d_updates) == DISCRIMINATOR:
-        with torch.no_grad(), autocast(cfg, device):
-            sr_img = generator(lr_img)
-        # Real and fake batches go through D separately (BatchNorm statistics per batch, as in the paper's
-        # reference implementations), each forward followed by its backward.
-        with autocast(cfg, device):
-            real_logits = member.train_discriminator(hr_img).float()
-        real_loss = discriminator_real_loss(real_logits)
-        optimizer = member.optim_d
-        optimizer.zero_grad(set_to_none=True)
-        member.scaler_d.scale(real_loss).backward()
-        with autocast(cfg, device):
-            fake_logits = member.train_discriminator(sr_img).float()
-        fake_loss = discriminator_fake_loss(fake_logits)
-        member.scaler_d.scale(fake_loss).backward()
-        member.scaler_d.step(optimizer)
-        member.scaler_d.update()
-        return {"loss_d": (real_loss + fake_loss).detach(), "d_real": torch.sigmoid(real_logits).mean().detach(),
-                "d_fake": torch.sigmoid(fake_logits).mean().detach()}
+        return _discriminator_update(member, lr_img, hr_img, cfg, device)
+    lo = cfg.loss
+    discriminator = member.discriminator
     discriminator.requires_grad_(False)  # no D gradients in a G step: saves the weight-gradient work
     try:
         with autocast(cfg, device):
             sr_img = member.train_generator(lr_img)
             fake_logits = discriminator(sr_img).float()  # D itself, not its DDP wrapper: D is not updated here
-            content = content_loss(sr_img, hr=hr_img if hr_features is None else None, hr_features=hr_features)
-        adversarial = adversarial_g_loss(fake_logits)
-        loss = cfg.loss.content_weight * content.float() + cfg.loss.adv_weight * adversarial
-        stats = {"content": content.detach(), "adv": adversarial.detach()}
-        if cfg.loss.pixel_weight_gan > 0:
-            pixel = pixel_loss(sr_img.float(), hr_img, cfg.loss.pixel)
-            loss = loss + cfg.loss.pixel_weight_gan * pixel
+            if lo.adversarial == "relativistic":
+                with torch.no_grad():
+                    real_logits = discriminator(hr_img).float()
+                adversarial = relativistic_g_loss(real_logits, fake_logits)
+            else:
+                adversarial = adversarial_g_loss(fake_logits)
+        loss = lo.adv_weight * adversarial
+        stats = {"adv": adversarial.detach()}
+        if content_loss is not None and lo.content_weight > 0:
+            with autocast(cfg, device):
+                content = content_loss(sr_img, hr=hr_img if hr_features is None else None, hr_features=hr_features)
+            loss = loss + lo.content_weight * content.float()
+            stats["content"] = content.detach()
+        if lo.pixel_weight_gan > 0:
+            pixel = pixel_loss(sr_img.float(), hr_img, lo.pixel)
+            loss = loss + lo.pixel_weight_gan * pixel
             stats["pixel"] = pixel.detach()
         _apply(loss, member.optim_g, member.scaler_g)
     finally:
         discriminator.requires_grad_(True)
+    if member.ema is not None:
+        update_ema(member.ema, member.generator, cfg.train.ema_decay)
     stats["d_fake_g"] = torch.sigmoid(fake_logits).mean().detach()
     return stats

@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 from mgsrgan.checkpoint import atomic_write
 from mgsrgan.config import Config, dump_config, load_config
-from mgsrgan.data import TrainPatches, load_validation
+from mgsrgan.data import TrainPatches, holdout_paths, load_validation
 from mgsrgan.device import resolve_device
 from mgsrgan.distributed import World, broadcast_object, init_process_group, shutdown, world_from_env
 from mgsrgan.errors import UserError
@@ -102,10 +102,14 @@ def run(args: argparse.Namespace, world: World) -> int:
                             "pass --name (or train.name) when using --max-restarts")
         args.resume = str(Path(cfg.train.out_dir) / (args.name or cfg.train.name))
     d = cfg.data  # data problems surface before a run folder is made
+    held_out = holdout_paths(d.train_dirs, d.val_holdout)
     dataset = TrainPatches(hr_dirs=d.train_dirs, lr_dirs=d.train_lr_dirs, scale=cfg.model.scale,
                            hr_patch=d.hr_patch, augment=d.augment, seed=cfg.train.seed,
-                           cache_images=d.cache_images)
-    validation = load_validation(d.val_dir, cfg.model.scale, d.val_max_images) if d.val_dir else []
+                           cache_images=d.cache_images, exclude=held_out)
+    if held_out:
+        validation = load_validation(d.train_dirs[-1], cfg.model.scale, paths=held_out)
+    else:
+        validation = load_validation(d.val_dir, cfg.model.scale, d.val_max_images) if d.val_dir else []
     if cfg.train.gan_steps > 0 and world.is_main:  # missing VGG weights: fail now, not after pre-training
         if cfg.loss.vgg_weights == "imagenet":
             resolve_imagenet_file(cfg.loss.vgg_path)

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from mgsrgan.config import Config
-from mgsrgan.data import TrainPatches, make_loader
+from mgsrgan.data import MemberStreams, TrainPatches, make_loader
 from mgsrgan.distributed import World, all_reduce_sum, barrier
 from mgsrgan.losses import ContentLoss
 from mgsrgan.checkpoint import load_generator
@@ -64,13 +64,32 @@ def phase_steps(cfg: Config, phase: str) -> int:
     return cfg.train.pretrain_steps if phase == PRETRAIN else cfg.train.gan_steps
 
 
-def data_seed(cfg: Config, group: list[Member], phase: str) -> int:
-    """Sequential members each draw their own patches; a lockstep group shares the base seed's stream."""
-    base = group[0].seed if len(group) == 1 else cfg.train.seed
+def data_seed(cfg: Config, member: Member, phase: str) -> int:
+    """Member k's patch stream seed in `phase`: its own seed, or the run's when members share their data.
+
+    The same in sequential and lockstep runs, so a member sees the same patches whichever schedule trains it.
+    """
+    base = cfg.train.seed if cfg.train.member_data == "shared" else member.seed
     return base + PHASES.index(phase) * PHASE_SEED_STRIDE
 
 
-def _content_loss(ctx: Context) -> ContentLoss:
+def member_stream(ctx: Context, member: Member, phase: str) -> TrainPatches:
+    """The member's training patches in `phase` (a copy of the dataset sharing its decoded images)."""
+    dataset = copy.copy(ctx.dataset)
+    dataset.seed = data_seed(ctx.cfg, member, phase)
+    if ctx.cfg.train.member_data == "bootstrap":
+        dataset = dataset.bootstrap(member.seed)  # one resample per member, kept across phases
+    return dataset
+
+
+def shares_batches(cfg: Config, group: list[Member]) -> bool:
+    return len(group) == 1 or cfg.train.member_data == "shared"
+
+
+def _content_loss(ctx: Context) -> ContentLoss | None:
+    """The content network, built once; None when loss.content_weight is 0 (no trunk needed at all)."""
+    if ctx.cfg.loss.content_weight == 0:
+        return None
     if ctx.content_loss is None:
         ctx.content_loss = ContentLoss.from_config(ctx.cfg.loss).to(ctx.device)
         if ctx.cfg.runtime.channels_last and ctx.device.type == "cuda":
@@ -83,7 +102,8 @@ def _validate(ctx: Context, group: list[Member], phase: str, step: int) -> None:
         return
     scale = ctx.cfg.model.scale
     for member in group:
-        member.val = validate_generators([member.generator], ctx.validation, scale, ctx.device, _val_world(ctx))
+        member.val = validate_generators([member.shipped_generator()], ctx.validation, scale, ctx.device,
+                                         _val_world(ctx))
         ctx.log.event("val", member=member.index, phase=phase, step=step, **member.val)
         ctx.log.scalars(f"val/member_{member.index}", member.val, step)
         if member.best_psnr is None or member.val["psnr"] > member.best_psnr:
@@ -100,7 +120,7 @@ def _validate(ctx: Context, group: list[Member], phase: str, step: int) -> None:
             member.generator.train()
     text = " ".join(f"m{m.index} {m.val['psnr']:.2f}dB/{m.val['ssim']:.4f}" for m in group)
     if len(group) > 1:
-        mean = validate_generators([m.generator for m in group], ctx.validation, scale, ctx.device,
+        mean = validate_generators([m.shipped_generator() for m in group], ctx.validation, scale, ctx.device,
                                    _val_world(ctx))
         ctx.log.event("val", member="mean", phase=phase, step=step, **mean)
         text += f" | mean {mean['psnr']:.2f}dB/{mean['ssim']:.4f}"
@@ -136,8 +156,9 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
     assert all(m.step == start for m in group), "a lockstep group always shares its step"
     names = ",".join(str(m.index) for m in group)
     if start < total:
-        dataset = copy.copy(ctx.dataset)  # shares the decoded images; only the seed differs
-        dataset.seed = data_seed(cfg, group, phase)
+        shared = shares_batches(cfg, group)
+        dataset = (member_stream(ctx, group[0], phase) if shared
+                   else MemberStreams([member_stream(ctx, m, phase) for m in group]))
         shard = ctx.world if ctx.data_parallel else World()
         loader = make_loader(dataset, batch_size=cfg.data.batch_size, start_step=start, stop_step=total,
                              num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda",
@@ -150,20 +171,22 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
         for step, (lr_img, hr_img) in enumerate(loader, start):
             lr_img = lr_img.to(ctx.device, non_blocking=True)  # (B, 3, p/s, p/s) in [0, 1]
             hr_img = hr_img.to(ctx.device, non_blocking=True)  # (B, 3, p, p) in [0, 1]
-            if cfg.runtime.channels_last and ctx.device.type == "cuda":
-                lr_img = lr_img.contiguous(memory_format=torch.channels_last)
-                hr_img = hr_img.contiguous(memory_format=torch.channels_last)
             hr_features = None
-            if phase == GAN and len(group) > 1 and \
+            if phase == GAN and shared and len(group) > 1 and content_loss is not None and \
                     update_kind(step, t.g_updates, t.d_updates) != DISCRIMINATOR:
                 with torch.no_grad(), autocast(cfg, ctx.device):
                     hr_features = content_loss.features(hr_img)  # shared by the whole lockstep group
             stats = {}
-            for member in group:
+            for j, member in enumerate(group):
+                # (B, K, 3, h, w) from MemberStreams: member j's own batch
+                lr_j, hr_j = (lr_img, hr_img) if shared else (lr_img[:, j], hr_img[:, j])
+                if cfg.runtime.channels_last and ctx.device.type == "cuda":
+                    lr_j = lr_j.contiguous(memory_format=torch.channels_last)
+                    hr_j = hr_j.contiguous(memory_format=torch.channels_last)
                 if phase == PRETRAIN:
-                    stats[member.index] = pretrain_step(member, lr_img, hr_img, step, cfg, ctx.device)
+                    stats[member.index] = pretrain_step(member, lr_j, hr_j, step, cfg, ctx.device)
                 else:
-                    stats[member.index] = gan_step(member, lr_img, hr_img, step, cfg, ctx.device, content_loss,
+                    stats[member.index] = gan_step(member, lr_j, hr_j, step, cfg, ctx.device, content_loss,
                                                    hr_features)
                 member.step = step + 1
             bar.update(1)
@@ -198,6 +221,8 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
             # (Ledig et al. 2017, sec. 3.2). Adam's second moments from the converged pixel loss are tiny next to
             # the content and adversarial gradients: carried over, they turn lr 1e-4 into far larger first steps.
             member.optim_g.state.clear()
+            if member.ema is not None:  # the average starts from the pre-trained generator
+                member.ema.load_state_dict(member.generator.state_dict(), strict=True)
     _save_last(ctx, group)
     ctx.log.event("phase_end", phase=phase, members=[m.index for m in group])
 

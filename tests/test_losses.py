@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from mgsrgan.config import LossConfig
-from mgsrgan.losses import CONTENT_RESCALE, ContentLoss, adversarial_g_loss, discriminator_loss, pixel_loss
+from mgsrgan.losses import (CONTENT_RESCALE, ContentLoss, adversarial_g_loss, discriminator_loss, pixel_loss,
+                            relativistic_fake_loss, relativistic_g_loss, relativistic_real_loss)
 from mgsrgan.vgg import VGGFeatures
 
 LOG2 = math.log(2.0)
@@ -74,14 +75,14 @@ def test_precomputed_hr_features_give_the_same_loss(trunk):
     sr, hr = images(2), images(3)
     with torch.no_grad():
         hr_features = content.features(hr)
-    assert hr_features.shape == (2, 128, 8, 8)
+    assert [f.shape for f in hr_features] == [(2, 128, 8, 8)]
     torch.testing.assert_close(content(sr, hr_features=hr_features), content(sr, hr=hr))
     with pytest.raises(ValueError, match="exactly one"):
         content(sr, hr=hr, hr_features=hr_features)
     with pytest.raises(ValueError, match="exactly one"):
         content(sr)
     with pytest.raises(ValueError, match="differ in shape"):
-        content(sr, hr_features=hr_features[..., :4])
+        content(sr, hr_features=[hr_features[0][..., :4]])
 
 
 def test_gradient_reaches_sr_not_vgg(trunk):
@@ -95,5 +96,28 @@ def test_from_config_builds_the_configured_trunk():
     cfg = LossConfig(content_layer="2_1", content_before_relu=True, vgg_weights="random", content_rescale=0.5)
     content = ContentLoss.from_config(cfg)
     assert content.rescale == 0.5 and content.vgg.layer == "2_1" and content.vgg.before_relu
-    features = content.features(images(6, (1, 3, 8, 8)))
+    (features,) = content.features(images(6, (1, 3, 8, 8)))
     assert features.shape == (1, 128, 4, 4) and features.min() < 0  # before the ReLU: negatives remain
+
+
+def test_multi_layer_loss_is_the_weighted_sum_of_single_layer_losses():
+    sr, hr = images(7), images(8)
+    single = {layer: ContentLoss.from_config(LossConfig(content_layer=layer, vgg_weights="random"))(sr, hr=hr)
+              for layer in ("1_2", "2_2")}
+    both = ContentLoss.from_config(LossConfig(content_layers=["1_2", "2_2"], content_layer_weights=[0.25, 2.0],
+                                              vgg_weights="random"))
+    assert both.vgg.layer == "2_2"  # one trunk, cut at the deepest tap
+    torch.testing.assert_close(both(sr, hr=hr), 0.25 * single["1_2"] + 2.0 * single["2_2"])
+    assert single["1_2"] > 0 and single["2_2"] > 0
+
+
+def test_relativistic_losses_prefer_the_right_ordering():
+    real, fake = torch.tensor([2.0, 3.0]), torch.tensor([-1.0, 0.0])
+    # D is right (real above fake): small D loss, large G loss; swapped logits flip both
+    d_loss = relativistic_real_loss(real, fake) + relativistic_fake_loss(real, fake)
+    d_swapped = relativistic_real_loss(fake, real) + relativistic_fake_loss(fake, real)
+    assert d_loss < 0.1 < d_swapped
+    assert relativistic_g_loss(real, fake) > 1.0 > relativistic_g_loss(fake, real)
+    # equal logits: every term is log 2, halves summing to log 2
+    same = torch.zeros(2)
+    torch.testing.assert_close(relativistic_g_loss(same, same), torch.tensor(0.6931471805599453))

@@ -92,10 +92,26 @@ class Interrupt(Exception):
     pass
 
 
+# the artifact-free recipe's moving parts: EMA (checkpointed), frozen BN, RaGAN, spectral norm, multi-layer loss
+RECIPE = {"loss": {"adversarial": "relativistic", "content_layers": ["1_2", "2_2"], "content_layer_weights": [0.5, 1.0],
+                   "pixel_weight_gan": 1.0},
+          "train": {"ema_decay": 0.9, "gan_freeze_bn": True}, "model": {"d_spectral_norm": True}}
+
+
+def with_recipe(raw: dict) -> dict:
+    for section, values in RECIPE.items():
+        raw[section].update(values)
+    raw["loss"].pop("content_layer")
+    return raw
+
+
 @pytest.mark.parametrize("schedule", ["sequential", "lockstep"])
 @pytest.mark.parametrize("stop_after", [1, 3])  # mid pre-training; mid adversarial phase
-def test_resume_is_bit_exact(tmp_path, monkeypatch, schedule, stop_after):
+@pytest.mark.parametrize("recipe", [False, True])
+def test_resume_is_bit_exact(tmp_path, monkeypatch, schedule, stop_after, recipe):
     raw = tiny_config(tmp_path, schedule=schedule)
+    if recipe:
+        raw = with_recipe(raw)
     straight = tmp_path / "straight"
     train(make_context(raw, straight), resume=False)
 
@@ -165,3 +181,72 @@ def test_the_adversarial_phase_starts_a_fresh_generator_optimizer(tmp_path):
     (member,) = train(make_context(raw, tmp_path / "run"), resume=False)
     g_param = next(member.generator.parameters())
     assert int(member.optim_g.state[g_param]["step"]) == 1  # the 1 G update of 1:1 x 2; not 3 + 1
+
+
+def test_independent_members_see_the_same_patches_in_lockstep_as_alone(tmp_path):
+    """member_data=independent: member k's stream depends on its seed only, so lockstep == sequential, exactly;
+    shared: a lockstep group trains on one stream, so its members end elsewhere."""
+    runs = {}
+    for schedule, data in (("sequential", "independent"), ("lockstep", "independent"), ("lockstep", "shared")):
+        raw = with_recipe(tiny_config(tmp_path, schedule=schedule, member_data=data))
+        runs[schedule, data] = tmp_path / f"{schedule}-{data}"
+        train(make_context(raw, runs[schedule, data]), resume=False)
+
+    def gan(run, k):
+        return load_tensors(run / f"member_{k}" / "gan.safetensors")
+    for k in range(2):
+        alone, together = gan(runs["sequential", "independent"], k), gan(runs["lockstep", "independent"], k)
+        assert all(torch.equal(alone[key], together[key]) for key in alone)
+    shared = gan(runs["lockstep", "shared"], 1)
+    alone = gan(runs["sequential", "independent"], 1)
+    assert any(not torch.equal(shared[key], alone[key]) for key in alone)
+
+
+def test_bootstrap_members_draw_from_their_own_resample(tmp_path):
+    images = write_images(tmp_path / "many", count=12, size=20)
+    base = TrainPatches(hr_dirs=[str(images)], scale=2, hr_patch=16, augment=True, seed=0)
+    one, two, again = base.bootstrap(1), base.bootstrap(2), base.bootstrap(1)
+    assert one.image_weights.sum() == 12 and (one.image_weights == 0).any()  # n draws with replacement
+    assert np.array_equal(one.image_weights, again.image_weights)
+    assert not np.array_equal(one.image_weights, two.image_weights)
+    hit = {one.plan(n).image for n in range(400)}
+    assert hit == set(np.flatnonzero(one.image_weights))  # every resampled image, never a left-out one
+    assert np.array_equal(base.image_weights, np.ones(12))  # the original is untouched
+
+
+def test_ema_is_what_the_gan_checkpoint_ships_and_frozen_bn_keeps_statistics(tmp_path):
+    raw = with_recipe(tiny_config(tmp_path, members=1, gan_steps=4))
+    run_dir = tmp_path / "run"
+    (member,) = train(make_context(raw, run_dir), resume=False)
+    shipped = load_tensors(run_dir / "member_0" / "gan.safetensors", "generator.")
+    for key, value in member.ema.state_dict().items():
+        assert torch.equal(shipped[key], value), key
+    raw_weights = member.generator.state_dict()
+    assert any(not torch.equal(raw_weights[k], shipped[k]) for k in shipped if "weight" in k)  # EMA lags G
+    pretrain = load_tensors(run_dir / "member_0" / "pretrain.safetensors", "generator.")
+    stats = [k for k in pretrain if k.endswith("running_mean") or k.endswith("running_var")]
+    assert stats and all(torch.equal(pretrain[k], raw_weights[k]) for k in stats)  # D batches moved nothing
+
+
+def test_ema_update_is_the_moving_average():
+    from mgsrgan.steps import update_ema
+    ema, gen = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    before = ema.weight.detach().clone()
+    update_ema(ema, gen, 0.75)
+    torch.testing.assert_close(ema.weight, 0.75 * before + 0.25 * gen.weight.detach())
+
+
+def test_held_out_images_validate_and_never_train(tmp_path):
+    from mgsrgan.data import holdout_paths
+    images = write_images(tmp_path / "imgs", count=5)
+    held = holdout_paths([str(images)], 2)
+    assert [p.name for p in held] == ["img3.png", "img4.png"]
+    dataset = TrainPatches(hr_dirs=[str(images)], scale=2, hr_patch=16, augment=False, seed=0, exclude=held)
+    assert [p.name for p, _ in dataset.sources] == ["img0.png", "img1.png", "img2.png"]
+    assert [v.name for v in load_validation(str(images), 2, paths=held)] == ["img3", "img4"]
+    with pytest.raises(Exception, match="all 5 images"):
+        holdout_paths([str(images)], 5)
+    raw = tiny_config(tmp_path)
+    raw["data"]["val_holdout"] = 2
+    with pytest.raises(Exception, match="val_holdout"):
+        config_from_dict(raw)  # val_dir is set too
