@@ -31,7 +31,7 @@ from mgsrgan.checkpoint import CHECKPOINT_NAMES, atomic_write
 from mgsrgan.device import PRECISIONS, resolve_device, resolve_precision
 from mgsrgan.ensemble import STRATEGIES
 from mgsrgan.errors import UserError
-from mgsrgan.evaluation import (BICUBIC, PERCEPTUAL, ImageScore, PairDistance, bicubic_upscaler,
+from mgsrgan.evaluation import (ARTIFACTS, BICUBIC, PERCEPTUAL, ImageScore, PairDistance, bicubic_upscaler,
                                 charge_shared_passes, evaluate_folder, list_images, load_run_models, markdown_table,
                                 summarize)
 from mgsrgan.lpips import LPIPS, LPIPSError, default_backbone_path, default_heads_path, lpips_distance
@@ -41,7 +41,7 @@ PROTOCOL = ("HR modcrop(scale); LR = PIL BICUBIC (antialiased) downscale; SR cli
             "PSNR (peak 255) and SSIM (Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03) on Y = MATLAB rgb2ycbcr "
             "(BT.601), float64, crop = scale px per border; gray images scored on raw gray values; ST-LPIPS / "
             "LPIPS (lower is better) on 8-bit RGB, crop = scale px per border, gray as 3 equal channels")
-CSV_FIELDS = ("dataset", "image", "model", "psnr", "ssim", "seconds")  # then one column per perceptual metric run
+CSV_FIELDS = ("dataset", "image", "model", "psnr", "ssim", "seconds", *ARTIFACTS)  # then one per perceptual metric
 
 
 def build_parser() -> argparse.ArgumentParser:

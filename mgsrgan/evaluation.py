@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from mgsrgan.artifacts import colour_shift, periodic_artifact
 from mgsrgan.degradation import bicubic_downscale, bicubic_upscale, modcrop
 from mgsrgan.device import autocast_to
 from mgsrgan.ensemble import STRATEGIES, Ensemble, load_members, run_member_paths, val_psnr_of
@@ -48,6 +49,7 @@ VAL_STRATEGIES = ("weighted", "best")  # strategies that need each member's vali
 HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # PIL modes with more than 8 bits per sample
 # ImageScore field -> column header, in column order: ST-LPIPS with the AlexNet trunk first (the headline column),
 # then the VGG16 one (mgsrgan.stlpips, net="alex" / "vgg"), then LPIPS
+ARTIFACTS = ("artifact", "artifact_hr", "shift_r", "shift_g", "shift_b")  # ImageScore fields from artifacts.py
 PERCEPTUAL = {"stlpips_alex": "ST-LPIPS-Alex", "stlpips": "ST-LPIPS", "lpips": "LPIPS"}
 
 
@@ -69,6 +71,12 @@ class ImageScore:
     stlpips: float | None = None
     lpips: float | None = None
     stlpips_alex: float | None = None  # last, so positional construction of the fields above is unchanged
+    # mgsrgan/artifacts.py, 8-bit levels: grid-locked pattern amplitude of SR and of HR itself, SR - HR mean per channel
+    artifact: float | None = None
+    artifact_hr: float | None = None
+    shift_r: float | None = None
+    shift_g: float | None = None
+    shift_b: float | None = None
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -164,6 +172,17 @@ def perceptual_scores(sr_img: np.ndarray, hr_img: np.ndarray, metrics: dict[str,
     return {name: float(distance(sr_img, hr_img)) for name, distance in metrics.items()}
 
 
+def artifact_scores(sr_img: np.ndarray, hr_img: np.ndarray, *, scale: int) -> dict[str, float]:
+    """Periodic-artifact amplitude of SR and HR and the colour shift (mgsrgan/artifacts.py), crop `scale`; uint8
+    (H, W, 3) or gray (H, W) images (as three equal channels)."""
+    if hr_img.ndim == 2:
+        sr_img, hr_img = gray_to_rgb(sr_img), gray_to_rgb(hr_img)
+    r, g, b = colour_shift(sr_img, hr_img, crop_border=scale)
+    return {"artifact": periodic_artifact(sr_img, scale, crop_border=scale),
+            "artifact_hr": periodic_artifact(hr_img, scale, crop_border=scale), "shift_r": r, "shift_g": g,
+            "shift_b": b}
+
+
 def evaluate_image(hr_img: np.ndarray, upscalers: dict[str, ImageUpscaler], *, scale: int,
                    perceptual: dict[str, PairDistance] | None = None) -> dict[str, dict[str, float]]:
     """Score every upscaler on one HR image: model name -> {"psnr" dB, "ssim", "seconds", and one entry per
@@ -179,6 +198,7 @@ def evaluate_image(hr_img: np.ndarray, upscalers: dict[str, ImageUpscaler], *, s
             raise ValueError(f"model {name} returned {sr_img.dtype} {sr_img.shape}, expected uint8 {hr_img.shape}")
         scores[name] = {"psnr": psnr(sr_img, hr_img, crop_border=scale),
                         "ssim": ssim(sr_img, hr_img, crop_border=scale), "seconds": seconds,
+                        **artifact_scores(sr_img, hr_img, scale=scale),
                         **perceptual_scores(sr_img, hr_img, perceptual or {}, crop_border=scale)}
     return scores
 
@@ -217,7 +237,7 @@ def summarize(results: Iterable[ImageScore]) -> dict[str, dict[str, dict[str, fl
     for dataset, models in grouped.items():
         for model, scores in models.items():
             row = {key: float(np.mean([getattr(s, key) for s in scores])) for key in ("psnr", "ssim", "seconds")}
-            row.update({key: float(np.mean([getattr(s, key) for s in scores])) for key in PERCEPTUAL
+            row.update({key: float(np.mean([getattr(s, key) for s in scores])) for key in (*PERCEPTUAL, *ARTIFACTS)
                         if all(getattr(s, key) is not None for s in scores)})
             summary.setdefault(dataset, {})[model] = {**row, "images": len(scores)}
     return summary
@@ -228,14 +248,19 @@ def markdown_table(dataset: str, models: dict[str, dict[str, float]], *, scale: 
     column per perceptual metric every row has."""
     base = models.get(BICUBIC)
     extra = [key for key in PERCEPTUAL if all(key in row for row in models.values())]
+    artifacts = all(all(key in row for key in ARTIFACTS) for row in models.values())
     note = f"; {', '.join(PERCEPTUAL[k] for k in extra)} on RGB, crop {scale}, lower is better" if extra else ""
     lines = [f"### {dataset} x{scale} (PSNR/SSIM on Y, crop {scale}, PIL bicubic LR{note})", "",
              "| model | PSNR (dB) | SSIM | " + "".join(f"{PERCEPTUAL[k]} | " for k in extra)
-             + "vs bicubic (dB) | s / image |", "| --- | ---: | ---: | " + "---: | " * len(extra) + "---: | ---: |"]
+             + "vs bicubic (dB) | " + ("artifact (HR) | shift R / G / B | " if artifacts else "") + "s / image |",
+             "| --- | ---: | ---: | " + "---: | " * len(extra) + "---: | " + ("---: | ---: | " if artifacts else "")
+             + "---: |"]
     for name, row in models.items():
         gain = f"{row['psnr'] - base['psnr']:+.2f}" if base is not None else "n/a"
+        art = (f"{row['artifact']:.3f} ({row['artifact_hr']:.3f}) | {row['shift_r']:+.2f} / {row['shift_g']:+.2f} / "
+               f"{row['shift_b']:+.2f} | ") if artifacts else ""
         lines.append(f"| {name} | {row['psnr']:.2f} | {row['ssim']:.4f} | "
-                     + "".join(f"{row[k]:.4f} | " for k in extra) + f"{gain} | {row['seconds']:.3f} |")
+                     + "".join(f"{row[k]:.4f} | " for k in extra) + f"{gain} | {art}{row['seconds']:.3f} |")
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from mgsrgan.checkpoint import save_checkpoint
 from mgsrgan.degradation import bicubic_downscale, bicubic_upscale, modcrop
 from mgsrgan.evaluate_cli import main
-from mgsrgan.evaluation import (BICUBIC, EvaluationError, ImageScore, charge_shared_passes, default_strategies,
+from mgsrgan.evaluation import (ARTIFACTS, evaluate_image, BICUBIC, EvaluationError, ImageScore, charge_shared_passes, default_strategies,
                                 evaluate_folder, load_run_models, markdown_table, rgb_to_gray, summarize)
 from mgsrgan.generator import Generator
 from mgsrgan.lpips import LPIPS, lpips_distance
@@ -122,7 +122,26 @@ def test_cli_writes_tables_json_and_csv(setup, capsys):
     with open(out.with_suffix(".csv")) as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 * len(expected_rows) and rows[0]["dataset"] == "Tiny"
-    assert list(rows[0]) == ["dataset", "image", "model", "psnr", "ssim", "seconds"]
+    assert list(rows[0]) == ["dataset", "image", "model", "psnr", "ssim", "seconds", "artifact", "artifact_hr",
+                             "shift_r", "shift_g", "shift_b"]
+    for row in report["images"]:  # the artifact columns are the artifacts.py functions on the written images
+        assert row["artifact"] >= 0 and row["artifact_hr"] >= 0 and abs(row["shift_r"]) < 255
+
+
+def test_artifact_columns_see_a_checkerboard_and_a_cast():
+    yy, xx = np.mgrid[0:32, 0:32]
+    hr = np.full((32, 32, 3), 120, np.uint8)
+    board = (hr.astype(int) + 6 * ((yy + xx) % 2 * 2 - 1)[..., None]).astype(np.uint8)
+    cast = hr.copy()
+    cast[..., 2] += 4
+    scores = evaluate_image(hr, {"board": lambda lr: board, "cast": lambda lr: cast}, scale=SCALE)
+    assert scores["board"]["artifact"] > 4 and scores["board"]["artifact_hr"] == 0.0
+    assert scores["cast"]["artifact"] == 0.0
+    assert (scores["cast"]["shift_r"], scores["cast"]["shift_b"]) == (0.0, 4.0)
+    table = markdown_table("T", summarize([ImageScore("T", "i", m, 1.0, 1.0, 0.0, **{k: v for k, v in s.items()
+                                                                                      if k in ARTIFACTS})
+                                           for m, s in scores.items()])["T"], scale=SCALE)
+    assert "| cast | 1.00 | 1.0000 | n/a | 0.000 (0.000) | +0.00 / +0.00 / +4.00 |" in table
 
 
 @pytest.mark.skipif(STLPIPS_WEIGHTS is None, reason="ST-LPIPS weights not installed (pip install stlpips-pytorch)")
