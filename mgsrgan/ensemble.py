@@ -19,8 +19,15 @@ Strategies (how K member outputs (K, B, 3, H, W) become one image):
             i.e. within 0.1 dB of the mean when nothing is wrong, 9-10 dB above it and ~2 dB above the median with
             one outlier (the mean of the 4 good members alone scores 40.1).
 
-Perception-distortion knob (Blau & Michaeli, CVPR 2018): with a GAN member and alpha in [0, 1], the output is
-(1 - alpha) * strategy(distortion members) + alpha * gan_member(x).
+Perception-distortion knob (Blau & Michaeli, CVPR 2018): with a GAN side (one GAN generator, or an Ensemble of
+several: their mean) and alpha in [0, 1], the output is P + alpha * (G - P), P = strategy(distortion members),
+G = the GAN side's output. Global: one alpha for every pixel.
+
+Adaptive fusion (`adaptive_tau` > 0, needs several GAN members): the GAN members were trained independently, so
+where they agree their detail is likely real, and where they disagree it is likely hallucinated or an artefact
+(each member's own checkerboard or texture). Per output pixel, d = the GAN members' std (8-bit levels, mean over
+channels, averaged over a (2r+1)^2 window), and the GAN share is alpha * tau^2 / (tau^2 + d^2): alpha where they
+agree, half of it at d = tau, toward P where they disagree. tau is the one strength knob (8-bit levels).
 """
 from __future__ import annotations
 
@@ -71,6 +78,18 @@ def consensus(stack: torch.Tensor, radius: int = CONSENSUS_RADIUS) -> torch.Tens
     return (stack * weights).sum(dim=0) / weights.sum(dim=0)
 
 
+def adaptive_blend(pixel: torch.Tensor, gan: torch.Tensor, spread: torch.Tensor, *, alpha: float, tau: float,
+                   radius: int = CONSENSUS_RADIUS) -> torch.Tensor:
+    """P + w * (G - P) with w = alpha * tau^2 / (tau^2 + d^2) per pixel (see the module docstring).
+
+    pixel, gan: (B, C, H, W) in [0, 1]; spread: (B, 1, H, W) std of the GAN members in [0, 1] units; tau in 8-bit
+    levels. d is spread in 8-bit levels averaged over a (2r+1)^2 window (border windows average real pixels).
+    """
+    levels = F.avg_pool2d(spread * 255.0, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+    weight = alpha * tau * tau / (tau * tau + levels.square())
+    return pixel + weight * (gan - pixel)
+
+
 def psnr_weights(val_psnr: Sequence[float]) -> torch.Tensor:
     """(K,) weights proportional to 10^(psnr/10) = 1/MSE, summing to 1 (shifted by the max to avoid overflow)."""
     psnr = torch.tensor(list(val_psnr), dtype=torch.float64)
@@ -87,7 +106,7 @@ class Ensemble(nn.Module):
 
     def __init__(self, members: Sequence[nn.Module], *, strategy: str = "mean",
                  val_psnr: Sequence[float] | None = None, gan_member: nn.Module | None = None,
-                 alpha: float = 0.0) -> None:
+                 alpha: float = 0.0, adaptive_tau: float = 0.0) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -99,6 +118,11 @@ class Ensemble(nn.Module):
             raise UserError(f"alpha must be in [0, 1], got {alpha}")
         if alpha > 0.0 and gan_member is None:
             raise UserError("alpha > 0 needs a GAN member to blend in")
+        if adaptive_tau < 0:
+            raise UserError(f"adaptive tau must be >= 0 (8-bit levels; 0 = a global blend), got {adaptive_tau}")
+        if adaptive_tau > 0 and not (isinstance(gan_member, Ensemble) and len(gan_member.members) > 1):
+            raise UserError("adaptive fusion needs several GAN members (their disagreement steers it); "
+                            "with one GAN member use the global --alpha blend")
         scales = {m.scale for m in members} | ({gan_member.scale} if gan_member is not None else set())
         if len(scales) != 1:
             raise UserError(f"ensemble members have different scales {sorted(scales)}")
@@ -107,6 +131,7 @@ class Ensemble(nn.Module):
         self.scale = scales.pop()
         self.strategy = strategy
         self.alpha = float(alpha)
+        self.adaptive_tau = float(adaptive_tau)
         weights = psnr_weights(val_psnr) if val_psnr is not None else torch.full((len(members),), 1 / len(members))
         self.register_buffer("member_weights", weights, persistent=False)  # (K,) used by "weighted"
         self.best_index = int(torch.tensor(list(val_psnr)).argmax()) if val_psnr is not None else 0
@@ -114,7 +139,7 @@ class Ensemble(nn.Module):
     def receptive_radius(self) -> int:
         """LR pixels of context an output pixel depends on: the widest member, plus the consensus window."""
         radius = max(m.receptive_radius() for m in self._all_generators())
-        if self.strategy == "consensus":
+        if self.strategy == "consensus" or self.adaptive_tau > 0:  # one smoothing window either way
             radius += math.ceil(CONSENSUS_RADIUS / self.scale)
         return radius
 
@@ -138,7 +163,10 @@ class Ensemble(nn.Module):
     def _blend(self, combined: torch.Tensor, lr_img: torch.Tensor) -> torch.Tensor:
         if self.gan_member is None or self.alpha == 0.0:
             return combined
-        return (1.0 - self.alpha) * combined + self.alpha * self.gan_member(lr_img)
+        if self.adaptive_tau == 0.0:
+            return (1.0 - self.alpha) * combined + self.alpha * self.gan_member(lr_img)
+        gan, spread = self.gan_member.forward_with_uncertainty(lr_img)
+        return adaptive_blend(combined, gan, spread, alpha=self.alpha, tau=self.adaptive_tau)
 
     def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
         if self.strategy == "best":  # run one member, not K
@@ -213,21 +241,26 @@ def val_psnr_of(path: Path, meta: dict, strategy: str) -> float:
     return float(val["psnr"])
 
 
-def build_ensemble(paths: Sequence[Path], *, strategy: str = "mean", gan_path: Path | None = None,
-                   alpha: float = 0.0, self_ensemble: bool = False) -> Ensemble:
-    """Load checkpoints into an Ensemble (eval mode). The GAN member, if any, must match the members' architecture.
+def build_ensemble(paths: Sequence[Path], *, strategy: str = "mean", gan_paths: Sequence[Path] = (),
+                   alpha: float = 0.0, adaptive_tau: float = 0.0, self_ensemble: bool = False) -> Ensemble:
+    """Load checkpoints into an Ensemble (eval mode). The GAN side, if any (one file: that generator; several: the
+    mean of them, whose disagreement adaptive fusion reads), must match the members' architecture.
     self_ensemble: every generator runs on the 8 flips/rotations of the input (mgsrgan/self_ensemble.py, 8x cost)."""
     if strategy not in STRATEGIES:
         raise UserError(f"unknown ensemble strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if not paths:
         raise EnsembleSourceError("no ensemble members given")
-    all_paths = list(paths) + ([gan_path] if gan_path is not None else [])
-    loaded = load_members(all_paths)
+    loaded = load_members(list(paths) + list(gan_paths))
     if self_ensemble:
         loaded = [(SelfEnsemble(generator), meta) for generator, meta in loaded]
-    gan = loaded.pop()[0] if gan_path is not None else None
+    loaded, gan_loaded = loaded[:len(paths)], loaded[len(paths):]
+    gan = None
+    if len(gan_loaded) == 1:
+        gan = gan_loaded[0][0]
+    elif gan_loaded:
+        gan = Ensemble([g for g, _ in gan_loaded], strategy="mean").eval()
     val_psnr = None
     if strategy in ("weighted", "best"):
         val_psnr = [val_psnr_of(Path(p), meta, strategy) for p, (_, meta) in zip(paths, loaded)]
     return Ensemble([g for g, _ in loaded], strategy=strategy, val_psnr=val_psnr, gan_member=gan,
-                    alpha=alpha).eval()
+                    alpha=alpha, adaptive_tau=adaptive_tau).eval()

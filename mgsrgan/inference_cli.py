@@ -45,11 +45,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "drop a member only where it disagrees with the rest (see mgsrgan/ensemble.py); "
                              "default %(default)s")
     parser.add_argument("--alpha", type=float, default=0.0,
-                        help="perception-distortion knob in [0, 1]: (1-A) * distortion ensemble + A * GAN member; "
-                             "0 (default) = best PSNR, 1 = most realistic texture (Blau & Michaeli 2018)")
-    parser.add_argument("--gan-member", type=Path, help="GAN checkpoint blended in by --alpha (default: the gan "
-                                                        "checkpoint of member --gan-index)")
-    parser.add_argument("--gan-index", type=int, default=0, help="member whose gan checkpoint --alpha uses (default 0)")
+                        help="perception-distortion knob in [0, 1]: (1-A) * distortion ensemble + A * GAN side "
+                             "(the mean of the GAN members); 0 (default) = best PSNR, 1 = most texture "
+                             "(Blau & Michaeli 2018)")
+    parser.add_argument("--adaptive", type=float, default=0.0, metavar="TAU",
+                        help="adaptive fusion: per pixel, the GAN share is A where the GAN members agree and falls "
+                             "to A/2 where their std reaches TAU 8-bit levels (toward the pixel-loss ensemble where "
+                             "they disagree: likely hallucination or artefact); 0 (default) = one global --alpha")
+    parser.add_argument("--gan-member", type=Path, nargs="+", metavar="FILE",
+                        help="GAN checkpoint(s) blended in by --alpha (default: every member's gan checkpoint)")
+    parser.add_argument("--gan-index", type=int, default=None,
+                        help="blend in this member's gan checkpoint alone (default: all members, averaged)")
     parser.add_argument("--self-ensemble", action="store_true",
                         help="run every member on the 8 flips/rotations of the input and average (EDSR+, Lim et al. "
                              "2017): about +0.1 dB for 8x the time")
@@ -58,7 +64,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def model_from_args(args: argparse.Namespace) -> Ensemble:
     model = ensemble_from_source(run=args.run, weights=args.weights, checkpoint=args.checkpoint,
                                  strategy=args.strategy, alpha=args.alpha, gan_member=args.gan_member,
-                                 gan_index=args.gan_index, self_ensemble=args.self_ensemble)
+                                 gan_index=args.gan_index, adaptive_tau=args.adaptive,
+                                 self_ensemble=args.self_ensemble)
     notice = ensemble.SHIPPED_WEIGHTS / "NOTICE.txt"  # optional: what a user of the shipped ensemble must know
     if args.run is None and not args.weights and notice.is_file():
         print(f"note: {notice.read_text().strip()}", file=sys.stderr)

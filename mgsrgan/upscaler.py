@@ -79,34 +79,42 @@ def with_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | None = None,
                          checkpoint: str | None = None, strategy: str = "mean", alpha: float = 0.0,
-                         gan_member: Path | None = None, gan_index: int = 0,
-                         self_ensemble: bool = False) -> Ensemble:
+                         gan_member: Path | Sequence[Path] | None = None, gan_index: int | None = None,
+                         adaptive_tau: float = 0.0, self_ensemble: bool = False) -> Ensemble:
     """Members from a run folder, explicit files, or (neither given) the shipped weights/ folder.
 
     `checkpoint` defaults to "best" for a run, or "pretrain" (the distortion members) when alpha > 0 or for the
-    shipped weights. With alpha > 0 the GAN member is `gan_member`, else the "gan" checkpoint of member `gan_index`.
+    shipped weights. With alpha > 0 the GAN side is `gan_member` (one file or several), else the "gan" checkpoints
+    of every member (their mean), or of member `gan_index` alone. adaptive_tau > 0: adaptive fusion (ensemble.py).
     """
     if run is not None and weights:
         raise UserError("pass either --run or --weights, not both")
     if not 0.0 <= alpha <= 1.0:
         raise UserError(f"--alpha must be in [0, 1], got {alpha}")
-    gan_path = Path(gan_member) if (gan_member is not None and alpha > 0.0) else None
+    if adaptive_tau > 0 and alpha == 0.0:
+        raise UserError("--adaptive needs --alpha > 0 (the GAN share where the GAN members agree; 1 = all of it)")
+    if isinstance(gan_member, (str, Path)):
+        gan_member = [gan_member]
+    gan_paths = [Path(p) for p in gan_member] if (gan_member and alpha > 0.0) else []
     if weights:
         if checkpoint is not None:
             raise UserError("--checkpoint selects files inside --run; with --weights name the files directly")
         paths = [Path(p) for p in weights]
-        if alpha > 0.0 and gan_path is None:
-            raise UserError("--alpha with --weights needs --gan-member PATH (the perception-oriented generator)")
+        if alpha > 0.0 and not gan_paths:
+            raise UserError("--alpha with --weights needs --gan-member PATH [PATH ...] (perception-oriented "
+                            "generators)")
     else:
         checkpoint = checkpoint or ("pretrain" if (alpha > 0.0 or run is None) else "best")
         paths = run_member_paths(Path(run), checkpoint) if run is not None else shipped_member_paths(checkpoint)
-        if alpha > 0.0 and gan_path is None:
+        if alpha > 0.0 and not gan_paths:
             gan_paths = run_member_paths(Path(run), "gan") if run is not None else shipped_member_paths("gan")
-            if not 0 <= gan_index < len(gan_paths):
-                raise UserError(f"--gan-index {gan_index}: there are {len(gan_paths)} members "
-                                f"(0..{len(gan_paths) - 1})")
-            gan_path = gan_paths[gan_index]
-    return build_ensemble(paths, strategy=strategy, gan_path=gan_path, alpha=alpha, self_ensemble=self_ensemble)
+            if gan_index is not None:
+                if not 0 <= gan_index < len(gan_paths):
+                    raise UserError(f"--gan-index {gan_index}: there are {len(gan_paths)} members "
+                                    f"(0..{len(gan_paths) - 1})")
+                gan_paths = [gan_paths[gan_index]]
+    return build_ensemble(paths, strategy=strategy, gan_paths=gan_paths, alpha=alpha, adaptive_tau=adaptive_tau,
+                          self_ensemble=self_ensemble)
 
 
 class Upscaler:
@@ -138,31 +146,36 @@ class Upscaler:
 
     @classmethod
     def from_run(cls, run: Path, strategy: str = "mean", checkpoint: str | None = "best", device: str = "cpu", *,
-                 alpha: float = 0.0, gan_index: int = 0, self_ensemble: bool = False, precision: str = "auto",
-                 **options) -> "Upscaler":
-        """All members of a run folder (`checkpoint` of each; alpha > 0 blends in member `gan_index`'s GAN;
-        self_ensemble: each generator on the 8 flips/rotations, 8x the time)."""
+                 alpha: float = 0.0, gan_index: int | None = None, adaptive_tau: float = 0.0,
+                 self_ensemble: bool = False, precision: str = "auto", **options) -> "Upscaler":
+        """All members of a run folder (`checkpoint` of each; alpha > 0 blends in the mean of the members' GAN
+        checkpoints, or member `gan_index`'s alone; adaptive_tau > 0: adaptive fusion; self_ensemble: each
+        generator on the 8 flips/rotations, 8x the time)."""
         if alpha > 0.0 and checkpoint == "best":
             checkpoint = "pretrain"  # the distortion side of the knob (see ensemble_from_source)
         model = ensemble_from_source(run=Path(run), checkpoint=checkpoint, strategy=strategy, alpha=alpha,
-                                     gan_index=gan_index, self_ensemble=self_ensemble)
+                                     gan_index=gan_index, adaptive_tau=adaptive_tau, self_ensemble=self_ensemble)
         return cls(model, device=device, precision=precision, **options)
 
     @classmethod
     def from_weights(cls, paths: Sequence[Path], strategy: str = "mean", device: str = "cpu", *,
-                     alpha: float = 0.0, gan_member: Path | None = None, self_ensemble: bool = False,
-                     precision: str = "auto", **options) -> "Upscaler":
-        """Members from explicit checkpoint files."""
+                     alpha: float = 0.0, gan_member: Path | Sequence[Path] | None = None,
+                     adaptive_tau: float = 0.0, self_ensemble: bool = False, precision: str = "auto",
+                     **options) -> "Upscaler":
+        """Members from explicit checkpoint files (gan_member: one or several GAN checkpoints for alpha > 0)."""
         model = ensemble_from_source(weights=[Path(p) for p in paths], strategy=strategy, alpha=alpha,
-                                     gan_member=gan_member, self_ensemble=self_ensemble)
+                                     gan_member=gan_member, adaptive_tau=adaptive_tau, self_ensemble=self_ensemble)
         return cls(model, device=device, precision=precision, **options)
 
     @classmethod
-    def pretrained(cls, strategy: str = "mean", device: str = "cpu", *, self_ensemble: bool = False,
+    def pretrained(cls, strategy: str = "mean", device: str = "cpu", *, checkpoint: str = "pretrain",
+                   alpha: float = 0.0, adaptive_tau: float = 0.0, self_ensemble: bool = False,
                    precision: str = "auto", **options) -> "Upscaler":
-        """The ensemble shipped in the repo's weights/ folder (pretrain checkpoints)."""
-        return cls(ensemble_from_source(strategy=strategy, self_ensemble=self_ensemble), device=device,
-                   precision=precision, **options)
+        """The ensemble shipped in the repo's weights/ folder: `checkpoint` "pretrain" (pixel loss) or "gan" of every
+        member; alpha > 0 (with pretrain) blends in the GAN members, adaptively when adaptive_tau > 0."""
+        model = ensemble_from_source(checkpoint=checkpoint, strategy=strategy, alpha=alpha,
+                                     adaptive_tau=adaptive_tau, self_ensemble=self_ensemble)
+        return cls(model, device=device, precision=precision, **options)
 
     def _run(self, lr_img: torch.Tensor, with_uncertainty: bool) -> tuple[torch.Tensor, ...]:
         squeeze = lr_img.dim() == 3
