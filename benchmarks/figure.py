@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))  # so `python benchmarks/figure.py` finds the pack
 from mgsrgan.checkpoint import CHECKPOINT_NAMES  # noqa: E402
 from mgsrgan.degradation import bicubic_downscale, bicubic_upscale, modcrop  # noqa: E402
 from mgsrgan.device import resolve_device  # noqa: E402
-from mgsrgan.ensemble import Ensemble, EnsembleSourceError, load_members, run_member_paths  # noqa: E402
+from mgsrgan.ensemble import Ensemble, EnsembleSourceError, adaptive_blend, load_members, run_member_paths  # noqa: E402
 from mgsrgan.errors import UserError  # noqa: E402
 from mgsrgan.evaluation import SharedMember, gray_to_rgb, load_hr  # noqa: E402
 from mgsrgan.imageio import UNCERTAINTY_FULL_SCALE, colorize_uncertainty  # noqa: E402
@@ -146,8 +146,12 @@ def network_tiles(args: argparse.Namespace, lr_img: np.ndarray, hr_crop: np.ndar
                 gan = [SharedMember(g.to(device).eval(), tile=args.tile) for g, _ in load_members(gan_paths)]
                 if gan[0].scale != scale:
                     raise UserError(f"{gan_paths[0]}: x{gan[0].scale}, but the members are x{scale}")
-                gan_sr = tensor_to_uint8(Ensemble(gan, strategy="mean")(lr))
-                tiles.append(scored(f"GAN ensemble mean ({args.gan_checkpoint})", gan_sr, hr_crop, crop))
+                gan_mean, gan_std = Ensemble(gan, strategy="mean").forward_with_uncertainty(lr)
+                tiles.append(scored(f"GAN ensemble mean ({args.gan_checkpoint})", tensor_to_uint8(gan_mean),
+                                    hr_crop, crop))
+                if args.tau > 0 and len(gan) > 1:
+                    fused = adaptive_blend(mean, gan_mean, gan_std, alpha=1.0, tau=args.tau)
+                    tiles.append(scored(f"adaptive fusion (tau {args.tau:g})", tensor_to_uint8(fused), hr_crop, crop))
     if len(shared) > 1:
         std_crop = crop.of(std[0, 0].cpu())
         heat = np.asarray(colorize_uncertainty(std_crop))
@@ -188,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoint of the GAN ensemble tile (default gan; skipped with a note when missing)")
     parser.add_argument("--peers", type=Path, default=None,
                         help="folder of OpenCV dnn_superres models (e.g. ../shared/peers/opencv_dnn_superres)")
+    parser.add_argument("--tau", type=float, default=0.0,
+                        help="also show adaptive fusion of the pixel and GAN ensembles at this tau (8-bit levels)")
     parser.add_argument("--columns", type=int, default=4, help="tiles per row (default 4)")
     parser.add_argument("--zoom", type=int, default=0, help="nearest-neighbour enlargement; 0 = automatic")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")

@@ -42,11 +42,17 @@ VARIANTS: dict[str, list[str]] = {
     # what shipped before: ST-LPIPS VGG16 conv5_3 content + 1e-3 adversarial, no pixel anchor
     "paper_5_3": ["loss.pixel_weight_gan=0", "loss.content_weight=1", "loss.adv_weight=0.001"],
     # pixel anchor + deep content (the measured cast/checkerboard source)
-    "l1_5_3": ["loss.pixel_weight_gan=1", "loss.content_weight=1", "loss.adv_weight=0.005"],
+    "paper_5_3_frozen_bn": ["loss.pixel_weight_gan=0", "loss.content_weight=1", "loss.adv_weight=0.001",
+                            "train.gan_freeze_bn=true"],
     # pixel anchor + adversarial only
     "l1_adv": ["loss.pixel_weight_gan=1", "loss.content_weight=0", "loss.adv_weight=0.005"],
     "l1_adv_frozen_bn": ["loss.pixel_weight_gan=1", "loss.content_weight=0", "loss.adv_weight=0.005",
                          "train.gan_freeze_bn=true"],
+    # pixel anchor + adversarial + the grid-pattern penalty (losses.grid_pattern_loss)
+    "l1_adv_grid": ["loss.pixel_weight_gan=1", "loss.content_weight=0", "loss.adv_weight=0.005",
+                    "loss.grid_weight=1000"],
+    "l1_shallow_adv_grid": ["loss.pixel_weight_gan=1", "loss.content_weight=1", "loss.adv_weight=0.005",
+                            "loss.grid_weight=1000", *SHALLOW],
     "l1_ragan_sn": ["loss.pixel_weight_gan=1", "loss.content_weight=0", "loss.adv_weight=0.005",
                     "train.gan_freeze_bn=true", "loss.adversarial=relativistic", "model.d_spectral_norm=true"],
     "l1_shallow_ragan_sn": ["loss.pixel_weight_gan=1", "loss.content_weight=1", "loss.adv_weight=0.005",

@@ -75,6 +75,8 @@ def measure(args: argparse.Namespace) -> dict:
         if run_models.scale not in args.scales:
             raise UserError(f"--run {args.run}: a x{run_models.scale} run, but --scales is {args.scales}")
     perceptual = {}
+    if args.stlpips_alex:  # before the VGG16 one: the headline column
+        perceptual["stlpips_alex"] = ReferenceSTLPIPS(STLPIPS(net="alex"))
     if args.stlpips:
         perceptual["stlpips"] = ReferenceSTLPIPS(STLPIPS(path=str(default_weight_path())))
     results: dict = {}
@@ -102,7 +104,8 @@ def markdown(results: dict, sets: list[str]) -> str:
              "non-antialiased LR, which is why they sit well under their papers here. A third figure, where "
              "present, is ST-LPIPS (lower is better).", ""]
     for scale, per_set in results.items():
-        third = " / ST-LPIPS" if all("stlpips" in row for row in per_set[sets[0]].values()) else ""
+        third = "".join(f" / {label}" for key, label in (("stlpips_alex", "ST-LPIPS-Alex"), ("stlpips", "ST-LPIPS"))
+                        if all(key in row for row in per_set[sets[0]].values()))
         header = " | ".join(f"{s} PSNR / SSIM{third} | {s} paper" for s in sets)
         lines += [f"## x{scale}", "", f"| model | {header} | s / image |",
                   "| --- |" + " ---: | ---: |" * len(sets) + " ---: |"]
@@ -112,8 +115,9 @@ def markdown(results: dict, sets: list[str]) -> str:
                 row = per_set[s][model]
                 paper = PAPER_PSNR.get((model, int(scale)), {}).get(s)
                 scores = f"{row['psnr']:.2f} / {row['ssim']:.4f}"
-                if row.get("stlpips") is not None:
-                    scores += f" / {row['stlpips']:.4f}"
+                for key in ("stlpips_alex", "stlpips"):
+                    if row.get(key) is not None:
+                        scores += f" / {row[key]:.4f}"
                 cells.append(f"{scores} | {paper:.2f}" if paper is not None else f"{scores} | n/a")
             seconds = sum(per_set[s][model]["seconds"] * per_set[s][model]["images"] for s in sets) / \
                 sum(per_set[s][model]["images"] for s in sets)
@@ -131,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, default=None, help="also score this training run (at its scale)")
     parser.add_argument("--checkpoint", default="best", help="checkpoint of the run's members (default best)")
     parser.add_argument("--stlpips", action="store_true", help="also score ST-LPIPS (stlpips-pytorch's weights)")
+    parser.add_argument("--stlpips-alex", action="store_true",
+                        help="also score ST-LPIPS with its AlexNet trunk (stlpips-pytorch's weights)")
     parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     try:

@@ -67,6 +67,10 @@ class LossConfig:
     # content_layer_weights, replace content_layer; empty = content_layer alone (the paper). Weights 0 = no trunk.
     content_layers: list[str] = field(default_factory=list)
     content_layer_weights: list[float] = field(default_factory=list)
+    # Weight of a penalty on the output's pattern locked to the sub-pixel grid (losses.grid_pattern_loss: SR's vs
+    # HR's mean high-pass luma per (row mod s, column mod s) phase), the checkerboard a PixelShuffle GAN drifts
+    # into (Odena et al. 2016 trace it to the upsampling); 0 = off (the paper). Not in SRGAN: measured here.
+    grid_weight: float = 0.0
     # standard: D(x) = sigmoid(C(x)), eq. 2 and 6 of the paper; relativistic: relativistic average GAN, real vs
     # the batch's mean fake and back (Jolicoeur-Martineau 2018; ESRGAN, Wang et al. 2018, eq. 1-2)
     adversarial: Literal["standard", "relativistic"] = "standard"
@@ -187,7 +191,7 @@ def validate(cfg: Config, source: str = "<config>") -> None:
         raise bad("loss.content_layer_weights", f"{len(lo.content_layer_weights)} weights for "
                                                 f"{len(lo.content_layers)} loss.content_layers; need one each")
     if any(w < 0 for w in lo.content_layer_weights) or lo.pixel_weight_gan < 0 or lo.adv_weight < 0 \
-            or lo.content_weight < 0:
+            or lo.content_weight < 0 or lo.grid_weight < 0:
         raise bad("loss", "loss weights must be 0 or more")
     if not 0.0 <= t.ema_decay < 1.0:
         raise bad("train.ema_decay", f"must be in [0, 1) (0 = off), got {t.ema_decay}")

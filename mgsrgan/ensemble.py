@@ -70,6 +70,7 @@ def median(stack: torch.Tensor) -> torch.Tensor:
 
 def consensus(stack: torch.Tensor, radius: int = CONSENSUS_RADIUS) -> torch.Tensor:
     """(K, B, C, H, W) -> (B, C, H, W): local inverse-variance weighting against the per-pixel median (see module)."""
+    stack = stack.float()  # 1 / VARIANCE_FLOOR = 7.8e5 overflows float16 (max 65504): weights in float32
     k, b, _, h, w = stack.shape
     deviation = (stack - median(stack)).square().mean(dim=2)  # (K, B, H, W)
     local = F.avg_pool2d(deviation.reshape(k * b, 1, h, w), 2 * radius + 1, stride=1, padding=radius,

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-perceptual", action="store_true",
                         help="skip ST-LPIPS (AlexNet and VGG16) and LPIPS (each costs about one trunk pass per row "
                              "and image, several times the upscaling of a small generator on CPU)")
+    parser.add_argument("--no-stlpips-vgg", action="store_true",
+                        help="skip ST-LPIPS with the VGG16 trunk only (2.5x the AlexNet trunk's time; the VGG16 "
+                             "trunk is also the shipped content loss's, so not an independent judge of it)")
     parser.add_argument("--stlpips-alex-weights", type=Path, default=None,
                         help="ST-LPIPS alex_shift_tolerant.pth (default: the one in the installed stlpips-pytorch)")
     parser.add_argument("--stlpips-weights", type=Path, default=None,
@@ -103,8 +106,13 @@ def load_perceptual(args: argparse.Namespace, device) -> tuple[dict[str, PairDis
         return {}, {key: "skipped: --no-perceptual" for key in PERCEPTUAL}
     metrics: dict[str, PairDistance] = {}
     status: dict[str, str] = {}
+    if args.no_stlpips_vgg and args.stlpips_weights is not None:
+        raise UserError("--no-stlpips-vgg contradicts --stlpips-weights")
     for key, net, given_weights in (("stlpips_alex", "alex", args.stlpips_alex_weights),
                                     ("stlpips", "vgg", args.stlpips_weights)):  # PERCEPTUAL's order (CSV columns)
+        if key == "stlpips" and args.no_stlpips_vgg:
+            status[key] = "skipped: --no-stlpips-vgg"
+            continue
         try:
             weights = given_weights or default_weight_path(net)
         except STLPIPSError as err:

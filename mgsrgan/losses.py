@@ -143,3 +143,29 @@ def relativistic_fake_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor)
     fake = fake_logits.float()
     return 0.5 * F.binary_cross_entropy_with_logits(fake - real_logits.float().detach().mean(),
                                                     torch.zeros_like(fake))
+
+
+def grid_phase_means(img: torch.Tensor, scale: int) -> torch.Tensor:
+    """(B, 3, H, W) RGB in [0, 1] -> (B, s*s): per image, the mean of its high-pass luma at each output-grid phase
+    (row mod s, column mod s), luma = BT.601 weights, high-pass = luma minus its [one-period] box low-pass (the
+    differentiable counterpart of mgsrgan.artifacts.periodic_artifact, in [0, 1] units, phases counted from the
+    patch corner, which training patches keep aligned to the output grid since they start on LR pixels)."""
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
+    luma = (img * weights).sum(dim=1, keepdim=True)  # (B, 1, H, W)
+    taps = torch.ones(scale + 1, dtype=img.dtype, device=img.device)
+    taps[0] = taps[-1] = 0.5
+    taps = taps / scale
+    low = F.conv2d(F.conv2d(luma, taps.view(1, 1, 1, -1)), taps.view(1, 1, -1, 1))  # valid: (H - s, W - s)
+    half = scale // 2
+    high = luma[..., half: half + low.shape[-2], half: half + low.shape[-1]] - low
+    rows, cols = (high.shape[-2] // scale) * scale, (high.shape[-1] // scale) * scale
+    high = high[..., :rows, :cols]  # whole periods only; phase (i, j) of `high` is grid phase (i + h, j + h)
+    b = high.shape[0]
+    phases = high.reshape(b, rows // scale, scale, cols // scale, scale).mean(dim=(1, 3))  # (B, s, s)
+    return phases.reshape(b, scale * scale)
+
+
+def grid_pattern_loss(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """Mean squared difference of SR's and HR's grid-phase means (grid_phase_means): zero when SR carries no
+    pattern locked to the sub-pixel grid beyond what HR itself has (a checkerboard at x2). 0-dim, [0, 1]^2 units."""
+    return F.mse_loss(grid_phase_means(sr.float(), scale), grid_phase_means(hr.float(), scale))

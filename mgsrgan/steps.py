@@ -11,7 +11,8 @@ import torch
 from mgsrgan.config import Config
 from mgsrgan.device import autocast_to, resolve_precision
 from mgsrgan.losses import (ContentLoss, adversarial_g_loss, discriminator_fake_loss, discriminator_real_loss,
-                            pixel_loss, relativistic_fake_loss, relativistic_g_loss, relativistic_real_loss)
+                            grid_pattern_loss, pixel_loss, relativistic_fake_loss, relativistic_g_loss,
+                            relativistic_real_loss)
 from mgsrgan.member import Member
 from mgsrgan.schedule import DISCRIMINATOR, gan_learning_rate_factor, pretrain_learning_rate_factor, update_kind
 
@@ -133,6 +134,10 @@ def gan_step(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, iterati
                 content = content_loss(sr_img, hr=hr_img if hr_features is None else None, hr_features=hr_features)
             loss = loss + lo.content_weight * content.float()
             stats["content"] = content.detach()
+        if lo.grid_weight > 0:
+            grid = grid_pattern_loss(sr_img, hr_img, cfg.model.scale)
+            loss = loss + lo.grid_weight * grid
+            stats["grid"] = grid.detach()
         if lo.pixel_weight_gan > 0:
             pixel = pixel_loss(sr_img.float(), hr_img, lo.pixel)
             loss = loss + lo.pixel_weight_gan * pixel

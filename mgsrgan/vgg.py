@@ -217,7 +217,9 @@ def resolve_imagenet_file(path: str = "", *, url: str | None = None, sha256_pref
     except DownloadError as err:
         # err names the URL and the exact place (the hub cache) to put the file by hand
         raise VGGWeightsError(f"VGG19 weights {IMAGENET_FILE} are not cached and could not be fetched: {err}; "
-                              "or set loss.vgg_path to a copy of the file") from None
+                              "or set loss.vgg_path to a copy of the file; offline, the VGG16 trunk of ST-LPIPS "
+                              "(pip package stlpips-pytorch, a requirement) works without a download: "
+                              "--set loss.vgg_weights=stlpips --set loss.content_layer=5_3") from None
 
 
 def resolve_stlpips_file(path: str = "") -> Path:

@@ -7,22 +7,33 @@ import argparse
 import json
 from pathlib import Path
 
-SETS = ("Set5", "Set14", "BSD100")
+SETS = ("Set5", "Set14", "BSD100", "validation")
 
 
 def cell(scores: dict | None) -> str:
+    """PSNR / SSIM [/ ST-LPIPS-Alex] [/ ST-LPIPS (VGG16)], whichever the row has."""
     if not scores:
         return "n/a"
     text = f"{scores['psnr']:.2f} / {scores['ssim']:.4f}"
-    if scores.get("stlpips") is not None:
-        text += f" / {scores['stlpips']:.4f}"
+    for key in ("stlpips_alex", "stlpips"):
+        if scores.get(key) is not None:
+            text += f" / {scores[key]:.4f}"
     return text
 
 
-def table(title: str, rows: dict[str, dict[str, dict]]) -> str:
-    lines = [f"### {title}", "", "| model | " + " | ".join(SETS) + " |", "| --- |" + " ---: |" * len(SETS)]
+def artifact_cell(scores: dict | None) -> str:
+    """artifact amplitude (the HR's) / colour shift R, G, B, in 8-bit levels."""
+    if not scores or scores.get("artifact") is None:
+        return "n/a"
+    return (f"{scores['artifact']:.3f} ({scores['artifact_hr']:.3f}) / {scores['shift_r']:+.2f}, "
+            f"{scores['shift_g']:+.2f}, {scores['shift_b']:+.2f}")
+
+
+def table(title: str, rows: dict[str, dict[str, dict]], render=cell) -> str:
+    sets = [s for s in SETS if any(s in per_set for per_set in rows.values())]
+    lines = [f"### {title}", "", "| model | " + " | ".join(sets) + " |", "| --- |" + " ---: |" * len(sets)]
     for name, per_set in rows.items():
-        lines.append(f"| {name} | " + " | ".join(cell(per_set.get(s)) for s in SETS) + " |")
+        lines.append(f"| {name} | " + " | ".join(render(per_set.get(s)) for s in sets) + " |")
     return "\n".join(lines)
 
 
@@ -42,9 +53,13 @@ def main() -> int:
                 rows.setdefault(model, {})[set_name] = scores
     for (checkpoint, scale, self_ensemble), (sources, rows) in merged.items():
         x8 = ", geometric self-ensemble" if self_ensemble else ""
-        print(table(f"`{checkpoint}` checkpoints{x8}, x{scale} (PSNR dB / SSIM / ST-LPIPS; from "
-                    f"{' and '.join(sources)})", rows))
+        print(table(f"`{checkpoint}` checkpoints{x8}, x{scale} (PSNR dB / SSIM / ST-LPIPS-Alex / ST-LPIPS-VGG "
+                    f"where measured; from {' and '.join(sources)})", rows))
         print()
+        if any(r.get("artifact") is not None for per_set in rows.values() for r in per_set.values()):
+            print(table(f"`{checkpoint}` checkpoints{x8}, x{scale}: periodic-artifact amplitude (HR's own) / colour "
+                        "shift R, G, B (8-bit levels)", rows, artifact_cell))
+            print()
     if args.peers:
         peers = json.loads(args.peers.read_text())
         rows = {}

@@ -197,7 +197,8 @@ def test_vgg_weights_downloaded_into_hub_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(vgg, "IMAGENET_URL", closed_port_url())
     with pytest.raises(VGGWeightsError) as err:
         resolve_imagenet_file(progress=False)
-    for needed in ("vgg19-dcbb9e9d.pth", vgg.IMAGENET_URL, str(cached), "loss.vgg_path"):
+    for needed in ("vgg19-dcbb9e9d.pth", vgg.IMAGENET_URL, str(cached), "loss.vgg_path",
+                   "--set loss.vgg_weights=stlpips --set loss.content_layer=5_3"):  # the offline alternative
         assert needed in str(err.value)
 
 

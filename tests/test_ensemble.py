@@ -183,3 +183,10 @@ def test_run_member_paths(tmp_path, monkeypatch):
     monkeypatch.setattr(ensemble_module, "SHIPPED_WEIGHTS", tmp_path / "weights")
     with pytest.raises(EnsembleSourceError, match="--run RUN_DIR or --weights"):
         shipped_member_paths("pretrain")
+
+
+def test_consensus_of_agreeing_float16_members_is_finite():
+    image = torch.rand(1, 3, 8, 8)
+    stack = torch.stack([image, image, image]).half()  # zero deviation: weight 1 / VARIANCE_FLOOR, > fp16's max
+    out = consensus(stack)
+    assert torch.isfinite(out).all() and torch.allclose(out, image, atol=1e-3)

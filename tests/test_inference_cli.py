@@ -11,6 +11,7 @@ from PIL import Image
 from mgsrgan import Upscaler
 from mgsrgan import ensemble as ensemble_module
 from mgsrgan.checkpoint import save_checkpoint
+from mgsrgan.errors import UserError
 from mgsrgan.device import cpu_has_bf16
 from mgsrgan.generator import Generator
 from mgsrgan.inference_cli import main
@@ -208,3 +209,14 @@ def test_precision_bf16_writes_images_within_a_level_of_fp32(tmp_path, weights, 
     assert np.abs(outputs["bf16"] - outputs["fp32"]).max() <= 1
     assert np.array_equal(outputs["auto"], outputs["bf16"])  # auto = bf16 on a CPU with native bf16
     assert (tmp_path / "bf16" / "a_uncertainty.png").is_file()
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
+    from mgsrgan.inference_cli import collect_jobs
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "a.png")
+    (tmp_path / "out.png").write_bytes(b"not a folder")
+    for output in (tmp_path / "out.png", tmp_path / "out.png" / "sub"):
+        with pytest.raises(UserError, match="is a file, not a folder"):
+            collect_jobs([tmp_path / "in"], output, recursive=False, ext=None)
+    assert len(collect_jobs([tmp_path / "in"], tmp_path / "new" / "deeper", recursive=False, ext=None)) == 1

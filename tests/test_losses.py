@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from mgsrgan.config import LossConfig
 from mgsrgan.losses import (CONTENT_RESCALE, ContentLoss, adversarial_g_loss, discriminator_loss, pixel_loss,
-                            relativistic_fake_loss, relativistic_g_loss, relativistic_real_loss)
+                            relativistic_fake_loss, relativistic_g_loss, relativistic_real_loss, grid_pattern_loss,
+                            grid_phase_means)
 from mgsrgan.vgg import VGGFeatures
 
 LOG2 = math.log(2.0)
@@ -121,3 +122,23 @@ def test_relativistic_losses_prefer_the_right_ordering():
     # equal logits: every term is log 2, halves summing to log 2
     same = torch.zeros(2)
     torch.testing.assert_close(relativistic_g_loss(same, same), torch.tensor(0.6931471805599453))
+
+
+def test_grid_pattern_loss_sees_a_checkerboard_and_not_a_shifted_texture():
+    import numpy as np
+    from mgsrgan.artifacts import periodic_artifact
+    yy, xx = np.mgrid[0:32, 0:32]
+    board = np.repeat(np.clip(120 + 6 * ((yy + xx) % 2 * 2 - 1), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    as_tensor = torch.from_numpy(board).permute(2, 0, 1)[None].float() / 255
+    phases = grid_phase_means(as_tensor, 2) * 255
+    torch.testing.assert_close(phases, torch.tensor([[-6.0, 6.0, 6.0, -6.0]]))  # luma amplitude of the board
+    # the same measure as artifacts.periodic_artifact, up to its Y scaling (219 / 255) and rounding
+    assert float(phases.square().mean().sqrt()) * 219 / 255 == pytest.approx(periodic_artifact(board, 2), rel=1e-3)
+    flat = torch.full_like(as_tensor, 120 / 255)
+    assert grid_pattern_loss(as_tensor, flat, 2) == pytest.approx((6 / 255) ** 2, rel=1e-4)
+    assert grid_pattern_loss(flat, flat, 2) == 0
+    smooth = images(9, (2, 3, 32, 32))
+    assert grid_pattern_loss(smooth, smooth, 2) == 0  # HR's own phase means cancel
+    sr = as_tensor.clone().requires_grad_(True)
+    grid_pattern_loss(sr, flat, 2).backward()
+    assert sr.grad.abs().sum() > 0

@@ -1,0 +1,144 @@
+"""Perception-distortion curves of the two ways to add the GAN members to the pixel-loss ensemble.
+
+    python benchmarks/fusion_curve.py --run weights --sets ../shared/data/Set14 ../shared/data/BSD100 \
+        [--alphas 0 0.25 0.5 0.75 1] [--taus 2 4 8 16] [--out benchmarks/results/fusion_curve]
+
+Per image: P = mean of the members' `pretrain` outputs, G_k = each member's `gan` output, G = their mean and s =
+their per-pixel std. Global blend: P + alpha (G - P) for each --alphas; adaptive fusion (mgsrgan.ensemble.
+adaptive_blend, alpha 1): P + w (G - P), w = tau^2 / (tau^2 + d^2), d = s in 8-bit levels averaged over a 7x7
+window, for each --taus. Every output is scored like evaluate.py does (Y PSNR crop = scale, ST-LPIPS-Alex on RGB,
+periodic-artifact amplitude and colour shift); every GAN member alone is scored too. Writes OUT.json, OUT.md and
+OUT.png (PSNR across, ST-LPIPS-Alex up: a curve further down-right is better). The members run once per image; the
+blends are cheap tensor ops on their outputs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # so `python benchmarks/fusion_curve.py` finds the package without installing it
+
+from mgsrgan.device import autocast_to, resolve_precision  # noqa: E402
+from mgsrgan.ensemble import adaptive_blend, load_members, run_member_paths  # noqa: E402
+from mgsrgan.evaluation import artifact_scores, list_images, load_hr  # noqa: E402
+from mgsrgan.degradation import bicubic_downscale, modcrop  # noqa: E402
+from mgsrgan.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
+from mgsrgan.stlpips import STLPIPS, ReferenceSTLPIPS  # noqa: E402
+
+
+def _run(generators, lr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(K, 1, 3, H, W) float32 outputs of every generator on lr."""
+    with torch.no_grad(), autocast_to(dtype, lr.device):
+        return torch.stack([g(lr).float() for g in generators])
+
+
+def settings(args: argparse.Namespace) -> list[tuple[str, str, float]]:
+    return ([("global", f"alpha {a:g}", a) for a in args.alphas]
+            + [("adaptive", f"tau {t:g}", t) for t in args.taus])
+
+
+def score_set(folder: Path, pixel, gan, args, distance, dtype) -> dict[str, dict[str, float]]:
+    rows: dict[str, list[dict[str, float]]] = {}
+    scale = pixel[0].scale
+    for path in tqdm(list_images(folder), desc=folder.name, unit="img"):
+        hr = modcrop(load_hr(path), scale)
+        if hr.ndim == 2:
+            hr = np.repeat(hr[..., None], 3, axis=2)
+        lr = torch.from_numpy(np.array(bicubic_downscale(hr, scale))).permute(2, 0, 1)[None].float() / PEAK
+        p = _run(pixel, lr, dtype).mean(0)
+        gk = _run(gan, lr, dtype)
+        g, spread = gk.mean(0), gk.std(0, correction=0).mean(dim=1, keepdim=True)
+        outputs = {f"GAN member {k}": gk[k] for k in range(len(gan))}
+        for kind, name, value in settings(args):
+            outputs[f"{kind} {name}"] = (p + value * (g - p) if kind == "global"
+                                         else adaptive_blend(p, g, spread, alpha=1.0, tau=value))
+        for name, out in outputs.items():
+            sr = tensor_to_uint8(out)
+            c = scale
+            rows.setdefault(name, []).append({"psnr": psnr(sr, hr, crop_border=scale),
+                                              "stlpips_alex": distance(np.ascontiguousarray(sr[c:-c, c:-c]),
+                                                                       np.ascontiguousarray(hr[c:-c, c:-c])),
+                                              **artifact_scores(sr, hr, scale=scale)})
+    return {name: {k: float(np.mean([r[k] for r in values])) for k in values[0]} for name, values in rows.items()}
+
+
+def plot(results: dict, args: argparse.Namespace, path: Path) -> None:
+    """PSNR (x) vs ST-LPIPS-Alex (y), one panel per set; global blend in blue, adaptive in red."""
+    width, height, pad = 520, 400, 60
+    canvas = Image.new("RGB", (width * len(results), height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (name, rows) in enumerate(results.items()):
+        curves = {kind: [rows[f"{kind} {label}"] for k, label, _ in settings(args) if k == kind]
+                  for kind in ("global", "adaptive")}
+        points = [r for c in curves.values() for r in c]
+        xs, ys = [r["psnr"] for r in points], [r["stlpips_alex"] for r in points]
+        x0, x1 = min(xs) - 0.1, max(xs) + 0.1
+        y0, y1 = min(ys) - 0.005, max(ys) + 0.005
+
+        def at(r, ox=i * width):
+            return (ox + pad + (r["psnr"] - x0) / (x1 - x0) * (width - 2 * pad),
+                    height - pad - (r["stlpips_alex"] - y0) / (y1 - y0) * (height - 2 * pad))
+        ox = i * width
+        draw.rectangle([ox + pad, pad, ox + width - pad, height - pad], outline="black")
+        draw.text((ox + pad, 20), f"{name}: PSNR (dB, across) vs ST-LPIPS-Alex (up)", fill="black")
+        draw.text((ox + pad, height - pad + 8), f"{x0:.2f}", fill="black")
+        draw.text((ox + width - pad - 30, height - pad + 8), f"{x1:.2f}", fill="black")
+        draw.text((ox + 5, height - pad - 10), f"{y0:.3f}", fill="black")
+        draw.text((ox + 5, pad), f"{y1:.3f}", fill="black")
+        for kind, colour in (("global", (30, 80, 200)), ("adaptive", (200, 40, 40))):
+            pts = [at(r) for r in curves[kind]]
+            draw.line(pts, fill=colour, width=2)
+            for (x, y), (_k, label, _v) in zip(pts, [s for s in settings(args) if s[0] == kind]):
+                draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+                draw.text((x + 5, y - 12 if kind == "global" else y + 2), label, fill=colour)
+        draw.text((ox + width - pad - 150, pad + 8), "global alpha", fill=(30, 80, 200))
+        draw.text((ox + width - pad - 150, pad + 22), "adaptive tau (alpha 1)", fill=(200, 40, 40))
+    canvas.save(path)
+
+
+def markdown(results: dict, args: argparse.Namespace) -> str:
+    out = []
+    for name, rows in results.items():
+        out += [f"### {name} x{args.scale}", "", "| output | PSNR (dB) | ST-LPIPS-Alex | artifact (HR) | shift R / G / B |",
+                "| --- | ---: | ---: | ---: | --- |"]
+        for row_name, r in rows.items():
+            out.append(f"| {row_name} | {r['psnr']:.2f} | {r['stlpips_alex']:.4f} | {r['artifact']:.3f} "
+                       f"({r['artifact_hr']:.3f}) | {r['shift_r']:+.2f} / {r['shift_g']:+.2f} / {r['shift_b']:+.2f} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="run folder (or weights/) with pretrain and gan")
+    parser.add_argument("--sets", type=Path, nargs="+", required=True, help="HR image folders")
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    parser.add_argument("--taus", type=float, nargs="+", default=[2.0, 4.0, 8.0, 16.0])
+    parser.add_argument("--precision", default="auto", help="auto|fp32|bf16 for the generator passes")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/fusion_curve")
+    args = parser.parse_args()
+    pixel = [g for g, _ in load_members(run_member_paths(args.run, "pretrain"))]
+    gan = [g for g, _ in load_members(run_member_paths(args.run, "gan"))]
+    args.scale = pixel[0].scale
+    dtype = resolve_precision(args.precision, torch.device("cpu"))
+    distance = ReferenceSTLPIPS(STLPIPS(net="alex"))
+    results = {folder.name: score_set(folder, pixel, gan, args, distance, dtype) for folder in args.sets}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps({"run": str(args.run), "precision": str(dtype),
+                                                         "results": results}, indent=1))
+    args.out.with_suffix(".md").write_text(markdown(results, args))
+    plot(results, args, args.out.with_suffix(".png"))
+    print(markdown(results, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
