@@ -48,13 +48,12 @@ VARIANTS: dict[str, list[str]] = {
     "l1_adv": ["loss.pixel_weight_gan=1", "loss.content_weight=0", "loss.adv_weight=0.005"],
     "l1_adv_frozen_bn": ["loss.pixel_weight_gan=1", "loss.content_weight=0", "loss.adv_weight=0.005",
                          "train.gan_freeze_bn=true"],
-    # pixel anchor + adversarial + the grid-pattern penalty (losses.grid_pattern_loss)
-    "l1_adv_grid": ["loss.pixel_weight_gan=1", "loss.content_weight=0", "loss.adv_weight=0.005",
-                    "loss.grid_weight=1000"],
-    "l1_shallow_adv_grid": ["loss.pixel_weight_gan=1", "loss.content_weight=1", "loss.adv_weight=0.005",
-                            "loss.grid_weight=1000", *SHALLOW],
     "l1_ragan_sn": ["loss.pixel_weight_gan=1", "loss.content_weight=0", "loss.adv_weight=0.005",
                     "train.gan_freeze_bn=true", "loss.adversarial=relativistic", "model.d_spectral_norm=true"],
+    # the above + the grid-pattern penalty (losses.grid_pattern_loss)
+    "l1_ragan_sn_grid": ["loss.pixel_weight_gan=1", "loss.content_weight=0", "loss.adv_weight=0.005",
+                         "train.gan_freeze_bn=true", "loss.adversarial=relativistic", "model.d_spectral_norm=true",
+                         "loss.grid_weight=1000"],
     "l1_shallow_ragan_sn": ["loss.pixel_weight_gan=1", "loss.content_weight=1", "loss.adv_weight=0.005",
                             "train.gan_freeze_bn=true", "loss.adversarial=relativistic",
                             "model.d_spectral_norm=true", *SHALLOW],
@@ -138,6 +137,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1_000_003, help="patch stream seed (phase 2's of member 0)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--no-stlpips", action="store_true", help="skip ST-LPIPS-Alex (faster)")
+    parser.add_argument("--append", action="store_true", help="keep OUT.json's other variants in the table")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/gan_ablation")
     args = parser.parse_args()
     stlpips = None if args.no_stlpips else alex_distance()
@@ -145,7 +145,11 @@ def main() -> int:
     held_out = holdout_paths(cfg.data.train_dirs, cfg.data.val_holdout)
     validation = load_validation(cfg.data.train_dirs[-1], cfg.model.scale, paths=held_out)
     start = score(load_generator(args.checkpoint)[0], validation, cfg.model.scale, stlpips)
-    results = [run_variant(name, args, stlpips) for name in args.variants]
+    earlier = []
+    if args.append and args.out.with_suffix(".json").is_file():  # add variants to an earlier table (same start)
+        previous = json.loads(args.out.with_suffix(".json").read_text())
+        earlier = [r for r in previous["results"] if r["variant"] not in args.variants]
+    results = earlier + [run_variant(name, args, stlpips) for name in args.variants]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"start": start, "results": results,
                                                          "checkpoint": str(args.checkpoint),

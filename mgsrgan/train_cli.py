@@ -31,12 +31,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config value, e.g. --set train.members=5 (repeatable)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoints, exactly")
+    parser.add_argument("--pretrained", metavar="RUN_DIR", type=Path,
+                        help="start at the adversarial phase from RUN_DIR's pixel-loss generators "
+                             "(member_<k>/pretrain.safetensors), e.g. to try other GAN settings; a new run only")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides runtime.device")
     parser.add_argument("--name", help="run folder name under train.out_dir (default: config stem + time)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     args = parser.parse_args(argv)
     if not args.config and not args.resume:
         parser.error("give --config FILE (or --resume RUN_DIR)")
+    if args.pretrained and args.resume:
+        parser.error("--pretrained starts a new run; --resume continues one (it already has its generators)")
     return args
 
 
@@ -131,7 +136,7 @@ def run(args: argparse.Namespace, world: World) -> int:
     ctx = Context(cfg=cfg, run_dir=run_dir, device=device, dataset=dataset, validation=validation, log=log,
                   progress=not args.no_progress, world=world)
     try:
-        train(ctx, resume=bool(args.resume))
+        train(ctx, resume=bool(args.resume), pretrained=args.pretrained)
     except (KeyboardInterrupt, Terminated) as stop:
         print(f"{'interrupted' if isinstance(stop, KeyboardInterrupt) else 'stopped (SIGTERM)'} on rank "
               f"{world.rank}: the last checkpoints in {run_dir} are intact; continue with the same command "

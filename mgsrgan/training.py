@@ -10,6 +10,7 @@ the iteration, so a member's checkpoint (weights, optimizers, RNG, phase, step) 
 from __future__ import annotations
 
 import copy
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from mgsrgan.config import Config
 from mgsrgan.data import MemberStreams, TrainPatches, make_loader
 from mgsrgan.distributed import World, all_reduce_sum, barrier
 from mgsrgan.losses import ContentLoss
-from mgsrgan.checkpoint import load_generator
+from mgsrgan.checkpoint import arch_of, load_generator
+from mgsrgan.errors import UserError
 from mgsrgan.member import (DONE, GAN, PHASES, PRETRAIN, Member, build_member, load_training_state, member_dir,
                             save_generator, save_training_state)
 from mgsrgan.runlog import RunLog, format_eta
@@ -227,8 +229,28 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
     ctx.log.event("phase_end", phase=phase, members=[m.index for m in group])
 
 
-def train(ctx: Context, *, resume: bool) -> list[Member]:
-    """Train (or resume) this rank's members of the run in ctx.run_dir; returns them, all in phase DONE."""
+def start_from_pretrained(ctx: Context, member: Member, source: Path) -> None:
+    """Begin `member` at phase 2 with the generator of `source`/member_<k>/pretrain.safetensors (a finished phase 1
+    of another run, e.g. to try new adversarial settings without repeating it); its file is copied into this run."""
+    path = member_dir(source, member.index) / f"{PRETRAIN}.safetensors"
+    if not path.is_file():
+        raise UserError(f"--pretrained {source}: {path} not found (member {member.index} has no finished phase 1)")
+    generator, meta = load_generator(path)
+    if vars(arch_of(generator)) != vars(arch_of(member.generator)):
+        raise UserError(f"--pretrained {path}: its generator ({vars(arch_of(generator))}) is not this config's "
+                        f"({vars(arch_of(member.generator))})")
+    member.generator.load_state_dict(generator.state_dict(), strict=True)
+    if member.ema is not None:
+        member.ema.load_state_dict(generator.state_dict(), strict=True)
+    member.phase, member.step = GAN, 0
+    member.history[PRETRAIN] = member.val = meta["history"].get(PRETRAIN, meta["val"])
+    if ctx.writes_checkpoints:
+        shutil.copyfile(path, member_dir(ctx.run_dir, member.index) / f"{PRETRAIN}.safetensors")
+
+
+def train(ctx: Context, *, resume: bool, pretrained: Path | None = None) -> list[Member]:
+    """Train (or resume) this rank's members of the run in ctx.run_dir; returns them, all in phase DONE.
+    pretrained: a run folder whose phase-1 generators start phase 2 here (a fresh run only)."""
     cfg = ctx.cfg
     members = [build_member(cfg, k, ctx.device, data_parallel=ctx.data_parallel) for k in ctx.own_members()]
     for member in members:
@@ -238,6 +260,9 @@ def train(ctx: Context, *, resume: bool) -> list[Member]:
         if resume and last.exists():
             load_training_state(member, last)
             ctx.log.say(f"resumed member {member.index}: {member.phase} step {member.step}")
+        elif pretrained is not None:
+            start_from_pretrained(ctx, member, Path(pretrained))
+            ctx.log.say(f"member {member.index}: phase 2 from {pretrained}'s pre-trained generator")
     if cfg.train.gan_steps > 0 and any(m.phase != DONE for m in members):
         _content_loss(ctx)  # fail at start, not hours later, when the VGG weights are missing
     groups = [members] if cfg.train.schedule == "lockstep" else [[m] for m in members]

@@ -45,6 +45,14 @@ def test_unknown_section():
     ("train", "schedule", "parallel", "train.schedule: 'parallel' is not one of 'sequential', 'lockstep'"),
     ("loss", "content_layer", "6_1", "loss.content_layer: unknown layer '6_1'"),
     ("data", "augment", "yes", "data.augment: expected true or false, got 'yes'"),
+    ("train", "ema_decay", 1.0, "train.ema_decay: must be in [0, 1) (0 = off), got 1.0"),
+    ("train", "member_data", "bagging", "train.member_data: 'bagging' is not one of 'independent', 'shared', "
+                                        "'bootstrap'"),
+    ("loss", "adversarial", "wgan", "loss.adversarial: 'wgan' is not one of 'standard', 'relativistic'"),
+    ("loss", "grid_weight", -1.0, "loss: loss weights must be 0 or more"),
+    ("loss", "content_layers", ["1_2", "9_9"], "loss.content_layers: unknown layer '9_9'"),
+    ("loss", "content_layers", ["1_2"], "loss.content_layer_weights: 0 weights for 1 loss.content_layers"),
+    ("data", "val_holdout", -2, "data.val_holdout: must be 0 or more, got -2"),
 ])
 def test_wrong_types_and_impossible_values_fail_before_any_work(section, key, value, message):
     with pytest.raises(ConfigError) as err:
@@ -98,3 +106,10 @@ def test_scaled_config_is_x2_64_to_128():
         sr_img = generator.eval()(torch.rand(1, 3, 64, 64))
         assert sr_img.shape == (1, 3, 128, 128)  # 64x64 -> 128x128, the preset's use
         assert discriminator.eval()(sr_img).shape == (1,)  # one logit: D pools any patch side to d_pool^2
+
+
+def test_new_keys_get_a_did_you_mean():
+    with pytest.raises(ConfigError, match=r"unknown key train.ema_decy; did you mean train.ema_decay\?"):
+        config_from_dict(with_section("train", ema_decy=0.9))
+    with pytest.raises(ConfigError, match=r"unknown key loss.grid_weights; did you mean loss.grid_weight\?"):
+        config_from_dict(with_section("loss", grid_weights=1.0))

@@ -250,3 +250,21 @@ def test_held_out_images_validate_and_never_train(tmp_path):
     raw["data"]["val_holdout"] = 2
     with pytest.raises(Exception, match="val_holdout"):
         config_from_dict(raw)  # val_dir is set too
+
+
+def test_pretrained_starts_phase_two_from_another_runs_generators(tmp_path):
+    first = tmp_path / "first"
+    train(make_context(tiny_config(tmp_path), first), resume=False)
+    raw = with_recipe(tiny_config(tmp_path, gan_steps=0))  # another discriminator and loss: a new phase 2
+    second = tmp_path / "second"
+    members = train(make_context(raw, second), resume=False, pretrained=first)
+    assert [m.history["pretrain"] == read_meta(first / f"member_{m.index}" / "pretrain.safetensors")["val"]
+            for m in members] == [True, True]
+    for k in range(2):
+        source = load_tensors(first / f"member_{k}" / "pretrain.safetensors", "generator.")
+        for name in ("pretrain", "gan"):  # copied; and phase 2 of zero steps ships the generator unchanged
+            got = load_tensors(second / f"member_{k}" / f"{name}.safetensors", "generator.")
+            assert all(torch.equal(source[key], got[key]) for key in source), name
+    raw["model"]["channels"] = 4
+    with pytest.raises(Exception, match="not this config's"):
+        train(make_context(raw, tmp_path / "third"), resume=False, pretrained=first)
