@@ -3,7 +3,7 @@ members' disagreement, as a single labelled PNG grid.
 
     python benchmarks/figure.py --run RUN_DIR --image ../shared/data/Set5/butterfly.png --crop Y X H W
         [--checkpoint pretrain] [--gan-checkpoint gan] [--peers ../shared/peers/opencv_dnn_superres]
-        [--columns 4] [--zoom 0] [--device auto] [--tile 0] --out benchmarks/results/figure_butterfly.png
+        [--columns 4] [--zoom 0] [--device auto] [--tile 0] --out benchmarks/results/figure_ppt3.png
 
 Pipeline as evaluate.py's: HR cropped to a multiple of the run's scale, LR by PIL antialiased bicubic, every model
 upscales the whole LR image (so the crop has its real context), outputs rounded to 8 bits, then the crop (Y X H W,

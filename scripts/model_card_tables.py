@@ -66,7 +66,8 @@ def main() -> int:
         for set_name, models in peers["results"]["2"].items():
             for model, scores in models.items():
                 rows.setdefault(f"{model} (OpenCV)" if model != "bicubic" else model, {})[set_name] = scores
-        third = " / ST-LPIPS" if all("stlpips" in r for per_set in rows.values() for r in per_set.values()) else ""
+        third = "".join(f" / {label}" for key, label in (("stlpips_alex", "ST-LPIPS-Alex"), ("stlpips", "ST-LPIPS"))
+                        if all(key in r for per_set in rows.values() for r in per_set.values()))
         print(table(f"OpenCV dnn_superres peers, x2 (PSNR dB / SSIM{third}; from `{args.peers}`)", rows))
     return 0
 

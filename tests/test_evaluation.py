@@ -154,7 +154,8 @@ def test_stlpips_column_equals_direct_distance(setup, capsys, monkeypatch):
     captured = capsys.readouterr()
     notes = [line for line in captured.err.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "LPIPS skipped" in notes[0] and "vgg16-397923af.pth" in notes[0]
-    assert "| model | PSNR (dB) | SSIM | ST-LPIPS-Alex | ST-LPIPS | vs bicubic (dB) | s / image |" in captured.out
+    assert ("| model | PSNR (dB) | SSIM | ST-LPIPS-Alex | ST-LPIPS | vs bicubic (dB) | artifact (HR) | "
+            "shift R / G / B | s / image |") in captured.out
     report = json.loads(out.read_text())
     assert report["perceptual"]["stlpips_alex"].endswith("alex_shift_tolerant.pth")
     assert report["perceptual"]["stlpips"].endswith("vgg_shift_tolerant.pth")

@@ -98,16 +98,15 @@ def test_output_matches_api_and_batching_is_invisible(tmp_path, weights, capsys)
     assert code == 0 and Image.open(tmp_path / "j" / "img0.jpg").format == "JPEG"
 
 
-def test_unwritable_output_fails_per_file(tmp_path, weights, capsys):
+def test_an_output_folder_that_is_a_file_stops_before_any_upscale(tmp_path, weights, capsys):
     rgb(4, 4).save(tmp_path / "a.png")
     rgb(4, 4).save(tmp_path / "b.png")
     (tmp_path / "blocker").write_text("a file where the output folder should be")
     code, stdout, stderr = run(capsys, "-i", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "blocker",
                                "--weights", *weights)
-    assert code == 1 and "0 written, 0 skipped, 2 failed" in stdout
-    lines = stderr.strip().splitlines()
-    assert any(str(tmp_path / "blocker" / "a.png") in line for line in lines)
-    assert any(str(tmp_path / "blocker" / "b.png") in line for line in lines)
+    assert code == 2 and "written" not in stdout  # refused up front: nothing upscaled, then failed one by one
+    assert stderr.strip().splitlines() == [f"error: --output_dir {tmp_path / 'blocker'}: {tmp_path / 'blocker'} is a "
+                                           "file, not a folder"]
 
 
 def test_usage_and_config_errors_exit_2(tmp_path, weights, capsys, monkeypatch):
