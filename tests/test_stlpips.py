@@ -86,21 +86,33 @@ def test_batch_equals_one_by_one(model: STLPIPS) -> None:
     assert torch.allclose(batched, expected, atol=TOLERANCE, rtol=0.0)
 
 
-@needs_weights
-def test_reference_cache_matches_package_and_saves_hr_passes(model: STLPIPS, monkeypatch) -> None:
+def assert_zero_on_identity_positive_elsewhere(model: STLPIPS, image: torch.Tensor) -> None:
+    assert torch.equal(model(image, image), torch.zeros(image.shape[0]))
+    different = model(image, image.flip(-1))
+    assert torch.isfinite(different).all() and (different > 0).all()
+
+
+def check_reference_cache(trunk: STLPIPS, pairs: list[dict], monkeypatch, images) -> tuple[list, ReferenceSTLPIPS]:
+    """ReferenceSTLPIPS over `pairs` (images(pair) -> (sr, hr)) matches the package, with one trunk pass per SR and
+    one per change of HR. Pairs are grouped by their second image, as evaluate_image scores every row against one
+    HR, then the list comes back to an earlier HR, where a stale cache would give a wrong distance."""
     passes = []
-    features = model.features
-    monkeypatch.setattr(model, "features", lambda images: passes.append(images.shape[0]) or features(images))
-    scorer = ReferenceSTLPIPS(model)
-    # Pairs grouped by their second image, as evaluate_image scores every row against one HR; the pair list
-    # comes back to an earlier HR later, so a stale cache would give a wrong distance there.
-    pairs = sorted(REFERENCE["pairs"], key=lambda pair: pair["image1"]) + REFERENCE["pairs"][:2]
+    features = trunk.features
+    monkeypatch.setattr(trunk, "features", lambda batch: passes.append(batch.shape[0]) or features(batch))
+    scorer = ReferenceSTLPIPS(trunk)
+    pairs = sorted(pairs, key=lambda pair: pair["image1"]) + pairs[:2]
     references = 0
     for index, pair in enumerate(pairs):
         references += index == 0 or pair["image1"] != pairs[index - 1]["image1"]
-        ours = scorer(load_png(pair["image0"]), load_png(pair["image1"]))
-        assert ours == pytest.approx(pair["distance"], abs=TOLERANCE), pair["name"]
-    assert passes == [1] * (len(pairs) + references)  # one pass per SR image, one per change of HR
+        assert scorer(*images(pair)) == pytest.approx(pair["distance"], abs=TOLERANCE), pair["name"]
+    assert passes == [1] * (len(pairs) + references)
+    return passes, scorer
+
+
+@needs_weights
+def test_reference_cache_matches_package_and_saves_hr_passes(model: STLPIPS, monkeypatch) -> None:
+    passes, scorer = check_reference_cache(model, REFERENCE["pairs"], monkeypatch,
+                                           lambda pair: (load_png(pair["image0"]), load_png(pair["image1"])))
     hr = load_png("stlpips/a.png")
     changed = hr.copy()
     changed[0, 0, 0] ^= 1  # one pixel differs: the cached taps must not be reused
@@ -111,11 +123,16 @@ def test_reference_cache_matches_package_and_saves_hr_passes(model: STLPIPS, mon
         scorer(hr, load_png("stlpips/c.png"))
 
 
+def ranking_distances(model: STLPIPS) -> dict[str, float]:
+    """Fixture a.png against itself, its 1-pixel shift, its blur and another image."""
+    a = load_png("stlpips/a.png")
+    return {name: stlpips_distance(a, load_png(f"stlpips/{other}.png"), model=model)
+            for name, other in (("identity", "a"), ("shift", "a_shift"), ("blur", "a_blur"), ("different", "b"))}
+
+
 @needs_weights
 def test_ranking_identity_shift_blur_different(model: STLPIPS) -> None:
-    a = load_png("stlpips/a.png")
-    distance = {name: stlpips_distance(a, load_png(f"stlpips/{other}.png"), model=model)
-                for name, other in (("identity", "a"), ("shift", "a_shift"), ("blur", "a_blur"), ("different", "b"))}
+    distance = ranking_distances(model)
     assert distance["identity"] == 0.0
     # 1-pixel shift 0.012 << blur 0.138 << another image 0.793 (package values); demand clear gaps, not just order.
     assert 5 * distance["shift"] < distance["blur"]
@@ -187,10 +204,7 @@ def test_loads_a_synthetic_file_with_the_package_keys(tmp_path: Path) -> None:
     model = STLPIPS(path=str(path))
     assert torch.equal(model.convs[12].bias, template["net.slice5.32.bias"])
     assert torch.equal(model.blur_pools[0].kernel, template["net.slice2.5.filt"])
-    image = torch.rand(2, 3, 24, 20, generator=generator)
-    assert torch.equal(model(image, image), torch.zeros(2))
-    different = model(image, image.flip(-1))
-    assert torch.isfinite(different).all() and (different > 0).all()
+    assert_zero_on_identity_positive_elsewhere(model, torch.rand(2, 3, 24, 20, generator=generator))
 
 
 def _package_shapes() -> dict[str, tuple[int, ...]]:
@@ -269,8 +283,7 @@ def test_alex_is_not_the_vgg_metric(model: STLPIPS, alex: STLPIPS) -> None:
 @needs_weights
 def test_alex_identity_shift_blur_different_and_symmetry(alex: STLPIPS) -> None:
     a = load_png("stlpips/a.png")
-    distance = {name: stlpips_distance(a, load_png(f"stlpips/{other}.png"), model=alex)
-                for name, other in (("identity", "a"), ("shift", "a_shift"), ("blur", "a_blur"), ("different", "b"))}
+    distance = ranking_distances(alex)
     assert distance["identity"] == 0.0
     assert distance["shift"] > 0.0
     # package values: 1-pixel shift 0.0037 << blur 0.181 << another image 0.837; demand clear gaps, not just order
@@ -287,17 +300,8 @@ def test_alex_identity_shift_blur_different_and_symmetry(alex: STLPIPS) -> None:
 
 @needs_weights
 def test_alex_reference_cache_matches_package(alex: STLPIPS, monkeypatch) -> None:
-    passes = []
-    features = alex.features
-    monkeypatch.setattr(alex, "features", lambda images: passes.append(images.shape[0]) or features(images))
-    scorer = ReferenceSTLPIPS(alex)
     pairs = [pair for pair in ALEX_REFERENCE["pairs"] if "crop" not in pair]
-    pairs = sorted(pairs, key=lambda pair: pair["image1"]) + pairs[:2]  # returns to an earlier HR at the end
-    references = 0
-    for index, pair in enumerate(pairs):
-        references += index == 0 or pair["image1"] != pairs[index - 1]["image1"]
-        assert scorer(*_scored_pair(pair)) == pytest.approx(pair["distance"], abs=TOLERANCE), pair["name"]
-    assert passes == [1] * (len(pairs) + references)
+    _passes, scorer = check_reference_cache(alex, pairs, monkeypatch, _scored_pair)
     small = load_png("stlpips/a.png")[:ALEX_MIN_SIDE - 1, :32]
     with pytest.raises(STLPIPSError, match=f"at least {ALEX_MIN_SIDE}x{ALEX_MIN_SIDE}"):
         scorer(small, small)
@@ -361,10 +365,7 @@ def test_alex_loads_a_synthetic_file_with_the_package_keys(tmp_path: Path) -> No
     assert torch.equal(model.convs[0].weight, template["net.slice1.0.weight"])
     assert torch.equal(model.blur_pools[2].kernel, template["net.slice3.8.filt"])
     assert torch.equal(model.heads[4].weight, template["lin4.model.1.weight"])
-    image = torch.rand(2, 3, 25, 23, generator=generator)
-    assert torch.equal(model(image, image), torch.zeros(2))
-    different = model(image, image.flip(-1))
-    assert torch.isfinite(different).all() and (different > 0).all()
+    assert_zero_on_identity_positive_elsewhere(model, torch.rand(2, 3, 25, 23, generator=generator))
     with pytest.raises(STLPIPSError, match="missing keys"):
         STLPIPS(net="vgg", path=str(path))
 
