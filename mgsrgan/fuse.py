@@ -41,7 +41,7 @@ def subpixel_tail(tail: nn.Conv2d) -> nn.Sequential:
     half = size // 2  # 4 for the 9x9 tail
     reach = (half + 1) // 2  # |m| <= ceil(half / 2) = 2 source rows either side
     kernel = 2 * reach + 1
-    weight = torch.zeros(k_out * 4, c_in * 4, kernel, kernel, dtype=tail.weight.dtype)
+    weight = torch.zeros(k_out * 4, c_in * 4, kernel, kernel, dtype=tail.weight.dtype, device=tail.weight.device)
     source = tail.weight.detach()
     for p in range(2):
         for q in range(2):
@@ -57,7 +57,8 @@ def subpixel_tail(tail: nn.Conv2d) -> nn.Sequential:
                                 continue
                             weight[p * 2 + q::4, a * 2 + b::4, m + reach, n + reach] = \
                                 source[:, :, dy + half, dx + half]
-    conv = nn.Conv2d(c_in * 4, k_out * 4, kernel, padding=reach)
+    # built on the source's device and dtype (a float64 or CUDA generator folds as it is)
+    conv = nn.Conv2d(c_in * 4, k_out * 4, kernel, padding=reach, device=tail.weight.device, dtype=tail.weight.dtype)
     with torch.no_grad():
         conv.weight.copy_(weight)
         conv.bias.copy_(tail.bias.detach().repeat_interleave(4))
@@ -78,7 +79,7 @@ def fold_batchnorm(generator: Generator) -> Generator:
     conv, bn = fused.body_tail[0], fused.body_tail[1]
     fused.body_tail = nn.Sequential(fold_conv_bn(conv, bn), nn.Identity())
     last = fused.upsample[-1]
-    prelu = nn.PReLU(last.act.num_parameters * 4)
+    prelu = nn.PReLU(last.act.num_parameters * 4, device=last.act.weight.device, dtype=last.act.weight.dtype)
     with torch.no_grad():
         prelu.weight.copy_(last.act.weight.detach().repeat_interleave(4))  # channel c -> phases 4c .. 4c+3
     fused.upsample[-1] = nn.Sequential(last.conv, prelu)  # the shuffle moves into the tail

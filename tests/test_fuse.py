@@ -40,3 +40,12 @@ def test_folding_removes_every_batchnorm_and_leaves_the_original_alone():
     assert fused.tail[0].kernel_size == (5, 5) and fused.tail[0].out_channels == 12
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in generator.modules()) == 2 * 2 + 1
     assert fused.receptive_radius() == generator.receptive_radius()
+
+
+def test_a_float64_generator_folds_in_float64():
+    generator = trained_looking_generator(2).double()
+    fused = fold_batchnorm(generator)
+    assert {p.dtype for p in fused.parameters()} == {torch.float64}
+    x = torch.rand(1, 3, 9, 7, dtype=torch.float64)
+    with torch.no_grad():
+        assert (fused(x) - generator(x)).abs().max() < 1e-12  # float64 rounding, not float32's
