@@ -205,6 +205,8 @@ class OverrideText(str):
 
 
 def _check_type(value: Any, hint: Any, key: str, source: str) -> Any:
+    if isinstance(value, OverrideText):
+        source = "--set"  # the value came from the command line, not from the file being read
     if isinstance(value, OverrideText) and hint == list[str]:
         value = yaml.load(value, Loader=yaml.BaseLoader)  # every item stays text: [1_2, 2_2] is two layer names
     elif isinstance(value, OverrideText):

@@ -113,3 +113,13 @@ def test_new_keys_get_a_did_you_mean():
         config_from_dict(with_section("train", ema_decy=0.9))
     with pytest.raises(ConfigError, match=r"unknown key loss.grid_weights; did you mean loss.grid_weight\?"):
         config_from_dict(with_section("loss", grid_weights=1.0))
+
+
+def test_a_bad_set_value_names_set_not_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  members: 2\n")
+    with pytest.raises(ConfigError, match=r"^--set: train.members: expected an integer, got 'abc'$"):
+        load_config(path, ["train.members=abc"])
+    path.write_text("train:\n  members: abc\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: train.members: expected an integer"):
+        load_config(path)
