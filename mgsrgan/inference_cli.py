@@ -247,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 130
     elapsed = max(time.perf_counter() - start, 1e-9)
+    if runner.skipped:  # say why, or a rerun that writes nothing looks like a silent failure
+        print(f"{runner.skipped} skipped: the output already exists in {args.output} (pass --overwrite to replace "
+              "it, or choose another --output_dir)", file=sys.stderr)
     print(f"{runner.written} written, {runner.skipped} skipped, {runner.failed} failed in {elapsed:.1f} s "
           f"({runner.written / elapsed:.2f} images/s, {runner.output_pixels / 1e6 / elapsed:.2f} output Mpx/s)")
     return 1 if runner.failed else 0

@@ -71,8 +71,9 @@ def test_folder_end_to_end_with_bad_files(tmp_path, weights, capsys):
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert written == ["a.png", "a_uncertainty.png", "gray.png", "gray_uncertainty.png", "sub/b.jpg",
                        "sub/b_uncertainty.png"]  # nothing for failures, no temp files
-    code, stdout, _ = run(capsys, "-i", src / "a.png", "-o", out, "--weights", *weights)
+    code, stdout, stderr = run(capsys, "-i", src / "a.png", "-o", out, "--weights", *weights)
     assert code == 0 and "0 written, 1 skipped, 0 failed" in stdout
+    assert f"1 skipped: the output already exists in {out} (pass --overwrite" in stderr  # the reason, not silence
     before = (out / "a.png").stat().st_mtime_ns
     code, stdout, _ = run(capsys, "-i", src / "a.png", "-o", out, "--weights", *weights, "--overwrite")
     assert code == 0 and "1 written" in stdout and (out / "a.png").stat().st_mtime_ns >= before
