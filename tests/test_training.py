@@ -74,7 +74,11 @@ def test_run_folder_holds_every_checkpoint_and_metadata(tmp_path):
     events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     train_events = [e for e in events if e["event"] == "train"]
     assert len(train_events) == 2 * (2 + 2)  # 2 members x (2 pretrain + 2 gan) steps, logged every step
-    assert {"loss_d", "d_real", "d_fake"} <= set(train_events[2]) or {"content", "adv"} <= set(train_events[2])
+    # sequential: member 0's 2 pre-training steps, then its adversarial iterations, the discriminator's first (1:1)
+    first_gan, second_gan = train_events[2], train_events[3]
+    assert (first_gan["phase"], first_gan["step"], second_gan["step"]) == ("gan", 1, 2)
+    assert {"loss_d", "d_real", "d_fake"} <= set(first_gan) and "adv" not in first_gan
+    assert {"content", "adv"} <= set(second_gan) and "loss_d" not in second_gan
 
 
 @pytest.mark.parametrize("g_updates,d_updates,iterations,expect_g,expect_d", [(2, 1, 6, 4, 2), (1, 3, 8, 2, 6)])
