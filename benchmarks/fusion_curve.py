@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))  # so `python benchmarks/fusion_curve.py` finds th
 
 from mgsrgan.device import autocast_to, resolve_precision  # noqa: E402
 from mgsrgan.ensemble import adaptive_blend, load_members, run_member_paths  # noqa: E402
-from mgsrgan.evaluation import artifact_scores, list_images, load_hr  # noqa: E402
+from mgsrgan.evaluation import artifact_scores, gray_to_rgb, list_images, load_hr  # noqa: E402
 from mgsrgan.degradation import bicubic_downscale, modcrop  # noqa: E402
 from mgsrgan.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
 from mgsrgan.stlpips import STLPIPS, ReferenceSTLPIPS  # noqa: E402
@@ -40,6 +40,15 @@ def _run(generators, lr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return torch.stack([g(lr).float() for g in generators])
 
 
+def load_pair(path: Path, scale: int) -> tuple[np.ndarray, torch.Tensor]:
+    """HR (H, W, 3) uint8 RGB, modcropped (gray as three equal channels) and its LR (1, 3, H/s, W/s) in [0, 1]
+    by the protocol's bicubic downscale."""
+    hr = load_hr(path)
+    hr = modcrop(gray_to_rgb(hr) if hr.ndim == 2 else hr, scale)
+    lr = torch.from_numpy(np.array(bicubic_downscale(hr, scale))).permute(2, 0, 1)[None].float() / PEAK
+    return hr, lr
+
+
 def settings(args: argparse.Namespace) -> list[tuple[str, str, float]]:
     return ([("global", f"alpha {a:g}", a) for a in args.alphas]
             + [("adaptive", f"tau {t:g}", t) for t in args.taus])
@@ -49,10 +58,7 @@ def score_set(folder: Path, pixel, gan, args, distance, dtype) -> dict[str, dict
     rows: dict[str, list[dict[str, float]]] = {}
     scale = pixel[0].scale
     for path in tqdm(list_images(folder), desc=folder.name, unit="img"):
-        hr = modcrop(load_hr(path), scale)
-        if hr.ndim == 2:
-            hr = np.repeat(hr[..., None], 3, axis=2)
-        lr = torch.from_numpy(np.array(bicubic_downscale(hr, scale))).permute(2, 0, 1)[None].float() / PEAK
+        hr, lr = load_pair(path, scale)
         p = _run(pixel, lr, dtype).mean(0)
         gk = _run(gan, lr, dtype)
         g, spread = gk.mean(0), gk.std(0, correction=0).mean(dim=1, keepdim=True)

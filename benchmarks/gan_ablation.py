@@ -26,10 +26,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # so `python benchmarks/gan_ablation.py` finds the package without installing it
 
-from mgsrgan.artifacts import colour_shift, periodic_artifact  # noqa: E402
 from mgsrgan.checkpoint import load_generator  # noqa: E402
 from mgsrgan.config import load_config  # noqa: E402
 from mgsrgan.data import TrainPatches, holdout_paths, load_validation, make_loader  # noqa: E402
+from mgsrgan.evaluation import artifact_scores  # noqa: E402
 from mgsrgan.losses import ContentLoss  # noqa: E402
 from mgsrgan.member import GAN, build_member  # noqa: E402
 from mgsrgan.metrics import psnr, tensor_to_uint8  # noqa: E402
@@ -68,11 +68,7 @@ def score(generator: torch.nn.Module, validation: list, scale: int, stlpips) -> 
         with torch.no_grad():
             sr = tensor_to_uint8(generator(lr).float())
         hr8 = tensor_to_uint8(hr)
-        r, g, b = colour_shift(sr, hr8, crop_border=scale)
-        row = {"psnr": psnr(sr, hr8, crop_border=scale),
-               "artifact": periodic_artifact(sr, scale, crop_border=scale),
-               "artifact_hr": periodic_artifact(hr8, scale, crop_border=scale),
-               "shift_r": r, "shift_g": g, "shift_b": b}
+        row = {"psnr": psnr(sr, hr8, crop_border=scale), **artifact_scores(sr, hr8, scale=scale)}
         if stlpips is not None:
             row["stlpips_alex"] = float(stlpips(sr[scale:-scale, scale:-scale], hr8[scale:-scale, scale:-scale]))
         rows.append(row)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))  # so `python benchmarks/peers.py` finds the packa
 
 from mgsrgan.errors import UserError  # noqa: E402
 from mgsrgan.stlpips import STLPIPS, ReferenceSTLPIPS, default_weight_path  # noqa: E402
-from mgsrgan.evaluation import (BICUBIC, ImageUpscaler, bicubic_upscaler, charge_shared_passes,  # noqa: E402
+from mgsrgan.evaluation import (BICUBIC, PERCEPTUAL, ImageUpscaler, bicubic_upscaler, charge_shared_passes,  # noqa: E402
                                 evaluate_folder, gray_to_rgb, load_run_models, rgb_to_gray, summarize)
 
 SHARED = REPO.parent / "shared"
@@ -104,8 +104,8 @@ def markdown(results: dict, sets: list[str]) -> str:
              "non-antialiased LR, which is why they sit well under their papers here. A third figure, where "
              "present, is ST-LPIPS (lower is better).", ""]
     for scale, per_set in results.items():
-        third = "".join(f" / {label}" for key, label in (("stlpips_alex", "ST-LPIPS-Alex"), ("stlpips", "ST-LPIPS"))
-                        if all(key in row for row in per_set[sets[0]].values()))
+        shown = [key for key in PERCEPTUAL if all(key in row for row in per_set[sets[0]].values())]
+        third = "".join(f" / {PERCEPTUAL[key]}" for key in shown)
         header = " | ".join(f"{s} PSNR / SSIM{third} | {s} paper" for s in sets)
         lines += [f"## x{scale}", "", f"| model | {header} | s / image |",
                   "| --- |" + " ---: | ---: |" * len(sets) + " ---: |"]
@@ -115,9 +115,7 @@ def markdown(results: dict, sets: list[str]) -> str:
                 row = per_set[s][model]
                 paper = PAPER_PSNR.get((model, int(scale)), {}).get(s)
                 scores = f"{row['psnr']:.2f} / {row['ssim']:.4f}"
-                for key in ("stlpips_alex", "stlpips"):
-                    if row.get(key) is not None:
-                        scores += f" / {row[key]:.4f}"
+                scores += "".join(f" / {row[key]:.4f}" for key in shown)
                 cells.append(f"{scores} | {paper:.2f}" if paper is not None else f"{scores} | n/a")
             seconds = sum(per_set[s][model]["seconds"] * per_set[s][model]["images"] for s in sets) / \
                 sum(per_set[s][model]["images"] for s in sets)

@@ -24,10 +24,10 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mgsrgan.degradation import bicubic_downscale, modcrop  # noqa: E402
+from benchmarks.fusion_curve import load_pair  # noqa: E402
 from mgsrgan.device import autocast_to, resolve_precision  # noqa: E402
 from mgsrgan.ensemble import load_members, run_member_paths  # noqa: E402
-from mgsrgan.evaluation import list_images, load_hr  # noqa: E402
+from mgsrgan.evaluation import list_images  # noqa: E402
 from mgsrgan.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
 
 DROP = 0.10  # share of pixels dropped: the 10 %
@@ -64,10 +64,7 @@ def main() -> int:
         for folder in args.sets:
             rows = []
             for path in tqdm(list_images(folder), desc=f"{run} {folder.name}", unit="img"):
-                hr = modcrop(load_hr(path), scale)
-                if hr.ndim == 2:
-                    hr = np.repeat(hr[..., None], 3, axis=2)
-                lr = torch.from_numpy(np.array(bicubic_downscale(hr, scale))).permute(2, 0, 1)[None].float() / PEAK
+                hr, lr = load_pair(path, scale)
                 with torch.no_grad(), autocast_to(dtype, lr.device):
                     outputs = torch.stack([m(lr).float() for m in members])
                 rows.append(image_stats(outputs, hr, scale))

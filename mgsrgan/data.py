@@ -141,9 +141,9 @@ class TrainPatches(torch.utils.data.Dataset):
         self._lr: list[np.ndarray] = []  # (H/s, W/s, 3) uint8
         lr_sizes: list[tuple[int, int]] = []
         found = 0
+        held_out = {Path(p).resolve() for p in exclude}
         for i, hr_dir in enumerate(hr_dirs):
             hr_paths = list_images(Path(hr_dir))
-            held_out = {Path(p).resolve() for p in exclude}
             hr_paths = [p for p in hr_paths if p.resolve() not in held_out]  # validation images never train
             if not hr_paths:
                 raise DataError(f"{hr_dir}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder")

@@ -51,6 +51,7 @@ CONSENSUS_RADIUS = 3  # HR pixels: a 7x7 window, 147 samples per variance estima
 #                       independent Gaussian errors)
 VARIANCE_FLOOR = (1.0 / 255.0) ** 2 / 12.0  # variance of 8-bit quantisation: agreement finer than the output can
 #                                             store carries no information, so no member gets more weight for it
+EIGHT_BIT_LEVELS = 255.0  # [0, 1] image units -> 8-bit levels, the unit of adaptive fusion's tau
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # weights/member_<k>/{pretrain,gan}.safetensors
 _MEMBER_DIR = re.compile(r"member_(\d+)$")
 
@@ -68,13 +69,17 @@ def median(stack: torch.Tensor) -> torch.Tensor:
     return 0.5 * (ordered[k // 2 - 1] + ordered[k // 2])
 
 
+def local_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """(N, C, H, W) -> the same shape: the mean over each (2r+1)^2 window; border windows average real pixels only."""
+    return F.avg_pool2d(x, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+
+
 def consensus(stack: torch.Tensor, radius: int = CONSENSUS_RADIUS) -> torch.Tensor:
     """(K, B, C, H, W) -> (B, C, H, W): local inverse-variance weighting against the per-pixel median (see module)."""
     stack = stack.float()  # 1 / VARIANCE_FLOOR = 7.8e5 overflows float16 (max 65504): weights in float32
     k, b, _, h, w = stack.shape
     deviation = (stack - median(stack)).square().mean(dim=2)  # (K, B, H, W)
-    local = F.avg_pool2d(deviation.reshape(k * b, 1, h, w), 2 * radius + 1, stride=1, padding=radius,
-                         count_include_pad=False).reshape(k, b, 1, h, w)  # border windows average real pixels only
+    local = local_mean(deviation.reshape(k * b, 1, h, w), radius).reshape(k, b, 1, h, w)
     weights = 1.0 / (local + VARIANCE_FLOOR)
     return (stack * weights).sum(dim=0) / weights.sum(dim=0)
 
@@ -86,7 +91,7 @@ def adaptive_blend(pixel: torch.Tensor, gan: torch.Tensor, spread: torch.Tensor,
     pixel, gan: (B, C, H, W) in [0, 1]; spread: (B, 1, H, W) std of the GAN members in [0, 1] units; tau in 8-bit
     levels. d is spread in 8-bit levels averaged over a (2r+1)^2 window (border windows average real pixels).
     """
-    levels = F.avg_pool2d(spread * 255.0, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+    levels = local_mean(spread * EIGHT_BIT_LEVELS, radius)
     weight = alpha * tau * tau / (tau * tau + levels.square())
     return pixel + weight * (gan - pixel)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -30,7 +29,6 @@ from torch import nn
 
 from mgsrgan.artifacts import colour_shift, periodic_artifact
 from mgsrgan.degradation import bicubic_downscale, bicubic_upscale, modcrop
-from mgsrgan.device import autocast_to
 from mgsrgan.ensemble import STRATEGIES, Ensemble, load_members, run_member_paths, val_psnr_of
 from mgsrgan.errors import UserError
 from mgsrgan.metrics import PEAK, psnr, ssim, tensor_to_uint8
@@ -124,21 +122,13 @@ def bicubic_upscaler(scale: int) -> ImageUpscaler:
     return lambda lr_img: bicubic_upscale(lr_img, scale)
 
 
-def tensor_upscaler(upscale: TensorUpscaler, *, device: torch.device | str = "cpu",
-                    precision: torch.dtype = torch.float32) -> ImageUpscaler:
+def tensor_upscaler(upscale: TensorUpscaler, *, device: torch.device | str = "cpu") -> ImageUpscaler:
     """Adapt a tensor model to an ImageUpscaler: uint8 -> [0, 1] float on `device`, no_grad, clip/round to uint8.
 
     Gray LR enters as three equal channels and the RGB output is turned back to gray with `rgb_to_gray`.
-    The caller puts its modules in eval mode (BatchNorm must use running statistics).
-    precision (an autocast dtype, mgsrgan.device.resolve_precision): a module's generators run under autocast
-    (mgsrgan.upscaler.with_precision: fusion stays float32; modifies the module in place), a plain callable runs
-    under autocast as a whole; either way the output is float32 before it is quantised.
+    The caller puts its modules in eval mode (BatchNorm must use running statistics) and sets their precision
+    (mgsrgan.upscaler.with_precision, as load_run_models does).
     """
-    if isinstance(upscale, nn.Module):
-        upscale = with_precision(upscale, precision)
-    elif precision != torch.float32:
-        upscale = partial(_autocast_call, upscale, precision)
-
     def run(lr_img: np.ndarray) -> np.ndarray:
         rgb = gray_to_rgb(lr_img) if lr_img.ndim == 2 else lr_img
         lr = torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0)
@@ -148,12 +138,6 @@ def tensor_upscaler(upscale: TensorUpscaler, *, device: torch.device | str = "cp
         sr_img = tensor_to_uint8(sr)
         return rgb_to_gray(sr_img) if lr_img.ndim == 2 else sr_img
     return run
-
-
-def _autocast_call(fn: TensorUpscaler, precision: torch.dtype, lr_img: torch.Tensor) -> torch.Tensor:
-    with autocast_to(precision, lr_img.device):
-        out = fn(lr_img)
-    return out.float()
 
 
 def perceptual_scores(sr_img: np.ndarray, hr_img: np.ndarray, metrics: dict[str, PairDistance], *,

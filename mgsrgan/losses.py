@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mgsrgan.artifacts import period_lowpass_kernel
 from mgsrgan.config import LossConfig
 from mgsrgan.vgg import VGGFeatures, layer_index
 
@@ -152,9 +153,7 @@ def grid_phase_means(img: torch.Tensor, scale: int) -> torch.Tensor:
     patch corner, which training patches keep aligned to the output grid since they start on LR pixels)."""
     weights = torch.tensor([0.299, 0.587, 0.114], dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
     luma = (img * weights).sum(dim=1, keepdim=True)  # (B, 1, H, W)
-    taps = torch.ones(scale + 1, dtype=img.dtype, device=img.device)
-    taps[0] = taps[-1] = 0.5
-    taps = taps / scale
+    taps = torch.as_tensor(period_lowpass_kernel(scale), dtype=img.dtype, device=img.device)  # one period
     low = F.conv2d(F.conv2d(luma, taps.view(1, 1, 1, -1)), taps.view(1, 1, -1, 1))  # valid: (H - s, W - s)
     half = scale // 2
     high = luma[..., half: half + low.shape[-2], half: half + low.shape[-1]] - low

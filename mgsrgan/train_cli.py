@@ -115,7 +115,8 @@ def run(args: argparse.Namespace, world: World) -> int:
         validation = load_validation(d.train_dirs[-1], cfg.model.scale, paths=held_out)
     else:
         validation = load_validation(d.val_dir, cfg.model.scale, d.val_max_images) if d.val_dir else []
-    if cfg.train.gan_steps > 0 and world.is_main:  # missing VGG weights: fail now, not after pre-training
+    # missing VGG weights: fail now, not after pre-training (only a content loss needs them)
+    if cfg.train.gan_steps > 0 and cfg.loss.content_weight > 0 and world.is_main:
         if cfg.loss.vgg_weights == "imagenet":
             resolve_imagenet_file(cfg.loss.vgg_path)
         elif cfg.loss.vgg_weights == "stlpips":

@@ -236,9 +236,9 @@ def start_from_pretrained(ctx: Context, member: Member, source: Path) -> None:
     if not path.is_file():
         raise UserError(f"--pretrained {source}: {path} not found (member {member.index} has no finished phase 1)")
     generator, meta = load_generator(path)
-    if vars(arch_of(generator)) != vars(arch_of(member.generator)):
-        raise UserError(f"--pretrained {path}: its generator ({vars(arch_of(generator))}) is not this config's "
-                        f"({vars(arch_of(member.generator))})")
+    if arch_of(generator) != arch_of(member.generator):
+        raise UserError(f"--pretrained {path}: its generator ({arch_of(generator)}) is not this config's "
+                        f"({arch_of(member.generator)})")
     member.generator.load_state_dict(generator.state_dict(), strict=True)
     if member.ema is not None:
         member.ema.load_state_dict(generator.state_dict(), strict=True)
