@@ -1,4 +1,4 @@
 """Evaluate a training run on folders of HR images: python evaluate.py --run RUN_DIR --data DIR [DIR ...]"""
-from mgsrgan.evaluate_cli import main
+from mgsrgan.cli.evaluate import main
 
 raise SystemExit(main())

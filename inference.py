@@ -1,4 +1,4 @@
-"""Upscale images with an mgsrgan ensemble: `python inference.py -h` (see mgsrgan/inference_cli.py)."""
-from mgsrgan.inference_cli import main
+"""Upscale images with an mgsrgan ensemble: `python inference.py -h` (see mgsrgan/cli/infer.py)."""
+from mgsrgan.cli.infer import main
 
 raise SystemExit(main())

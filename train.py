@@ -1,4 +1,4 @@
 """Train a multi-generator SRGAN: python train.py --config config.yaml"""
-from mgsrgan.train_cli import main
+from mgsrgan.cli.train import main
 
 raise SystemExit(main())

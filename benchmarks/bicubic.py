@@ -2,7 +2,7 @@
 
     python -m benchmarks.bicubic [--data ../shared/data] [--out benchmarks/results/bicubic.json]
 
-Same pipeline as `evaluate.py` (mgsrgan.evaluation): HR modcrop, PIL antialiased bicubic down and up, Y-channel
+Same pipeline as `evaluate.py` (mgsrgan.evaluate.protocol): HR modcrop, PIL antialiased bicubic down and up, Y-channel
 PSNR/SSIM with crop = scale, gray images (Set14 bridge) scored on raw gray. Prints a Markdown table, writes JSON.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # so `python benchmarks/bicubic.py` finds the package without installing it
 
-from mgsrgan.evaluation import BICUBIC, bicubic_upscaler, evaluate_folder, summarize  # noqa: E402
+from mgsrgan.evaluate.protocol import BICUBIC, bicubic_upscaler, evaluate_folder, summarize  # noqa: E402
 
 SETS = ("Set5", "Set14", "BSD100")
 SCALES = (2, 4)

@@ -33,14 +33,14 @@ from PIL import Image, ImageDraw, ImageFont
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # so `python benchmarks/figure.py` finds the package without installing it
 
-from mgsrgan.checkpoint import CHECKPOINT_NAMES  # noqa: E402
-from mgsrgan.degradation import bicubic_downscale, bicubic_upscale, modcrop  # noqa: E402
+from mgsrgan.io.checkpoint import CHECKPOINT_NAMES  # noqa: E402
+from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop  # noqa: E402
 from mgsrgan.device import resolve_device  # noqa: E402
-from mgsrgan.ensemble import Ensemble, EnsembleSourceError, adaptive_blend, load_members, run_member_paths  # noqa: E402
+from mgsrgan.infer.ensemble import Ensemble, EnsembleSourceError, adaptive_blend, load_members, run_member_paths  # noqa: E402
 from mgsrgan.errors import UserError  # noqa: E402
-from mgsrgan.evaluation import SharedMember, gray_to_rgb, load_hr  # noqa: E402
-from mgsrgan.imageio import UNCERTAINTY_FULL_SCALE, colorize_uncertainty  # noqa: E402
-from mgsrgan.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
+from mgsrgan.evaluate.protocol import SharedMember, gray_to_rgb, load_hr  # noqa: E402
+from mgsrgan.io.images import UNCERTAINTY_FULL_SCALE, colorize_uncertainty  # noqa: E402
+from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
 
 TARGET_TILE_SIDE = 256  # px: auto zoom enlarges a crop up to this side (readable labels, visible pixels)
 GAP = 6  # px of white around and between tiles

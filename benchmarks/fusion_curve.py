@@ -4,7 +4,7 @@
         [--alphas 0 0.25 0.5 0.75 1] [--taus 2 4 8 16] [--out benchmarks/results/fusion_curve]
 
 Per image: P = mean of the members' `pretrain` outputs, G_k = each member's `gan` output, G = their mean and s =
-their per-pixel std. Global blend: P + alpha (G - P) for each --alphas; adaptive fusion (mgsrgan.ensemble.
+their per-pixel std. Global blend: P + alpha (G - P) for each --alphas; adaptive fusion (mgsrgan.infer.ensemble.
 adaptive_blend, alpha 1): P + w (G - P), w = tau^2 / (tau^2 + d^2), d = s in 8-bit levels averaged over a 7x7
 window, for each --taus. Every output is scored like evaluate.py does (Y PSNR crop = scale, ST-LPIPS-Alex on RGB,
 periodic-artifact amplitude and colour shift); every GAN member alone is scored too. Writes OUT.json, OUT.md and
@@ -27,11 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # so `python benchmarks/fusion_curve.py` finds the package without installing it
 
 from mgsrgan.device import autocast_to, resolve_precision  # noqa: E402
-from mgsrgan.ensemble import adaptive_blend, load_members, run_member_paths  # noqa: E402
-from mgsrgan.evaluation import artifact_scores, gray_to_rgb, list_images, load_hr  # noqa: E402
-from mgsrgan.degradation import bicubic_downscale, modcrop  # noqa: E402
-from mgsrgan.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
-from mgsrgan.stlpips import STLPIPS, ReferenceSTLPIPS  # noqa: E402
+from mgsrgan.infer.ensemble import adaptive_blend, load_members, run_member_paths  # noqa: E402
+from mgsrgan.evaluate.protocol import artifact_scores, gray_to_rgb, list_images, load_hr  # noqa: E402
+from mgsrgan.io.degradation import bicubic_downscale, modcrop  # noqa: E402
+from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
+from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS  # noqa: E402
 
 
 def _run(generators, lr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

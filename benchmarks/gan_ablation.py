@@ -10,7 +10,7 @@ reads the same patch stream (the config's training data minus the held-out image
 `steps.gan_step` for --iterations iterations of the config's n:m plan, in the config's precision. Each variant
 keeps a weight EMA (--ema) beside its raw generator; both are scored on the config's validation images:
 Y PSNR, ST-LPIPS-Alex (a judge no loss here trains on), periodic-artifact amplitude (next to the HR's own) and
-colour shift (mgsrgan.artifacts). Writes OUT.json and OUT.md.
+colour shift (mgsrgan.evaluate.artifacts). Writes OUT.json and OUT.md.
 """
 from __future__ import annotations
 
@@ -26,15 +26,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # so `python benchmarks/gan_ablation.py` finds the package without installing it
 
-from mgsrgan.checkpoint import load_generator  # noqa: E402
+from mgsrgan.io.checkpoint import load_generator  # noqa: E402
 from mgsrgan.config import load_config  # noqa: E402
-from mgsrgan.data import TrainPatches, holdout_paths, load_validation, make_loader  # noqa: E402
-from mgsrgan.evaluation import artifact_scores  # noqa: E402
-from mgsrgan.losses import ContentLoss  # noqa: E402
-from mgsrgan.member import GAN, build_member  # noqa: E402
-from mgsrgan.metrics import psnr, tensor_to_uint8  # noqa: E402
-from mgsrgan.steps import gan_step  # noqa: E402
-from mgsrgan.stlpips import STLPIPS, stlpips_distance  # noqa: E402
+from mgsrgan.train.data import TrainPatches, holdout_paths, load_validation, make_loader  # noqa: E402
+from mgsrgan.evaluate.protocol import artifact_scores  # noqa: E402
+from mgsrgan.train.losses import ContentLoss  # noqa: E402
+from mgsrgan.train.member import GAN, build_member  # noqa: E402
+from mgsrgan.evaluate.metrics import psnr, tensor_to_uint8  # noqa: E402
+from mgsrgan.train.steps import gan_step  # noqa: E402
+from mgsrgan.evaluate.stlpips import STLPIPS, stlpips_distance  # noqa: E402
 
 # name -> config overrides on top of the given config. All keep the config's lr, n:m plan and patch stream.
 SHALLOW = ["loss.content_layers=[1_2, 2_2, 3_3]", "loss.content_layer_weights=[0.1, 0.1, 1.0]"]

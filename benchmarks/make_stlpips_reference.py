@@ -5,7 +5,7 @@ VGG16 trunk (`--net vgg`, the default). Run once, in a throwaway venv where torc
     /tmp/stlpips_ref/bin/pip install torch==2.14.1 torchvision==0.29.1 stlpips-pytorch==0.0.2
     /tmp/stlpips_ref/bin/python benchmarks/make_stlpips_reference.py --data ../shared/data
 Writes small PNG crops to tests/fixtures/stlpips/ and tests/fixtures/stlpips_reference.json, which
-tests/test_stlpips.py compares `mgsrgan.stlpips.STLPIPS` against (to 1e-5).
+tests/test_stlpips.py compares `mgsrgan.evaluate.stlpips.STLPIPS` against (to 1e-5).
 
 Besides the package's distance (its README constructor `LPIPS(net="vgg", variant="shift_tolerant")`), each pair also
 records the distance from a *plain* torchvision VGG16 trunk loaded with the same conv and head weights, to measure how
@@ -204,7 +204,7 @@ def make_vgg(args: argparse.Namespace) -> None:
     (args.out / "stlpips_reference.json").write_text(json.dumps(reference, indent=1) + "\n")
 
 
-ALEX_MIN_SIDE = 21  # smallest side the shift-tolerant AlexNet accepts (mgsrgan/stlpips.py derives it)
+ALEX_MIN_SIDE = 21  # smallest side the shift-tolerant AlexNet accepts (mgsrgan/evaluate/stlpips.py derives it)
 # (pair name, image 0, image 1, (top, left, height, width)): cropped from both stored PNGs before scoring; odd sizes
 # change where the stride-2 blurs land, and the trunk's minimum side is the tightest case of the reflection padding.
 ALEX_CROPPED_PAIRS = (

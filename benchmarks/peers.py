@@ -5,7 +5,7 @@
                                [--sets Set5 Set14 BSD100] [--scales 2 4] [--run RUN_DIR --checkpoint best]
                                [--stlpips] [--out-dir benchmarks/results]
 
-Same pipeline as `evaluate.py` (mgsrgan.evaluation): HR modcrop, PIL antialiased bicubic LR, SR rounded to 8 bits,
+Same pipeline as `evaluate.py` (mgsrgan.evaluate.protocol): HR modcrop, PIL antialiased bicubic LR, SR rounded to 8 bits,
 Y PSNR/SSIM with crop = scale, gray images in gray. The peers get BGR uint8 (what dnn_superres expects) and give
 BGR back; a gray LR enters as three equal channels and leaves through Pillow's luma. With --run, the run's members
 and ensembles join the table at the run's scale. --stlpips adds ST-LPIPS (RGB, crop = scale, lower is better;
@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # so `python benchmarks/peers.py` finds the package without installing it
 
 from mgsrgan.errors import UserError  # noqa: E402
-from mgsrgan.stlpips import STLPIPS, ReferenceSTLPIPS, default_weight_path  # noqa: E402
-from mgsrgan.evaluation import (BICUBIC, PERCEPTUAL, ImageUpscaler, bicubic_upscaler, charge_shared_passes,  # noqa: E402
+from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS, default_weight_path  # noqa: E402
+from mgsrgan.evaluate.protocol import (BICUBIC, PERCEPTUAL, ImageUpscaler, bicubic_upscaler, charge_shared_passes,  # noqa: E402
                                 evaluate_folder, gray_to_rgb, load_run_models, rgb_to_gray, summarize)
 
 SHARED = REPO.parent / "shared"

@@ -6,7 +6,7 @@
 
 For each variant, starting from the same checkpoint: `batchnorm` trains the network as it is (BatchNorm in train
 mode on the batch statistics, as in phase 1); `folded` first folds every BatchNorm into its convolution
-(mgsrgan.fuse.fold_batchnorm: the same outputs at step 0) and trains that BatchNorm-free network, as EDSR does
+(mgsrgan.models.fuse.fold_batchnorm: the same outputs at step 0) and trains that BatchNorm-free network, as EDSR does
 (Lim et al. 2017). Both see the same patch stream (the config's data and patch size, its batch size, seed
 --seed) with L1 and Adam at a constant --lr, and are scored on the config's validation set (Y PSNR, crop = scale)
 every --every steps. If the folded network gains clearly more, BatchNorm held the plateau; if both keep gaining,
@@ -25,12 +25,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # so `python benchmarks/plateau_probe.py` finds the package without installing it
 
-from mgsrgan.checkpoint import load_generator  # noqa: E402
+from mgsrgan.io.checkpoint import load_generator  # noqa: E402
 from mgsrgan.config import load_config  # noqa: E402
-from mgsrgan.data import TrainPatches, load_validation, make_loader  # noqa: E402
-from mgsrgan.fuse import fold_batchnorm  # noqa: E402
-from mgsrgan.losses import pixel_loss  # noqa: E402
-from mgsrgan.validation import validate_generators  # noqa: E402
+from mgsrgan.train.data import TrainPatches, load_validation, make_loader  # noqa: E402
+from mgsrgan.models.fuse import fold_batchnorm  # noqa: E402
+from mgsrgan.train.losses import pixel_loss  # noqa: E402
+from mgsrgan.train.validation import validate_generators  # noqa: E402
 
 VARIANTS = ("batchnorm", "folded")
 

@@ -5,7 +5,7 @@
 1. Speed: Upscaler.pretrained(precision=...) on one random size x size LR image, fp32 and bf16 runs interleaved
    (one warm-up each), median and min seconds; also the largest output difference and whether tiled (128 LR px,
    pad = receptive radius) equals untiled bit for bit in each precision.
-2. Quality: the repo's evaluation protocol (mgsrgan.evaluation.load_run_models + evaluate_folder: modcrop, PIL
+2. Quality: the repo's evaluation protocol (mgsrgan.evaluate.protocol.load_run_models + evaluate_folder: modcrop, PIL
    bicubic LR, 8-bit SR, Y-PSNR/SSIM with crop = scale) in fp32 and in bf16, per set; plus, per set, the largest
    difference between the fp32 and bf16 8-bit ensemble outputs (levels) and the share of samples that differ.
 Writes benchmarks/results/precision_parity.{json,md}. bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX).
@@ -28,9 +28,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mgsrgan.device import cpu_has_bf16, resolve_precision  # noqa: E402
-from mgsrgan.ensemble import SHIPPED_WEIGHTS  # noqa: E402
-from mgsrgan.evaluation import charge_shared_passes, evaluate_folder, load_run_models, summarize  # noqa: E402
-from mgsrgan.upscaler import Upscaler  # noqa: E402
+from mgsrgan.infer.ensemble import SHIPPED_WEIGHTS  # noqa: E402
+from mgsrgan.evaluate.protocol import charge_shared_passes, evaluate_folder, load_run_models, summarize  # noqa: E402
+from mgsrgan.infer.upscaler import Upscaler  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 PRECISIONS = ("fp32", "bf16")

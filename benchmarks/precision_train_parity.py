@@ -22,10 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mgsrgan.config import load_config  # noqa: E402
-from mgsrgan.data import TrainPatches, holdout_paths, load_validation, make_loader  # noqa: E402
-from mgsrgan.member import build_member  # noqa: E402
-from mgsrgan.steps import pretrain_step  # noqa: E402
-from mgsrgan.validation import validate_generators  # noqa: E402
+from mgsrgan.train.data import TrainPatches, holdout_paths, load_validation, make_loader  # noqa: E402
+from mgsrgan.train.member import build_member  # noqa: E402
+from mgsrgan.train.steps import pretrain_step  # noqa: E402
+from mgsrgan.train.validation import validate_generators  # noqa: E402
 
 
 def run(amp: str, args: argparse.Namespace) -> dict:

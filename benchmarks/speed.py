@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mgsrgan.config import load_config  # noqa: E402
-from mgsrgan.discriminator import Discriminator  # noqa: E402
-from mgsrgan.fuse import fold_batchnorm  # noqa: E402
-from mgsrgan.generator import Generator  # noqa: E402
-from mgsrgan.losses import ContentLoss, adversarial_g_loss, discriminator_loss  # noqa: E402
-from mgsrgan.vgg import VGGFeatures  # noqa: E402
+from mgsrgan.models.discriminator import Discriminator  # noqa: E402
+from mgsrgan.models.fuse import fold_batchnorm  # noqa: E402
+from mgsrgan.models.generator import Generator  # noqa: E402
+from mgsrgan.train.losses import ContentLoss, adversarial_g_loss, discriminator_loss  # noqa: E402
+from mgsrgan.models.vgg import VGGFeatures  # noqa: E402
 
 BASICSR_MATMUL_GFLOPS = 325.0  # 4096^2 fp32 matmul on this machine while BasicSR was measured (issue 4)
 BASICSR_INFER_MPS = 0.487  # BasicSR 1.4.2 MSRResNet x4, 256^2 -> 1024^2, output MP/s (issue 4)
@@ -89,7 +89,7 @@ def _generator(config: str) -> Generator:
 
 def case_infer(config: str, size: int, variant: str) -> dict:
     """plain: the training-time module, NCHW. upscaler: what inference.py runs (BN folded, channels_last)."""
-    from mgsrgan.upscaler import Upscaler
+    from mgsrgan.infer.upscaler import Upscaler
 
     generator = _generator(config)
     x = torch.rand(1, 3, size, size)
@@ -164,9 +164,9 @@ def case_members(config: str, schedule: str, members: int, steps: int) -> dict:
     import tempfile
 
     from mgsrgan.config import config_from_dict, config_to_dict
-    from mgsrgan.data import TrainPatches
-    from mgsrgan.runlog import RunLog
-    from mgsrgan.training import Context, train
+    from mgsrgan.train.data import TrainPatches
+    from mgsrgan.train.runlog import RunLog
+    from mgsrgan.train.loop import Context, train
 
     raw = config_to_dict(load_config(ROOT / config))
     shared = ROOT.parent / "shared" / "data" / "T91"
@@ -205,7 +205,7 @@ CASES = {
 
 def profile_inference(config: str = "config.yaml", size: int = 256) -> str:
     """Where the x4 inference time goes: torch.profiler's table of operators, self CPU time."""
-    from mgsrgan.upscaler import Upscaler
+    from mgsrgan.infer.upscaler import Upscaler
 
     upscaler = Upscaler(fold_batchnorm(_generator(config)), device="cpu")
     x = torch.rand(1, 3, size, size)

@@ -28,9 +28,9 @@ def child(size: int, scale: int, tile: int, seed: int) -> dict:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from mgsrgan.generator import Generator
-    from mgsrgan.imageio import ImageInfo, to_pil
-    from mgsrgan.upscaler import Upscaler
+    from mgsrgan.models.generator import Generator
+    from mgsrgan.io.images import ImageInfo, to_pil
+    from mgsrgan.infer.upscaler import Upscaler
 
     torch.manual_seed(seed)
     generator = Generator(scale=scale, num_blocks=FULL_BLOCKS, channels=FULL_CHANNELS).eval()

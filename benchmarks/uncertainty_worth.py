@@ -26,9 +26,9 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.fusion_curve import load_pair  # noqa: E402
 from mgsrgan.device import autocast_to, resolve_precision  # noqa: E402
-from mgsrgan.ensemble import load_members, run_member_paths  # noqa: E402
-from mgsrgan.evaluation import list_images  # noqa: E402
-from mgsrgan.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
+from mgsrgan.infer.ensemble import load_members, run_member_paths  # noqa: E402
+from mgsrgan.evaluate.protocol import list_images  # noqa: E402
+from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
 
 DROP = 0.10  # share of pixels dropped: the 10 %
 

@@ -9,6 +9,6 @@ __all__ = ["Upscaler"]
 
 def __getattr__(name: str):
     if name == "Upscaler":
-        from mgsrgan.upscaler import Upscaler
+        from mgsrgan.infer.upscaler import Upscaler
         return Upscaler
     raise AttributeError(f"module 'mgsrgan' has no attribute {name!r}")

@@ -1,3 +1,3 @@
-from mgsrgan.cli import main
+from mgsrgan.cli.main import main
 
 raise SystemExit(main())

@@ -175,7 +175,7 @@ def validate(cfg: Config, source: str = "<config>") -> None:
         raise bad("data.train_dirs", "names no folder of training images")
     if m.d_channels * 8 > 4096:
         raise bad("model.d_channels", "too large")
-    from mgsrgan.vgg import VGG16_LAYERS, VGG19_LAYERS  # local import: vgg pulls torch, config stays light
+    from mgsrgan.models.vgg import VGG16_LAYERS, VGG19_LAYERS  # local import: vgg pulls torch, config stays light
 
     # the stlpips trunk is a VGG16 (1_1..5_3); imagenet and random are VGG19 (1_1..5_4)
     layers = VGG16_LAYERS if cfg.loss.vgg_weights == "stlpips" else VGG19_LAYERS

@@ -23,7 +23,7 @@ SOURCES = {
 def main() -> None:
     import skimage
 
-    from mgsrgan.degradation import bicubic_downscale, modcrop
+    from mgsrgan.io.degradation import bicubic_downscale, modcrop
 
     data = Path(skimage.__file__).parent / "data"
     out = ROOT / "examples"

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mgsrgan.checkpoint import read_meta  # noqa: E402
+from mgsrgan.io.checkpoint import read_meta  # noqa: E402
 
 SHIPPED = ("pretrain", "gan")  # distortion-oriented and perception-oriented members
 

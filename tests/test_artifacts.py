@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mgsrgan.artifacts import colour_shift, period_lowpass_kernel, periodic_artifact
-from mgsrgan.metrics import rgb_to_y
+from mgsrgan.evaluate.artifacts import colour_shift, period_lowpass_kernel, periodic_artifact
+from mgsrgan.evaluate.metrics import rgb_to_y
 
 
 def test_kernel_covers_one_period():

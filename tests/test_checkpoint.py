@@ -12,15 +12,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mgsrgan.checkpoint import (CheckpointError, arch_of, load_generator, load_tensors, optimizer_tensors, read_meta,
+from mgsrgan.io.checkpoint import (CheckpointError, arch_of, load_generator, load_tensors, optimizer_tensors, read_meta,
                                 restore_optimizer, save_checkpoint)
-from mgsrgan.generator import Generator
+from mgsrgan.models.generator import Generator
 
 ROOT = Path(__file__).resolve().parents[1]
 
 WRITER = textwrap.dedent("""
     import sys, torch
-    from mgsrgan.checkpoint import save_checkpoint
+    from mgsrgan.io.checkpoint import save_checkpoint
     path = sys.argv[1]
     i = 0
     print("ready", flush=True)

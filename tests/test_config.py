@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from mgsrgan.config import ConfigError, config_from_dict, dump_config, load_config
-from mgsrgan.discriminator import Discriminator
-from mgsrgan.generator import Generator
+from mgsrgan.models.discriminator import Discriminator
+from mgsrgan.models.generator import Generator
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"data": {"train_dirs": ["somewhere"]}}

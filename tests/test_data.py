@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from mgsrgan.data import (DataError, StepSampler, TrainPatches, apply_dihedral, list_images, load_validation,
+from mgsrgan.train.data import (DataError, StepSampler, TrainPatches, apply_dihedral, list_images, load_validation,
                           make_loader, read_rgb, sample_indices)
-from mgsrgan.degradation import bicubic_downscale, modcrop
+from mgsrgan.io.degradation import bicubic_downscale, modcrop
 
 
 def _noise(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from mgsrgan.checkpoint import load_tensors, read_meta
+from mgsrgan.io.checkpoint import load_tensors, read_meta
 from mgsrgan.config import config_from_dict
-from mgsrgan.distributed import World
-from mgsrgan.train_cli import main as train_main
-from mgsrgan.training import Context
+from mgsrgan.train.distributed import World
+from mgsrgan.cli.train import main as train_main
+from mgsrgan.train.loop import Context
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--config", str(ROOT / "configs" / "smoke.yaml"), "--no-progress",
@@ -24,7 +24,7 @@ SMOKE = ["--config", str(ROOT / "configs" / "smoke.yaml"), "--no-progress",
 
 KILL_RANK_1 = """
 import os, sys
-import mgsrgan.training as training
+import mgsrgan.train.loop as training
 real, calls = training.pretrain_step, [0]
 def step(*args, **kwargs):
     calls[0] += 1
@@ -32,7 +32,7 @@ def step(*args, **kwargs):
         os._exit(3)  # a rank lost mid-run: no cleanup, no goodbye
     return real(*args, **kwargs)
 training.pretrain_step = step
-from mgsrgan.train_cli import main
+from mgsrgan.cli.train import main
 sys.exit(main())
 """
 

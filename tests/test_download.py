@@ -10,9 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from mgsrgan import download, vgg
-from mgsrgan.download import DownloadError, download_div2k, fetch, main, safe_extract
-from mgsrgan.vgg import VGGWeightsError, resolve_imagenet_file
+from mgsrgan.io import download
+from mgsrgan.models import vgg
+from mgsrgan.io.download import DownloadError, download_div2k, fetch, main, safe_extract
+from mgsrgan.models.vgg import VGGWeightsError, resolve_imagenet_file
 
 
 class FileServer:

@@ -6,12 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mgsrgan import ensemble as ensemble_module
-from mgsrgan.checkpoint import save_checkpoint
-from mgsrgan.ensemble import (Ensemble, adaptive_blend, EnsembleSourceError, build_ensemble, consensus, median, psnr_weights,
+from mgsrgan.infer import ensemble as ensemble_module
+from mgsrgan.io.checkpoint import save_checkpoint
+from mgsrgan.infer.ensemble import (Ensemble, adaptive_blend, EnsembleSourceError, build_ensemble, consensus, median, psnr_weights,
                               run_member_paths, shipped_member_paths)
 from mgsrgan.errors import UserError
-from mgsrgan.generator import Generator
+from mgsrgan.models.generator import Generator
 
 
 class Constant(nn.Module):
@@ -72,7 +72,7 @@ def test_consensus_small_k_reduces_to_member_and_mean():
 
 
 def test_consensus_measurement():
-    """The numbers quoted in mgsrgan/ensemble.py: 5 members = truth + N(0, 0.02), one of them bad in two ways."""
+    """The numbers quoted in mgsrgan/infer/ensemble.py: 5 members = truth + N(0, 0.02), one of them bad in two ways."""
     gen = torch.Generator().manual_seed(0)
     truth = F.interpolate(torch.rand(1, 3, 12, 12, generator=gen), size=(96, 96), mode="bicubic",
                           align_corners=False).clamp(0, 1)

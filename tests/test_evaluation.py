@@ -7,16 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-from mgsrgan.checkpoint import save_checkpoint
-from mgsrgan.degradation import bicubic_downscale, bicubic_upscale, modcrop
-from mgsrgan.evaluate_cli import main
-from mgsrgan.evaluation import (ARTIFACTS, evaluate_image, BICUBIC, EvaluationError, ImageScore, charge_shared_passes, default_strategies,
+from mgsrgan.io.checkpoint import save_checkpoint
+from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop
+from mgsrgan.cli.evaluate import main
+from mgsrgan.evaluate.protocol import (ARTIFACTS, evaluate_image, BICUBIC, EvaluationError, ImageScore, charge_shared_passes, default_strategies,
                                 evaluate_folder, load_run_models, markdown_table, rgb_to_gray, summarize)
-from mgsrgan.generator import Generator
-from mgsrgan.lpips import LPIPS, lpips_distance
-from mgsrgan.metrics import psnr, ssim, tensor_to_uint8
-from mgsrgan.stlpips import STLPIPSError, default_weight_path, stlpips_distance
-from mgsrgan.vgg import BLOCK_WIDTHS, VGG16_BLOCKS, expected_shapes
+from mgsrgan.models.generator import Generator
+from mgsrgan.evaluate.lpips import LPIPS, lpips_distance
+from mgsrgan.evaluate.metrics import psnr, ssim, tensor_to_uint8
+from mgsrgan.evaluate.stlpips import STLPIPSError, default_weight_path, stlpips_distance
+from mgsrgan.models.vgg import BLOCK_WIDTHS, VGG16_BLOCKS, expected_shapes
 
 SCALE = 2
 VAL_PSNR = (24.0, 25.0)
@@ -162,7 +162,7 @@ def test_stlpips_column_equals_direct_distance(setup, capsys, monkeypatch):
     assert report["perceptual"]["stlpips_alex"].startswith("on: ")
     assert report["perceptual"]["stlpips"].startswith("on: ")
     assert report["perceptual"]["lpips"].startswith("skipped: ")
-    from mgsrgan.stlpips import STLPIPS
+    from mgsrgan.evaluate.stlpips import STLPIPS
     model, alex = STLPIPS(), STLPIPS(net="alex")
     direct = {"member_0": generators[0], "ensemble-mean": lambda x: (generators[0](x) + generators[1](x)) / 2}
     for name in ("a", "g"):  # an RGB and a gray image
@@ -345,8 +345,8 @@ def test_bf16_rows_score_close_to_fp32(setup, capsys):
     # member rows: the generator alone (BatchNorm folded, as loaded) under bf16 autocast, by hand
     import copy
 
-    from mgsrgan.fuse import fold_batchnorm
-    from mgsrgan.upscaler import Autocast
+    from mgsrgan.models.fuse import fold_batchnorm
+    from mgsrgan.infer.upscaler import Autocast
 
     models = load_run_models(tmp / "run", checkpoint="best", strategies=["mean"], device="cpu",
                              precision=torch.bfloat16)

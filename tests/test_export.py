@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mgsrgan.checkpoint import save_checkpoint
-from mgsrgan.ensemble import build_ensemble
-from mgsrgan.export import META_FILE, export_onnx, export_torchscript, main
-from mgsrgan.generator import Generator
+from mgsrgan.io.checkpoint import save_checkpoint
+from mgsrgan.infer.ensemble import build_ensemble
+from mgsrgan.cli.export import META_FILE, export_onnx, export_torchscript, main
+from mgsrgan.models.generator import Generator
 
 ONNX_TOLERANCE = 1e-4  # the spec's bound for onnxruntime vs PyTorch (float32, different kernels)
 TORCHSCRIPT_TOLERANCE = 1e-5  # same kernels: only traced-graph fusion differences

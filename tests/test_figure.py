@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from benchmarks.figure import GAP, LABEL_HEIGHT, Crop, Tile, auto_zoom, grid_size, main, render_grid
-from mgsrgan.checkpoint import save_checkpoint
-from mgsrgan.degradation import bicubic_downscale, bicubic_upscale, modcrop
-from mgsrgan.generator import Generator
-from mgsrgan.metrics import psnr
+from mgsrgan.io.checkpoint import save_checkpoint
+from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop
+from mgsrgan.models.generator import Generator
+from mgsrgan.evaluate.metrics import psnr
 
 SCALE = 2
 CROP = (4, 6, 12, 10)  # y, x, h, w in HR pixels

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from mgsrgan.fuse import fold_batchnorm
-from mgsrgan.generator import Generator
+from mgsrgan.models.fuse import fold_batchnorm
+from mgsrgan.models.generator import Generator
 
 
 def trained_looking_generator(scale: int = 2, global_skip: str = "none") -> Generator:

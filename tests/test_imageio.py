@@ -11,14 +11,14 @@ import torch
 from PIL import Image, ImageOps
 from torch import nn
 
-from mgsrgan.checkpoint import save_checkpoint
+from mgsrgan.io.checkpoint import save_checkpoint
 from mgsrgan.errors import UserError
-from mgsrgan.generator import Generator
-from mgsrgan.imageio import (VIRIDIS_ANCHORS, BadImageError, ImageWriteError, Rgb16Image, colorize_uncertainty,
+from mgsrgan.models.generator import Generator
+from mgsrgan.io.images import (VIRIDIS_ANCHORS, BadImageError, ImageWriteError, Rgb16Image, colorize_uncertainty,
                              format_for_extension, from_pil, orient, output_format, read_image, to_pil, write_image)
-from mgsrgan.inference_cli import main as inference_main
-from mgsrgan.png16 import is_png16_color, read_png16, write_png16
-from mgsrgan.upscaler import Upscaler
+from mgsrgan.cli.infer import main as inference_main
+from mgsrgan.io.png16 import is_png16_color, read_png16, write_png16
+from mgsrgan.infer.upscaler import Upscaler
 
 EXIF_ORIENTATION_TAG = 0x0112  # EXIF 2.3, tag 274
 ROTATE_90_CW = 6  # EXIF orientation value: the stored image must be turned 90 degrees clockwise to be upright

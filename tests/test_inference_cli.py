@@ -9,14 +9,14 @@ import torch
 from PIL import Image
 
 from mgsrgan import Upscaler
-from mgsrgan import ensemble as ensemble_module
-from mgsrgan.checkpoint import save_checkpoint
+from mgsrgan.infer import ensemble as ensemble_module
+from mgsrgan.io.checkpoint import save_checkpoint
 from mgsrgan.errors import UserError
 from mgsrgan.device import cpu_has_bf16
-from mgsrgan.generator import Generator
-from mgsrgan.inference_cli import main
-from mgsrgan.metrics import tensor_to_uint8
-from mgsrgan.self_ensemble import SelfEnsemble
+from mgsrgan.models.generator import Generator
+from mgsrgan.cli.infer import main
+from mgsrgan.evaluate.metrics import tensor_to_uint8
+from mgsrgan.infer.self_ensemble import SelfEnsemble
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -212,7 +212,7 @@ def test_precision_bf16_writes_images_within_a_level_of_fp32(tmp_path, weights, 
 
 
 def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path, capsys):
-    from mgsrgan.inference_cli import collect_jobs
+    from mgsrgan.cli.infer import collect_jobs
     (tmp_path / "in").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "in" / "a.png")
     (tmp_path / "out.png").write_bytes(b"not a folder")

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from mgsrgan.config import LossConfig
-from mgsrgan.losses import (CONTENT_RESCALE, ContentLoss, adversarial_g_loss, discriminator_loss, pixel_loss,
+from mgsrgan.train.losses import (CONTENT_RESCALE, ContentLoss, adversarial_g_loss, discriminator_loss, pixel_loss,
                             relativistic_fake_loss, relativistic_g_loss, relativistic_real_loss, grid_pattern_loss,
                             grid_phase_means)
-from mgsrgan.vgg import VGGFeatures
+from mgsrgan.models.vgg import VGGFeatures
 
 LOG2 = math.log(2.0)
 
@@ -126,7 +126,7 @@ def test_relativistic_losses_prefer_the_right_ordering():
 
 def test_grid_pattern_loss_sees_a_checkerboard_and_not_a_shifted_texture():
     import numpy as np
-    from mgsrgan.artifacts import periodic_artifact
+    from mgsrgan.evaluate.artifacts import periodic_artifact
     yy, xx = np.mgrid[0:32, 0:32]
     board = np.repeat(np.clip(120 + 6 * ((yy + xx) % 2 * 2 - 1), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
     as_tensor = torch.from_numpy(board).permute(2, 0, 1)[None].float() / 255

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mgsrgan.metrics import psnr, rgb_to_y, ssim, tensor_to_uint8
+from mgsrgan.evaluate.metrics import psnr, rgb_to_y, ssim, tensor_to_uint8
 
 
 def _random_rgb(seed: int, shape=(40, 48, 3)) -> np.ndarray:

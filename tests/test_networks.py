@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from mgsrgan.discriminator import Discriminator
-from mgsrgan.generator import Generator
+from mgsrgan.models.discriminator import Discriminator
+from mgsrgan.models.generator import Generator
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mgsrgan.checkpoint import read_meta
+from mgsrgan.io.checkpoint import read_meta
 from mgsrgan.config import config_from_dict, dump_config
-from mgsrgan.training import train
+from mgsrgan.train.loop import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import plateau_probe  # noqa: E402

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mgsrgan import png16
-from mgsrgan.png16 import Png16Error, is_png16_color, read_png16, write_png16
+from mgsrgan.io import png16
+from mgsrgan.io.png16 import Png16Error, is_png16_color, read_png16, write_png16
 
 COLOR_TYPE = {3: 2, 4: 6}  # channels -> PNG colour type (RGB, RGBA)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mgsrgan.evaluation import BICUBIC, bicubic_upscaler, evaluate_folder, load_hr, summarize
+from mgsrgan.evaluate.protocol import BICUBIC, bicubic_upscaler, evaluate_folder, load_hr, summarize
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -1,6 +1,6 @@
 import pytest
 
-from mgsrgan.schedule import (DISCRIMINATOR, GENERATOR, count_updates, gan_learning_rate_factor,
+from mgsrgan.train.schedule import (DISCRIMINATOR, GENERATOR, count_updates, gan_learning_rate_factor,
                               pretrain_learning_rate_factor, update_kind, update_plan)
 
 

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from mgsrgan.evaluate_cli import main as evaluate_main
-from mgsrgan.generator import Generator
-from mgsrgan.self_ensemble import SelfEnsemble
-from mgsrgan.tiling import upscale_tiled
+from mgsrgan.cli.evaluate import main as evaluate_main
+from mgsrgan.models.generator import Generator
+from mgsrgan.infer.self_ensemble import SelfEnsemble
+from mgsrgan.infer.tiling import upscale_tiled
 from tests.test_evaluation import _by_hand, _save_images, _save_run
 
 

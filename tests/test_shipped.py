@@ -3,7 +3,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from mgsrgan.inference_cli import main
+from mgsrgan.cli.infer import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

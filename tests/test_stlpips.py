@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from mgsrgan.errors import UserError
-from mgsrgan.stlpips import (ALEX_MIN_SIDE, MIN_SIDE, NETS, STLPIPS, TRUNKS, VGG16_BLOCKS, Blur, Conv,
+from mgsrgan.evaluate.stlpips import (ALEX_MIN_SIDE, MIN_SIDE, NETS, STLPIPS, TRUNKS, VGG16_BLOCKS, Blur, Conv,
                              ReferenceSTLPIPS, STLPIPSError, default_weight_path, package_key_names, stlpips_distance)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -209,7 +209,7 @@ def test_loads_a_synthetic_file_with_the_package_keys(tmp_path: Path) -> None:
 
 def _package_shapes() -> dict[str, tuple[int, ...]]:
     """Shape of every tensor in the package's vgg_shift_tolerant.pth, from its VGG16 layout (written out by hand,
-    independently of the layer list in mgsrgan.stlpips)."""
+    independently of the layer list in mgsrgan.evaluate.stlpips)."""
     shapes = {"scaling_layer.shift": (1, 3, 1, 1), "scaling_layer.scale": (1, 3, 1, 1)}
     by_ours = {ours: package for package, ours in package_key_names().items()}
     in_channels, conv_index = 3, 0

@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from mgsrgan.ensemble import Ensemble
-from mgsrgan.generator import Generator
-from mgsrgan.tiling import Tile, plan_tiles, scaled, tiled_apply, upscale_tiled
+from mgsrgan.infer.ensemble import Ensemble
+from mgsrgan.models.generator import Generator
+from mgsrgan.infer.tiling import Tile, plan_tiles, scaled, tiled_apply, upscale_tiled
 
 EQUALITY_TOLERANCE = 1e-5  # max abs difference promised between tiled and untiled output (eval mode)
 

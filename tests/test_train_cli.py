@@ -3,8 +3,8 @@ from pathlib import Path
 
 import yaml
 
-from mgsrgan.checkpoint import read_meta
-from mgsrgan.train_cli import main
+from mgsrgan.io.checkpoint import read_meta
+from mgsrgan.cli.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

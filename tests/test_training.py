@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-import mgsrgan.training as training
-from mgsrgan.checkpoint import load_tensors, read_meta
+import mgsrgan.train.loop as training
+from mgsrgan.io.checkpoint import load_tensors, read_meta
 from mgsrgan.config import config_from_dict
-from mgsrgan.data import TrainPatches, load_validation
-from mgsrgan.member import DONE, build_member
-from mgsrgan.runlog import RunLog
-from mgsrgan.training import Context, train
+from mgsrgan.train.data import TrainPatches, load_validation
+from mgsrgan.train.member import DONE, build_member
+from mgsrgan.train.runlog import RunLog
+from mgsrgan.train.loop import Context, train
 
 
 def write_images(folder: Path, count: int = 3, size: int = 48) -> Path:
@@ -233,7 +233,7 @@ def test_ema_is_what_the_gan_checkpoint_ships_and_frozen_bn_keeps_statistics(tmp
 
 
 def test_ema_update_is_the_moving_average():
-    from mgsrgan.steps import update_ema
+    from mgsrgan.train.steps import update_ema
     ema, gen = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     before = ema.weight.detach().clone()
     update_ema(ema, gen, 0.75)
@@ -241,7 +241,7 @@ def test_ema_update_is_the_moving_average():
 
 
 def test_held_out_images_validate_and_never_train(tmp_path):
-    from mgsrgan.data import holdout_paths
+    from mgsrgan.train.data import holdout_paths
     images = write_images(tmp_path / "imgs", count=5)
     held = holdout_paths([str(images)], 2)
     assert [p.name for p in held] == ["img3.png", "img4.png"]

@@ -10,12 +10,12 @@ from PIL import Image
 
 from mgsrgan import Upscaler
 from mgsrgan import device as device_module
-from mgsrgan.checkpoint import save_checkpoint
+from mgsrgan.io.checkpoint import save_checkpoint
 from mgsrgan.device import cpu_has_bf16
 from mgsrgan.errors import UserError
-from mgsrgan.generator import Generator
-from mgsrgan.self_ensemble import SelfEnsemble
-from mgsrgan.upscaler import Autocast, ensemble_from_source
+from mgsrgan.models.generator import Generator
+from mgsrgan.infer.self_ensemble import SelfEnsemble
+from mgsrgan.infer.upscaler import Autocast, ensemble_from_source
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("best", "pretrain", "gan")
@@ -220,7 +220,7 @@ def test_bf16_ensemble_of_other_networks_keeps_uncertainty_in_fp32():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.shuffle(self.conv(x))
 
-    from mgsrgan.ensemble import Ensemble
+    from mgsrgan.infer.ensemble import Ensemble
     torch.manual_seed(0)
     up = Upscaler(Ensemble([Conv(), Conv()]), precision="bf16")
     assert all(isinstance(m, Autocast) for m in up.model.members)

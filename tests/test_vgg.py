@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mgsrgan.errors import UserError
-from mgsrgan.vgg import (IMAGENET_MEAN, IMAGENET_STD, VGG16_BLOCKS, VGG16_LAYERS, VGG19_BLOCKS, VGG19_LAYERS,
+from mgsrgan.models.vgg import (IMAGENET_MEAN, IMAGENET_STD, VGG16_BLOCKS, VGG16_LAYERS, VGG19_BLOCKS, VGG19_LAYERS,
                          BlurDownsample, VGGFeatures, VGGWeightsError, expected_shapes)
 
 # torchvision's vgg19().features puts its 16 convs at these Sequential indices (pools at 4, 9, 18, 27, 36)

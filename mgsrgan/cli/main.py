@@ -23,15 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     # Imports are per command so `mgsrgan download` does not pay for importing the training stack.
     if command == "train":
-        from mgsrgan.train_cli import main as command_main
+        from mgsrgan.cli.train import main as command_main
     elif command == "infer":
-        from mgsrgan.inference_cli import main as command_main
+        from mgsrgan.cli.infer import main as command_main
     elif command == "evaluate":
-        from mgsrgan.evaluate_cli import main as command_main
+        from mgsrgan.cli.evaluate import main as command_main
     elif command == "export":
-        from mgsrgan.export import main as command_main
+        from mgsrgan.cli.export import main as command_main
     elif command == "download":
-        from mgsrgan.download import main as command_main
+        from mgsrgan.io.download import main as command_main
         rest = argv  # download's parser takes its dataset as a sub-command: `download div2k ...`
     else:
         print(f"error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

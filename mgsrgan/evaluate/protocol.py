@@ -5,8 +5,8 @@ For every HR image: crop to a multiple of the scale (`modcrop`), make the LR wit
 `crop_border = scale`. Grayscale images are scored on raw gray values: bicubic works on them directly, networks
 see three equal channels and their output returns to gray through Pillow's luma.
 
-Optional perceptual columns (lower is better): ST-LPIPS with its AlexNet and its VGG16 trunk (mgsrgan.stlpips;
-fields stlpips_alex, stlpips) and LPIPS (mgsrgan.lpips), each a
+Optional perceptual columns (lower is better): ST-LPIPS with its AlexNet and its VGG16 trunk (mgsrgan.evaluate.stlpips;
+fields stlpips_alex, stlpips) and LPIPS (mgsrgan.evaluate.lpips), each a
 `PairDistance` on the 8-bit RGB SR and HR after modcrop with the same `scale` border pixels cropped as for PSNR (the
 border is where the networks see zero padding and the bicubic baseline clamps; every row is scored on the same
 pixels). Gray images are scored as three equal channels (the networks were trained on RGB).
@@ -27,15 +27,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from mgsrgan.artifacts import colour_shift, periodic_artifact
-from mgsrgan.degradation import bicubic_downscale, bicubic_upscale, modcrop
-from mgsrgan.ensemble import STRATEGIES, Ensemble, load_members, run_member_paths, val_psnr_of
+from mgsrgan.evaluate.artifacts import colour_shift, periodic_artifact
+from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop
+from mgsrgan.infer.ensemble import STRATEGIES, Ensemble, load_members, run_member_paths, val_psnr_of
 from mgsrgan.errors import UserError
-from mgsrgan.metrics import PEAK, psnr, ssim, tensor_to_uint8
-from mgsrgan.self_ensemble import SUFFIX as SELF_ENSEMBLE_SUFFIX
-from mgsrgan.self_ensemble import SelfEnsemble
-from mgsrgan.tiling import upscale_tiled
-from mgsrgan.upscaler import with_precision
+from mgsrgan.evaluate.metrics import PEAK, psnr, ssim, tensor_to_uint8
+from mgsrgan.infer.self_ensemble import SUFFIX as SELF_ENSEMBLE_SUFFIX
+from mgsrgan.infer.self_ensemble import SelfEnsemble
+from mgsrgan.infer.tiling import upscale_tiled
+from mgsrgan.infer.upscaler import with_precision
 
 ImageUpscaler = Callable[[np.ndarray], np.ndarray]  # uint8 LR (h, w[, 3]) -> uint8 SR (h*s, w*s[, 3])
 TensorUpscaler = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, h, w) in [0, 1] -> (1, 3, h*s, w*s), ~[0, 1]
@@ -46,7 +46,7 @@ BICUBIC = "bicubic"  # the model name of the baseline every SR paper reports
 VAL_STRATEGIES = ("weighted", "best")  # strategies that need each member's validation PSNR in its checkpoint
 HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # PIL modes with more than 8 bits per sample
 # ImageScore field -> column header, in column order: ST-LPIPS with the AlexNet trunk first (the headline column),
-# then the VGG16 one (mgsrgan.stlpips, net="alex" / "vgg"), then LPIPS
+# then the VGG16 one (mgsrgan.evaluate.stlpips, net="alex" / "vgg"), then LPIPS
 ARTIFACTS = ("artifact", "artifact_hr", "shift_r", "shift_g", "shift_b")  # ImageScore fields from artifacts.py
 PERCEPTUAL = {"stlpips_alex": "ST-LPIPS-Alex", "stlpips": "ST-LPIPS", "lpips": "LPIPS"}
 
@@ -69,7 +69,7 @@ class ImageScore:
     stlpips: float | None = None
     lpips: float | None = None
     stlpips_alex: float | None = None  # last, so positional construction of the fields above is unchanged
-    # mgsrgan/artifacts.py, 8-bit levels: grid-locked pattern amplitude of SR and of HR itself, SR - HR mean per channel
+    # mgsrgan/evaluate/artifacts.py, 8-bit levels: grid-locked pattern amplitude of SR and of HR itself, SR - HR mean per channel
     artifact: float | None = None
     artifact_hr: float | None = None
     shift_r: float | None = None
@@ -111,7 +111,7 @@ def gray_to_rgb(img: np.ndarray) -> np.ndarray:
 def rgb_to_gray(img: np.ndarray) -> np.ndarray:
     """(h, w, 3) uint8 -> (h, w) uint8 with Pillow's convert("L") (BT.601 luma, 0.299 R + 0.587 G + 0.114 B).
 
-    The same conversion mgsrgan.imageio applies when it writes a gray image's output, so the scored pixels are the
+    The same conversion mgsrgan.io.images applies when it writes a gray image's output, so the scored pixels are the
     ones a user gets; three equal channels g map back to g exactly.
     """
     return np.asarray(Image.fromarray(img).convert("L"))
@@ -127,7 +127,7 @@ def tensor_upscaler(upscale: TensorUpscaler, *, device: torch.device | str = "cp
 
     Gray LR enters as three equal channels and the RGB output is turned back to gray with `rgb_to_gray`.
     The caller puts its modules in eval mode (BatchNorm must use running statistics) and sets their precision
-    (mgsrgan.upscaler.with_precision, as load_run_models does).
+    (mgsrgan.infer.upscaler.with_precision, as load_run_models does).
     """
     def run(lr_img: np.ndarray) -> np.ndarray:
         rgb = gray_to_rgb(lr_img) if lr_img.ndim == 2 else lr_img
@@ -157,7 +157,7 @@ def perceptual_scores(sr_img: np.ndarray, hr_img: np.ndarray, metrics: dict[str,
 
 
 def artifact_scores(sr_img: np.ndarray, hr_img: np.ndarray, *, scale: int) -> dict[str, float]:
-    """Periodic-artifact amplitude of SR and HR and the colour shift (mgsrgan/artifacts.py), crop `scale`; uint8
+    """Periodic-artifact amplitude of SR and HR and the colour shift (mgsrgan/evaluate/artifacts.py), crop `scale`; uint8
     (H, W, 3) or gray (H, W) images (as three equal channels)."""
     if hr_img.ndim == 2:
         sr_img, hr_img = gray_to_rgb(sr_img), gray_to_rgb(hr_img)
@@ -305,8 +305,8 @@ def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None,
     """Rows `member_<k>` (each member alone) and `ensemble-<strategy>` for RUN/member_<k>/<checkpoint>.safetensors.
 
     strategies None = `default_strategies`; a one-member run gets no ensemble rows (they would repeat the member).
-    self_ensemble: every member runs on the 8 flips/rotations (mgsrgan/self_ensemble.py); row names end in "+x8".
-    precision: autocast dtype of the generator passes (mgsrgan.upscaler.with_precision); the shared member outputs
+    self_ensemble: every member runs on the 8 flips/rotations (mgsrgan/infer/self_ensemble.py); row names end in "+x8".
+    precision: autocast dtype of the generator passes (mgsrgan.infer.upscaler.with_precision); the shared member outputs
     are float32, so strategies and quantising are float32.
     UserError for a missing run, no members, a missing checkpoint, mismatched members, or weighted/best without
     validation PSNRs.

@@ -40,10 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mgsrgan.checkpoint import CHECKPOINT_NAMES, CheckpointError, GeneratorArch, load_generator
+from mgsrgan.io.checkpoint import CHECKPOINT_NAMES, CheckpointError, GeneratorArch, load_generator
 from mgsrgan.errors import UserError
-from mgsrgan.fuse import fold_batchnorm
-from mgsrgan.self_ensemble import SelfEnsemble
+from mgsrgan.models.fuse import fold_batchnorm
+from mgsrgan.infer.self_ensemble import SelfEnsemble
 
 STRATEGIES = ("mean", "median", "weighted", "best", "consensus")
 CONSENSUS_RADIUS = 3  # HR pixels: a 7x7 window, 147 samples per variance estimate (3 channels); small enough to
@@ -52,7 +52,7 @@ CONSENSUS_RADIUS = 3  # HR pixels: a 7x7 window, 147 samples per variance estima
 VARIANCE_FLOOR = (1.0 / 255.0) ** 2 / 12.0  # variance of 8-bit quantisation: agreement finer than the output can
 #                                             store carries no information, so no member gets more weight for it
 EIGHT_BIT_LEVELS = 255.0  # [0, 1] image units -> 8-bit levels, the unit of adaptive fusion's tau
-SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # weights/member_<k>/{pretrain,gan}.safetensors
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"  # weights/member_<k>/{pretrain,gan}.safetensors
 _MEMBER_DIR = re.compile(r"member_(\d+)$")
 
 
@@ -251,7 +251,7 @@ def build_ensemble(paths: Sequence[Path], *, strategy: str = "mean", gan_paths: 
                    alpha: float = 0.0, adaptive_tau: float = 0.0, self_ensemble: bool = False) -> Ensemble:
     """Load checkpoints into an Ensemble (eval mode). The GAN side, if any (one file: that generator; several: the
     mean of them, whose disagreement adaptive fusion reads), must match the members' architecture.
-    self_ensemble: every generator runs on the 8 flips/rotations of the input (mgsrgan/self_ensemble.py, 8x cost)."""
+    self_ensemble: every generator runs on the 8 flips/rotations of the input (mgsrgan/infer/self_ensemble.py, 8x cost)."""
     if strategy not in STRATEGIES:
         raise UserError(f"unknown ensemble strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if not paths:

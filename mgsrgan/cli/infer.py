@@ -15,14 +15,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mgsrgan.checkpoint import CHECKPOINT_NAMES
-from mgsrgan import ensemble
+from mgsrgan.io.checkpoint import CHECKPOINT_NAMES
+from mgsrgan.infer import ensemble
 from mgsrgan.device import PRECISIONS
-from mgsrgan.ensemble import STRATEGIES, Ensemble
+from mgsrgan.infer.ensemble import STRATEGIES, Ensemble
 from mgsrgan.errors import UserError
-from mgsrgan.imageio import (UNCERTAINTY_FULL_SCALE, ImageInfo, colorize_uncertainty, format_for_extension,
+from mgsrgan.io.images import (UNCERTAINTY_FULL_SCALE, ImageInfo, colorize_uncertainty, format_for_extension,
                              image_extensions, output_format, read_image, to_pil, write_image)
-from mgsrgan.upscaler import Upscaler, ensemble_from_source
+from mgsrgan.infer.upscaler import Upscaler, ensemble_from_source
 
 DEFAULT_BATCH_SIZE = 4  # same-size images per forward pass: amortises per-call overhead on small images; memory
 #                        grows with batch x pixels, so large images want --tile (and --batch-size 1) instead
@@ -42,7 +42,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=STRATEGIES, default="mean",
                         help="mean: safe default; median: robust to one bad member; weighted: 1/MSE weights from "
                              "validation PSNR; best: one member, K times faster; consensus: per-pixel weights that "
-                             "drop a member only where it disagrees with the rest (see mgsrgan/ensemble.py); "
+                             "drop a member only where it disagrees with the rest (see mgsrgan/infer/ensemble.py); "
                              "default %(default)s")
     parser.add_argument("--alpha", type=float, default=0.0,
                         help="perception-distortion knob in [0, 1]: (1-A) * distortion ensemble + A * GAN side "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mgsrgan.metrics import rgb_to_y
+from mgsrgan.evaluate.metrics import rgb_to_y
 
 
 def period_lowpass_kernel(scale: int) -> np.ndarray:

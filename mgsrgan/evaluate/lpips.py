@@ -14,11 +14,11 @@ The computation, as the package's `LPIPS.forward(in0, in1, normalize=True)` for 
 1. input x in [0, 1] -> 2x - 1 in [-1, 1] -> scaling layer (v - SHIFT) / SCALE (constants in ScalingLayer; the
    package's v0.0 skipped this step, a bug its README mentions);
 2. a plain VGG16 `features` stack (3x3 convs with zero padding 1, ReLU, 2x2/stride-2 max pooling, torchvision's
-   layout, built by `mgsrgan.vgg.build_trunk`), tapped after relu1_2, relu2_2, relu3_3, relu4_3, relu5_3;
+   layout, built by `mgsrgan.models.vgg.build_trunk`), tapped after relu1_2, relu2_2, relu3_3, relu4_3, relu5_3;
 3. per tap: unit-normalise each pixel's feature vector over channels, f / (||f||_2 + EPS); square the difference
    of the two images' normalised features; weight the channels with the head (1x1 conv); average over space;
 4. sum the five layer terms.
-Not the same numbers as ST-LPIPS (mgsrgan/stlpips.py), whose VGG16 has blur pooling and its own trained weights.
+Not the same numbers as ST-LPIPS (mgsrgan/evaluate/stlpips.py), whose VGG16 has blur pooling and its own trained weights.
 
 Checked against the package itself (torch 2.14.1 + torchvision 0.29.1, `pnet_rand=True` with its trunk set to a
 seeded random backbone, heads random or the real v0.1 file): max |difference| 4e-9 on three pairs
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from mgsrgan.errors import UserError
-from mgsrgan.vgg import (BLOCK_WIDTHS, VGG16_BLOCKS, build_trunk, check_exact, expected_shapes, layer_index,
+from mgsrgan.models.vgg import (BLOCK_WIDTHS, VGG16_BLOCKS, build_trunk, check_exact, expected_shapes, layer_index,
                          read_state_dict)
 
 # lpips/lpips.py ScalingLayer: per-channel shift and scale applied to the [-1, 1] input (v0.1).

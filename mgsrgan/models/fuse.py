@@ -19,7 +19,7 @@ import copy
 import torch
 from torch import nn
 
-from mgsrgan.generator import Generator, ResidualBlock
+from mgsrgan.models.generator import Generator, ResidualBlock
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:

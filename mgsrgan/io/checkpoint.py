@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from mgsrgan.errors import UserError
-from mgsrgan.generator import Generator
+from mgsrgan.models.generator import Generator
 
 SCHEMA_VERSION = 1
 META_KEY = "mgsrgan"

@@ -11,15 +11,15 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from mgsrgan.checkpoint import atomic_write
+from mgsrgan.io.checkpoint import atomic_write
 from mgsrgan.config import Config, dump_config, load_config
-from mgsrgan.data import TrainPatches, holdout_paths, load_validation
+from mgsrgan.train.data import TrainPatches, holdout_paths, load_validation
 from mgsrgan.device import resolve_device
-from mgsrgan.distributed import World, broadcast_object, init_process_group, shutdown, world_from_env
+from mgsrgan.train.distributed import World, broadcast_object, init_process_group, shutdown, world_from_env
 from mgsrgan.errors import UserError
-from mgsrgan.runlog import RunLog
-from mgsrgan.training import Context, train
-from mgsrgan.vgg import resolve_imagenet_file, resolve_stlpips_file
+from mgsrgan.train.runlog import RunLog
+from mgsrgan.train.loop import Context, train
+from mgsrgan.models.vgg import resolve_imagenet_file, resolve_stlpips_file
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -5,7 +5,7 @@ Reading gives a (3, h, w) float32 RGB tensor in [0, 1] plus an ImageInfo saying 
   RGBA, LA, P / PA with transparency                    -> colour upscaled by the model, alpha by bicubic, re-attached
   L, 1 (bilevel)                                        -> the model sees gray replicated to 3 channels; back to L
   I;16 / I (16-bit gray PNG/TIFF)                       -> read as value / 65535, written as round(value * 65535)
-  16-bit RGB / RGBA PNG (Pillow would give 8 bits)      -> decoded by mgsrgan.png16 as value / 65535; to_pil gives
+  16-bit RGB / RGBA PNG (Pillow would give 8 bits)      -> decoded by mgsrgan.io.png16 as value / 65535; to_pil gives
                                                            an Rgb16Image: 16-bit PNG out, 8-bit for other formats
 EXIF orientation is applied first (so the output is upright and carries no orientation tag); for 16-bit RGB(A) PNG
 that is an eXIf chunk before the image data (where writers put it; one after IDAT is not looked for). Animated or
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mgsrgan.checkpoint import atomic_write
+from mgsrgan.io.checkpoint import atomic_write
 from mgsrgan.errors import UserError
-from mgsrgan.png16 import Png16Error, is_png16_color, read_png16, write_png16
+from mgsrgan.io.png16 import Png16Error, is_png16_color, read_png16, write_png16
 
 EIGHT_BIT_MAX = 255.0
 SIXTEEN_BIT_MAX = 65535.0  # PNG 16-bit samples are 0..65535 (PNG spec, section 4.4)
@@ -242,7 +242,7 @@ def image_extensions() -> set[str]:
 
 def write_image(img: Image.Image | Rgb16Image, path: Path, *, fmt: str, icc_profile: bytes | None = None) -> None:
     """Save atomically as Pillow format `fmt`; 16-bit and alpha degrade to what the format can hold (an
-    Rgb16Image stays 16-bit in PNG, written by mgsrgan.png16)."""
+    Rgb16Image stays 16-bit in PNG, written by mgsrgan.io.png16)."""
     path = Path(path)
     if isinstance(img, Rgb16Image):
         if fmt == "PNG":

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from mgsrgan.degradation import bicubic_downscale, modcrop
+from mgsrgan.io.degradation import bicubic_downscale, modcrop
 from mgsrgan.errors import UserError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})  # compared lower-cased

@@ -27,15 +27,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mgsrgan.checkpoint import CHECKPOINT_NAMES, atomic_write
+from mgsrgan.io.checkpoint import CHECKPOINT_NAMES, atomic_write
 from mgsrgan.device import PRECISIONS, resolve_device, resolve_precision
-from mgsrgan.ensemble import STRATEGIES
+from mgsrgan.infer.ensemble import STRATEGIES
 from mgsrgan.errors import UserError
-from mgsrgan.evaluation import (ARTIFACTS, BICUBIC, PERCEPTUAL, ImageScore, PairDistance, bicubic_upscaler,
+from mgsrgan.evaluate.protocol import (ARTIFACTS, BICUBIC, PERCEPTUAL, ImageScore, PairDistance, bicubic_upscaler,
                                 charge_shared_passes, evaluate_folder, list_images, load_run_models, markdown_table,
                                 summarize)
-from mgsrgan.lpips import LPIPS, LPIPSError, default_backbone_path, default_heads_path, lpips_distance
-from mgsrgan.stlpips import STLPIPS, ReferenceSTLPIPS, STLPIPSError, default_weight_path
+from mgsrgan.evaluate.lpips import LPIPS, LPIPSError, default_backbone_path, default_heads_path, lpips_distance
+from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS, STLPIPSError, default_weight_path
 
 PROTOCOL = ("HR modcrop(scale); LR = PIL BICUBIC (antialiased) downscale; SR clipped to [0, 1] and rounded to 8 bits; "
             "PSNR (peak 255) and SSIM (Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03) on Y = MATLAB rgb2ycbcr "

@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                                          progress=not args.no_progress):
                 print(folder)
         else:
-            from mgsrgan.vgg import resolve_imagenet_file  # local: pulls torch
+            from mgsrgan.models.vgg import resolve_imagenet_file  # local: pulls torch
 
             print(resolve_imagenet_file(progress=not args.no_progress))
     except UserError as err:

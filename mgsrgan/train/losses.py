@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mgsrgan.artifacts import period_lowpass_kernel
+from mgsrgan.evaluate.artifacts import period_lowpass_kernel
 from mgsrgan.config import LossConfig
-from mgsrgan.vgg import VGGFeatures, layer_index
+from mgsrgan.models.vgg import VGGFeatures, layer_index
 
 CONTENT_RESCALE = 1.0 / 12.75  # VGG feature maps scaled by 1/12.75 (Ledig et al. 2017, sec. 3.2)
 
@@ -149,7 +149,7 @@ def relativistic_fake_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor)
 def grid_phase_means(img: torch.Tensor, scale: int) -> torch.Tensor:
     """(B, 3, H, W) RGB in [0, 1] -> (B, s*s): per image, the mean of its high-pass luma at each output-grid phase
     (row mod s, column mod s), luma = BT.601 weights, high-pass = luma minus its [one-period] box low-pass (the
-    differentiable counterpart of mgsrgan.artifacts.periodic_artifact, in [0, 1] units, phases counted from the
+    differentiable counterpart of mgsrgan.evaluate.artifacts.periodic_artifact, in [0, 1] units, phases counted from the
     patch corner, which training patches keep aligned to the output grid since they start on LR pixels)."""
     weights = torch.tensor([0.299, 0.587, 0.114], dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
     luma = (img * weights).sum(dim=1, keepdim=True)  # (B, 1, H, W)

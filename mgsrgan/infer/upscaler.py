@@ -19,11 +19,11 @@ from PIL import Image
 from torch import nn
 
 from mgsrgan.device import autocast_to, resolve_device, resolve_precision
-from mgsrgan.ensemble import Ensemble, build_ensemble, run_member_paths, shipped_member_paths
+from mgsrgan.infer.ensemble import Ensemble, build_ensemble, run_member_paths, shipped_member_paths
 from mgsrgan.errors import UserError
-from mgsrgan.generator import Generator
-from mgsrgan.imageio import from_pil, to_pil
-from mgsrgan.tiling import tiled_apply
+from mgsrgan.models.generator import Generator
+from mgsrgan.io.images import from_pil, to_pil
+from mgsrgan.infer.tiling import tiled_apply
 
 
 def resolve_inference_device(name: str, *, half: bool) -> torch.device:

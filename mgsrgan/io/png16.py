@@ -4,7 +4,7 @@ Pure numpy + zlib, written from the PNG specification (W3C PNG, 3rd edition; RFC
   file   = signature, IHDR, ..., IDAT+, ..., IEND; each chunk = length, type, data, CRC-32 of type + data  (sec. 5)
   pixels = big-endian 16-bit samples (sec. 7.1), each row prefixed by a filter type byte, zlib-compressed (sec. 9)
 Only bit depth 16 with colour type 2 (RGB) or 6 (RGBA), non-interlaced, is handled: 8-bit and gray PNGs are
-Pillow's job. Ancillary chunks (iCCP, eXIf, tRNS, gAMA, ...) are skipped here; `mgsrgan.imageio` takes the colour
+Pillow's job. Ancillary chunks (iCCP, eXIf, tRNS, gAMA, ...) are skipped here; `mgsrgan.io.images` takes the colour
 profile and EXIF from Pillow's header parse.
 
 Undoing the filters: Sub / Average / Paeth predict each byte from its left neighbour, so a row cannot be done in

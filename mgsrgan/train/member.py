@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
-from mgsrgan.checkpoint import (CheckpointError, arch_of, load_tensors, optimizer_tensors, read_meta,
+from mgsrgan.io.checkpoint import (CheckpointError, arch_of, load_tensors, optimizer_tensors, read_meta,
                                 restore_optimizer, save_checkpoint)
 from mgsrgan.config import Config, config_to_dict
 from mgsrgan.device import resolve_precision
-from mgsrgan.discriminator import Discriminator
-from mgsrgan.distributed import cross_rank_batchnorm
-from mgsrgan.generator import Generator
+from mgsrgan.models.discriminator import Discriminator
+from mgsrgan.train.distributed import cross_rank_batchnorm
+from mgsrgan.models.generator import Generator
 
 PRETRAIN, GAN, DONE = "pretrain", "gan", "done"
 PHASES = (PRETRAIN, GAN)

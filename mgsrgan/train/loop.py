@@ -19,17 +19,17 @@ import torch
 from tqdm import tqdm
 
 from mgsrgan.config import Config
-from mgsrgan.data import MemberStreams, TrainPatches, make_loader
-from mgsrgan.distributed import World, all_reduce_sum, barrier
-from mgsrgan.losses import ContentLoss
-from mgsrgan.checkpoint import arch_of, load_generator
+from mgsrgan.train.data import MemberStreams, TrainPatches, make_loader
+from mgsrgan.train.distributed import World, all_reduce_sum, barrier
+from mgsrgan.train.losses import ContentLoss
+from mgsrgan.io.checkpoint import arch_of, load_generator
 from mgsrgan.errors import UserError
-from mgsrgan.member import (DONE, GAN, PHASES, PRETRAIN, Member, build_member, load_training_state, member_dir,
+from mgsrgan.train.member import (DONE, GAN, PHASES, PRETRAIN, Member, build_member, load_training_state, member_dir,
                             save_generator, save_training_state)
-from mgsrgan.runlog import RunLog, format_eta
-from mgsrgan.schedule import DISCRIMINATOR, update_kind
-from mgsrgan.steps import autocast, gan_step, pretrain_step
-from mgsrgan.validation import validate_generators
+from mgsrgan.train.runlog import RunLog, format_eta
+from mgsrgan.train.schedule import DISCRIMINATOR, update_kind
+from mgsrgan.train.steps import autocast, gan_step, pretrain_step
+from mgsrgan.train.validation import validate_generators
 
 PHASE_SEED_STRIDE = 1_000_003  # keeps phase 2's data stream apart from phase 1's (a prime, so seeds never collide)
 

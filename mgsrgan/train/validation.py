@@ -5,8 +5,8 @@ from typing import Callable
 
 import torch
 
-from mgsrgan.distributed import World, all_reduce_sum
-from mgsrgan.metrics import psnr, ssim, tensor_to_uint8
+from mgsrgan.train.distributed import World, all_reduce_sum
+from mgsrgan.evaluate.metrics import psnr, ssim, tensor_to_uint8
 
 Upscale = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, h, w) [0, 1] -> (1, 3, h*s, w*s)
 

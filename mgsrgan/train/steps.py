@@ -10,11 +10,11 @@ import torch
 
 from mgsrgan.config import Config
 from mgsrgan.device import autocast_to, resolve_precision
-from mgsrgan.losses import (ContentLoss, adversarial_g_loss, discriminator_fake_loss, discriminator_real_loss,
+from mgsrgan.train.losses import (ContentLoss, adversarial_g_loss, discriminator_fake_loss, discriminator_real_loss,
                             grid_pattern_loss, pixel_loss, relativistic_fake_loss, relativistic_g_loss,
                             relativistic_real_loss)
-from mgsrgan.member import Member
-from mgsrgan.schedule import DISCRIMINATOR, gan_learning_rate_factor, pretrain_learning_rate_factor, update_kind
+from mgsrgan.train.member import Member
+from mgsrgan.train.schedule import DISCRIMINATOR, gan_learning_rate_factor, pretrain_learning_rate_factor, update_kind
 
 
 def autocast(cfg: Config, device: torch.device):

@@ -201,7 +201,7 @@ def resolve_imagenet_file(path: str = "", *, url: str | None = None, sha256_pref
     url / sha256_prefix default to IMAGENET_URL / IMAGENET_SHA256_PREFIX, read at call time (tests point them at
     a local server).
     """
-    from mgsrgan.download import DownloadError, fetch  # local: keeps urllib/tqdm out of plain model imports
+    from mgsrgan.io.download import DownloadError, fetch  # local: keeps urllib/tqdm out of plain model imports
 
     if path:
         if not Path(path).is_file():
