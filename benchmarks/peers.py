@@ -25,9 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # so `python benchmarks/peers.py` finds the package without installing it
 
 from mgsrgan.errors import UserError  # noqa: E402
-from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS, default_weight_path  # noqa: E402
+from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS  # noqa: E402
 from mgsrgan.evaluate.protocol import (BICUBIC, PERCEPTUAL, ImageUpscaler, bicubic_upscaler, charge_shared_passes,  # noqa: E402
                                 evaluate_folder, gray_to_rgb, load_run_models, rgb_to_gray, summarize)
+from mgsrgan.io.weightfiles import default_weight_path  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 # display name -> (dnn_superres algorithm name, model file pattern), as in OpenCV's dnn_superres documentation

@@ -108,6 +108,10 @@ class TrainConfig:
     # the running statistics that inference folds into the weights, and train and inference compute the same
     # function (ESRGAN drops BN for its train/test mismatch, Wang et al. 2018, sec. 3.1). False = the paper.
     gan_freeze_bn: bool = False
+    # A run (or weights/x2) folder whose member_<k>/pretrain.safetensors starts member k's generator wherever names
+    # and shapes match: head, residual blocks and body tail; the upsampler and tail keep their fresh init. Training
+    # x4 from a trained x2 body converges faster (EDSR, Lim et al. 2017, sec. 4.2). "" = random init (the paper).
+    init_from: str = ""
     g_updates: int = 1  # n: generator updates per cycle of the n:m plan (1:1 in the paper)
     d_updates: int = 1  # m: discriminator updates per cycle, made first (k = 1 in Goodfellow et al. 2014, Alg. 1)
     val_every: int = 1000  # validation interval in steps; 0 = only at the end of each phase
@@ -175,7 +179,7 @@ def validate(cfg: Config, source: str = "<config>") -> None:
         raise bad("data.train_dirs", "names no folder of training images")
     if m.d_channels * 8 > 4096:
         raise bad("model.d_channels", "too large")
-    from mgsrgan.models.vgg import VGG16_LAYERS, VGG19_LAYERS  # local import: vgg pulls torch, config stays light
+    from mgsrgan.models.trunks import VGG16_LAYERS, VGG19_LAYERS  # local import: pulls torch; config stays light
 
     # the stlpips trunk is a VGG16 (1_1..5_3); imagenet and random are VGG19 (1_1..5_4)
     layers = VGG16_LAYERS if cfg.loss.vgg_weights == "stlpips" else VGG19_LAYERS

@@ -6,8 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from mgsrgan.train.data import (DataError, StepSampler, TrainPatches, apply_dihedral, list_images, load_validation,
-                          make_loader, read_rgb, sample_indices)
+from mgsrgan.train.data import (DataError, StepSampler, TrainPatches, apply_dihedral, load_validation,
+                          make_loader, sample_indices)
+from mgsrgan.io.images import ImageFolderError, list_images, read_rgb8
 from mgsrgan.io.degradation import bicubic_downscale, modcrop
 
 
@@ -41,9 +42,9 @@ def test_list_images_recursive_sorted_case_insensitive(tmp_path):
     for rel in ("b.PNG", "a.jpg", "sub/c.TiFf", "sub/d.webp", "notes.txt", "e.bmp.bak"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
-    names = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)]
+    names = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, recursive=True)]
     assert names == ["a.jpg", "b.PNG", "sub/c.TiFf", "sub/d.webp"]
-    with pytest.raises(DataError, match="nowhere"):
+    with pytest.raises(ImageFolderError, match="nowhere"):
         list_images(tmp_path / "nowhere")
 
 
@@ -217,14 +218,14 @@ def test_loader_workers_and_resume_match(tmp_path):
 def test_read_rgb_gray_16bit_and_exif(tmp_path):
     gray = np.arange(0, 65536, 257, dtype=np.uint16).reshape(16, 16)  # 16-bit levels 0, 257, ... 65535
     Image.fromarray(gray).save(tmp_path / "g16.png")
-    rgb = read_rgb(tmp_path / "g16.png")
+    rgb = read_rgb8(tmp_path / "g16.png")[0]
     assert rgb.shape == (16, 16, 3) and rgb.dtype == np.uint8
     np.testing.assert_array_equal(rgb[..., 1], np.arange(256, dtype=np.uint8).reshape(16, 16))
     img = _noise(6, 10)
     exif = Image.Exif()
     exif[0x0112] = 6  # EXIF Orientation 6: the camera was rotated, display rotated 90 degrees clockwise
     Image.fromarray(img).save(tmp_path / "rot.png", exif=exif)
-    np.testing.assert_array_equal(read_rgb(tmp_path / "rot.png"), np.rot90(img, -1))
+    np.testing.assert_array_equal(read_rgb8(tmp_path / "rot.png")[0], np.rot90(img, -1))
 
 
 def test_load_validation(tmp_path):

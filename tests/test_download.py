@@ -10,10 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from mgsrgan.errors import VGGWeightsError
 from mgsrgan.io import download
-from mgsrgan.models import vgg
-from mgsrgan.io.download import DownloadError, download_div2k, fetch, main, safe_extract
-from mgsrgan.models.vgg import VGGWeightsError, resolve_imagenet_file
+from mgsrgan.io import weightfiles
+from mgsrgan.cli.download import main
+from mgsrgan.io.download import DownloadError, download_div2k, fetch, safe_extract
+from mgsrgan.io.weightfiles import resolve_imagenet_file
 
 
 class FileServer:
@@ -187,18 +189,18 @@ def test_div2k_download_extract_and_cli(tmp_path, monkeypatch, capsys):
 def test_vgg_weights_downloaded_into_hub_cache(tmp_path, monkeypatch):
     weights = b"fake vgg19 weights" * 100
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(vgg, "IMAGENET_SHA256_PREFIX", hashlib.sha256(weights).hexdigest()[:8])
+    monkeypatch.setattr(weightfiles, "IMAGENET_SHA256_PREFIX", hashlib.sha256(weights).hexdigest()[:8])
     cached = tmp_path / "torch" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
     with FileServer({"/vgg19.pth": weights}) as server:
-        monkeypatch.setattr(vgg, "IMAGENET_URL", server.url + "/vgg19.pth")
+        monkeypatch.setattr(weightfiles, "IMAGENET_URL", server.url + "/vgg19.pth")
         assert resolve_imagenet_file(progress=False) == cached and cached.read_bytes() == weights
         assert resolve_imagenet_file(progress=False) == cached  # second call: from the cache
         assert len(server.requests) == 1
     cached.unlink()
-    monkeypatch.setattr(vgg, "IMAGENET_URL", closed_port_url())
+    monkeypatch.setattr(weightfiles, "IMAGENET_URL", closed_port_url())
     with pytest.raises(VGGWeightsError) as err:
         resolve_imagenet_file(progress=False)
-    for needed in ("vgg19-dcbb9e9d.pth", vgg.IMAGENET_URL, str(cached), "loss.vgg_path",
+    for needed in ("vgg19-dcbb9e9d.pth", weightfiles.IMAGENET_URL, str(cached), "loss.vgg_path",
                    "--set loss.vgg_weights=stlpips --set loss.content_layer=5_3"):  # the offline alternative
         assert needed in str(err.value)
 
@@ -206,7 +208,7 @@ def test_vgg_weights_downloaded_into_hub_cache(tmp_path, monkeypatch):
 def test_vgg_download_checksum_mismatch(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with FileServer({"/vgg19.pth": b"tampered"}) as server:
-        monkeypatch.setattr(vgg, "IMAGENET_URL", server.url + "/vgg19.pth")
+        monkeypatch.setattr(weightfiles, "IMAGENET_URL", server.url + "/vgg19.pth")
         with pytest.raises(VGGWeightsError, match="does not match the expected dcbb9e9d"):
             resolve_imagenet_file(progress=False)
     assert not (tmp_path / "torch" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth").exists()

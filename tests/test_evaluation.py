@@ -1,93 +1,34 @@
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from mgsrgan.io.checkpoint import save_checkpoint
 from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop
 from mgsrgan.cli.evaluate import main
 from mgsrgan.evaluate.protocol import (ARTIFACTS, evaluate_image, BICUBIC, EvaluationError, ImageScore, charge_shared_passes, default_strategies,
                                 evaluate_folder, load_run_models, markdown_table, rgb_to_gray, summarize)
 from mgsrgan.models.generator import Generator
+from tests.conftest import SCALE, rgb_crop, save_tiny_images, save_tiny_run, scores_by_hand, sr_by_hand
 from mgsrgan.evaluate.lpips import LPIPS, lpips_distance
-from mgsrgan.evaluate.metrics import psnr, ssim, tensor_to_uint8
-from mgsrgan.evaluate.stlpips import STLPIPSError, default_weight_path, stlpips_distance
-from mgsrgan.models.vgg import BLOCK_WIDTHS, VGG16_BLOCKS, expected_shapes
+from mgsrgan.evaluate.metrics import psnr, ssim
+from mgsrgan.evaluate.stlpips import STLPIPSError, stlpips_distance
+from mgsrgan.io.weightfiles import default_weight_path
+from mgsrgan.models.trunks import BLOCK_WIDTHS, VGG16_BLOCKS, expected_shapes
 
-SCALE = 2
-VAL_PSNR = (24.0, 25.0)
 try:
     STLPIPS_WEIGHTS = default_weight_path()
 except STLPIPSError:
     STLPIPS_WEIGHTS = None
 
 
-def _generator(seed: int) -> Generator:
-    torch.manual_seed(seed)
-    generator = Generator(scale=SCALE, num_blocks=1, channels=8)
-    with torch.no_grad():  # nudge the output towards the input range so scores are not all at the floor
-        generator.tail.bias.fill_(0.5)
-    return generator.eval()
-
-
-def _save_run(run: Path, *, val: bool = True, checkpoint: str = "best") -> list[Generator]:
-    generators = []
-    for member, psnr_value in enumerate(VAL_PSNR):
-        generator = _generator(seed=10 + member)
-        (run / f"member_{member}").mkdir(parents=True)
-        meta = {"arch": {"scale": SCALE, "num_blocks": 1, "channels": 8}, "member": member, "seed": 10 + member,
-                "phase": "pretrain", "step": 5, "val": {"psnr": psnr_value, "ssim": 0.5} if val else None,
-                "config": {}}
-        tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
-        save_checkpoint(run / f"member_{member}" / f"{checkpoint}.safetensors", tensors, meta)
-        generators.append(generator)
-    return generators
-
-
-def _save_images(folder: Path) -> dict[str, np.ndarray]:
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    base = np.kron(rng.integers(40, 220, size=(8, 9, 3)), np.ones((4, 4, 1))).astype(np.uint8)  # blocky, 32x36
-    images = {"a": base[:31, :35], "b": np.ascontiguousarray(base[::-1, :, ::-1][:30, :34]),
-              "g": base[:29, :33, 1].copy()}  # odd sizes exercise modcrop; "g" is 8-bit gray
-    for name, img in images.items():
-        Image.fromarray(img).save(folder / f"{name}.png")
-    return images
-
-
 @pytest.fixture()
 def setup(tmp_path):
-    generators = _save_run(tmp_path / "run")
-    images = _save_images(tmp_path / "Tiny")
+    generators = save_tiny_run(tmp_path / "run")
+    images = save_tiny_images(tmp_path / "Tiny")
     return tmp_path, generators, images
-
-
-def _sr_by_hand(upscale_tensor, hr_img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The protocol written out: modcrop, PIL bicubic LR, network on [0, 1] RGB, clip/round -> (SR, HR) uint8."""
-    hr_img = modcrop(hr_img, SCALE)
-    lr_img = bicubic_downscale(hr_img, SCALE)
-    rgb = np.stack([lr_img] * 3, axis=2) if lr_img.ndim == 2 else lr_img
-    with torch.no_grad():
-        sr = upscale_tensor(torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255)
-    sr_img = tensor_to_uint8(sr)
-    if hr_img.ndim == 2:
-        sr_img = np.asarray(Image.fromarray(sr_img).convert("L"))
-    return sr_img, hr_img
-
-
-def _by_hand(upscale_tensor, hr_img: np.ndarray) -> tuple[float, float]:
-    sr_img, hr_img = _sr_by_hand(upscale_tensor, hr_img)
-    return psnr(sr_img, hr_img, crop_border=SCALE), ssim(sr_img, hr_img, crop_border=SCALE)
-
-
-def _rgb_crop(img: np.ndarray) -> np.ndarray:
-    """What the perceptual columns see: `SCALE` border pixels cropped, gray as three equal channels."""
-    img = img[SCALE:-SCALE, SCALE:-SCALE]
-    return np.ascontiguousarray(np.stack([img] * 3, axis=2) if img.ndim == 2 else img)
 
 
 def test_cli_writes_tables_json_and_csv(setup, capsys):
@@ -112,9 +53,9 @@ def test_cli_writes_tables_json_and_csv(setup, capsys):
     for name, hr_img in images.items():  # every member and the mean ensemble, by hand
         for k, generator in enumerate(generators):
             row = next(r for r in report["images"] if r["image"] == name and r["model"] == f"member_{k}")
-            assert (row["psnr"], row["ssim"]) == pytest.approx(_by_hand(generator, hr_img), abs=1e-9)
+            assert (row["psnr"], row["ssim"]) == pytest.approx(scores_by_hand(generator, hr_img), abs=1e-9)
         mean = next(r for r in report["images"] if r["image"] == name and r["model"] == "ensemble-mean")
-        expected = _by_hand(lambda x: (generators[0](x) + generators[1](x)) / 2, hr_img)
+        expected = scores_by_hand(lambda x: (generators[0](x) + generators[1](x)) / 2, hr_img)
         assert (mean["psnr"], mean["ssim"]) == pytest.approx(expected, abs=1e-6)
         best = next(r for r in report["images"] if r["image"] == name and r["model"] == "ensemble-best")
         member_1 = next(r for r in report["images"] if r["image"] == name and r["model"] == "member_1")
@@ -169,18 +110,18 @@ def test_stlpips_column_equals_direct_distance(setup, capsys, monkeypatch):
         rows = {r["model"]: r for r in report["images"] if r["image"] == name}
         assert "lpips" not in rows[BICUBIC]
         for row_name, upscale in direct.items():
-            sr_img, hr_img = _sr_by_hand(upscale, images[name])
-            expected = stlpips_distance(_rgb_crop(sr_img), _rgb_crop(hr_img), model=model)
+            sr_img, hr_img = sr_by_hand(upscale, images[name])
+            expected = stlpips_distance(rgb_crop(sr_img), rgb_crop(hr_img), model=model)
             assert rows[row_name]["stlpips"] == pytest.approx(expected, abs=1e-6)
-            expected_alex = stlpips_distance(_rgb_crop(sr_img), _rgb_crop(hr_img), model=alex)
+            expected_alex = stlpips_distance(rgb_crop(sr_img), rgb_crop(hr_img), model=alex)
             assert rows[row_name]["stlpips_alex"] == pytest.approx(expected_alex, abs=1e-6)
             assert rows[row_name]["stlpips_alex"] > 0.0 and rows[row_name]["stlpips_alex"] != rows[row_name]["stlpips"]
         hr_img = modcrop(images[name], SCALE)
         sr_img = bicubic_upscale(bicubic_downscale(hr_img, SCALE), SCALE)
         assert rows[BICUBIC]["stlpips"] == pytest.approx(
-            stlpips_distance(_rgb_crop(sr_img), _rgb_crop(hr_img), model=model), abs=1e-6)
+            stlpips_distance(rgb_crop(sr_img), rgb_crop(hr_img), model=model), abs=1e-6)
         assert rows[BICUBIC]["stlpips_alex"] == pytest.approx(
-            stlpips_distance(_rgb_crop(sr_img), _rgb_crop(hr_img), model=alex), abs=1e-6)
+            stlpips_distance(rgb_crop(sr_img), rgb_crop(hr_img), model=alex), abs=1e-6)
     mean_row = report["sets"]["Tiny"]["models"][BICUBIC]
     for key in ("stlpips", "stlpips_alex"):
         assert mean_row[key] == pytest.approx(np.mean([r[key] for r in report["images"] if r["model"] == BICUBIC]))
@@ -209,14 +150,14 @@ def test_lpips_column_with_given_files(tmp_path):
     torch.save({f"lin{k}.model.1.weight": torch.rand(1, w, 1, 1, generator=generator)
                 for k, w in enumerate(BLOCK_WIDTHS)}, tmp_path / "heads.pth")
     model = LPIPS(backbone=str(tmp_path / "vgg16.pth"), heads=str(tmp_path / "heads.pth"))
-    images = _save_images(tmp_path / "Tiny")
+    images = save_tiny_images(tmp_path / "Tiny")
     perceptual = {"lpips": lambda sr_img, hr_img: lpips_distance(sr_img, hr_img, model=model)}
     results = evaluate_folder(tmp_path / "Tiny", {BICUBIC: lambda lr: bicubic_upscale(lr, SCALE)}, scale=SCALE,
                               perceptual=perceptual)
     for r in results:
         hr_img = modcrop(images[r.image], SCALE)
         sr_img = bicubic_upscale(bicubic_downscale(hr_img, SCALE), SCALE)
-        assert r.lpips == pytest.approx(lpips_distance(_rgb_crop(sr_img), _rgb_crop(hr_img), model=model), abs=1e-7)
+        assert r.lpips == pytest.approx(lpips_distance(rgb_crop(sr_img), rgb_crop(hr_img), model=model), abs=1e-7)
         assert r.lpips > 0.0 and r.stlpips is None
     summary = summarize(results)["Tiny"]
     assert "lpips" in summary[BICUBIC] and "stlpips" not in summary[BICUBIC]
@@ -274,8 +215,8 @@ def test_charge_shared_passes_adds_member_seconds():
 
 
 def test_strategies_without_validation_scores(tmp_path, capsys):
-    _save_run(tmp_path / "run", val=False)
-    _save_images(tmp_path / "Tiny")
+    save_tiny_run(tmp_path / "run", val=False)
+    save_tiny_images(tmp_path / "Tiny")
     assert default_strategies([{"val": None}, {"val": {"psnr": 1.0}}]) == ["mean", "median", "consensus"]
     models = load_run_models(tmp_path / "run", checkpoint="best", strategies=None, device="cpu")
     assert list(models.upscalers) == ["member_0", "member_1", "ensemble-mean", "ensemble-median",
@@ -296,11 +237,11 @@ def test_user_errors_are_one_line(tmp_path, capsys, problem):
     if problem != "missing_run":
         run.mkdir()
     if problem not in ("no_members", "missing_run"):
-        _save_run(run, checkpoint="last")
+        save_tiny_run(run, checkpoint="last")
     if problem == "empty_data":
         data.mkdir()
     elif problem != "missing_data":
-        _save_images(data)
+        save_tiny_images(data)
     checkpoint = "best" if problem == "no_checkpoint" else "last"
     code = main(["--run", str(run), "--data", str(data), "--checkpoint", checkpoint, "--device", "cpu"])
     err = capsys.readouterr().err.strip()
@@ -352,7 +293,7 @@ def test_bf16_rows_score_close_to_fp32(setup, capsys):
                              precision=torch.bfloat16)
     folded = Autocast(fold_batchnorm(copy.deepcopy(generators[1])), torch.bfloat16)
     for name, hr_img in images.items():
-        expected = _by_hand(folded, hr_img)[0]
+        expected = scores_by_hand(folded, hr_img)[0]
         assert rows["bf16"][(name, "member_1")] == pytest.approx(expected, abs=1e-6)
     assert [r.psnr for r in evaluate_folder(tmp / "Tiny", models.upscalers, scale=SCALE)
             if r.model == "member_1"] == pytest.approx([rows["bf16"][(n, "member_1")] for n in ("a", "b", "g")])

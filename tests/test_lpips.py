@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from mgsrgan.errors import UserError
-from mgsrgan.evaluate.lpips import (LPIPS, MIN_SIDE, SCALING_SCALE, SCALING_SHIFT, LPIPSError, default_backbone_path,
-                           default_heads_path, layer_distance, load_heads, lpips_distance, unit_normalize)
-from mgsrgan.models.vgg import BLOCK_WIDTHS, VGG16_BLOCKS, expected_shapes
+from mgsrgan.evaluate.lpips import (LPIPS, MIN_SIDE, SCALING_SCALE, SCALING_SHIFT, LPIPSError, layer_distance,
+                                   load_heads, lpips_distance, unit_normalize)
+from mgsrgan.io.weightfiles import default_backbone_path, default_heads_path
+from mgsrgan.models.trunks import BLOCK_WIDTHS, VGG16_BLOCKS, expected_shapes
 
 # Distances computed by the lpips 0.1.4 package itself, `lpips.LPIPS(net="vgg", version="0.1", pnet_rand=True,
 # model_path=HEADS)(a, b, normalize=True)`, with its trunk's net.slice<k>.<i>.* set from this file's

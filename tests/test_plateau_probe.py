@@ -13,7 +13,7 @@ from mgsrgan.train.loop import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import plateau_probe  # noqa: E402
-from tests.test_training import make_context, tiny_config  # noqa: E402
+from tests.conftest import make_context, tiny_config  # noqa: E402
 
 
 def test_probe_starts_at_the_checkpoint_score_and_trains(tmp_path: Path) -> None:

@@ -9,16 +9,16 @@ from mgsrgan.cli.evaluate import main as evaluate_main
 from mgsrgan.models.generator import Generator
 from mgsrgan.infer.self_ensemble import SelfEnsemble
 from mgsrgan.infer.tiling import upscale_tiled
-from tests.test_evaluation import _by_hand, _save_images, _save_run
+from tests.conftest import save_tiny_images, save_tiny_run, scores_by_hand
 
 
-def _generator(skip: str = "none") -> Generator:
+def tiny_generator(skip: str = "none") -> Generator:
     torch.manual_seed(3)
     return Generator(scale=2, num_blocks=1, channels=8, global_skip=skip).eval()
 
 
 def test_self_ensemble_is_equivariant_where_the_generator_is_not():
-    generator = _generator()
+    generator = tiny_generator()
     wrapped = SelfEnsemble(generator)
     x = torch.rand(1, 3, 12, 9)
     with torch.no_grad():
@@ -31,7 +31,7 @@ def test_self_ensemble_is_equivariant_where_the_generator_is_not():
 
 
 def test_self_ensemble_of_an_equivariant_generator_changes_nothing():
-    generator = _generator("bicubic")
+    generator = tiny_generator("bicubic")
     with torch.no_grad():
         generator.tail.weight.zero_()
         generator.tail.bias.zero_()  # output = bicubic, which commutes with flips and rotations
@@ -40,15 +40,15 @@ def test_self_ensemble_of_an_equivariant_generator_changes_nothing():
 
 
 def test_self_ensemble_tiles_exactly():
-    wrapped = SelfEnsemble(_generator("bicubic"))
+    wrapped = SelfEnsemble(tiny_generator("bicubic"))
     x = torch.rand(1, 3, 23, 19)
     with torch.no_grad():
         assert (upscale_tiled(wrapped, x, tile=10) - wrapped(x)).abs().max() < 1e-5
 
 
 def test_evaluate_self_ensemble_rows(tmp_path, capsys):
-    generators = _save_run(tmp_path / "run")
-    images = _save_images(tmp_path / "Tiny")
+    generators = save_tiny_run(tmp_path / "run")
+    images = save_tiny_images(tmp_path / "Tiny")
     out = tmp_path / "res.json"
     assert evaluate_main(["--run", str(tmp_path / "run"), "--data", str(tmp_path / "Tiny"), "--device", "cpu",
                           "--out", str(out), "--no-perceptual", "--strategies", "mean", "--self-ensemble"]) == 0
@@ -57,4 +57,4 @@ def test_evaluate_self_ensemble_rows(tmp_path, capsys):
     assert list(report["sets"]["Tiny"]["models"]) == ["member_0+x8", "member_1+x8", "ensemble-mean+x8", "bicubic"]
     for name, hr_img in images.items():
         row = next(r for r in report["images"] if r["image"] == name and r["model"] == "member_1+x8")
-        assert (row["psnr"], row["ssim"]) == pytest.approx(_by_hand(SelfEnsemble(generators[1]), hr_img), abs=1e-6)
+        assert (row["psnr"], row["ssim"]) == pytest.approx(scores_by_hand(SelfEnsemble(generators[1]), hr_img), abs=1e-6)

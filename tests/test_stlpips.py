@@ -17,8 +17,10 @@ import torch
 from PIL import Image
 
 from mgsrgan.errors import UserError
-from mgsrgan.evaluate.stlpips import (ALEX_MIN_SIDE, MIN_SIDE, NETS, STLPIPS, TRUNKS, VGG16_BLOCKS, Blur, Conv,
-                             ReferenceSTLPIPS, STLPIPSError, default_weight_path, package_key_names, stlpips_distance)
+from mgsrgan.evaluate.stlpips import (ALEX_MIN_SIDE, MIN_SIDE, NETS, STLPIPS, TRUNKS, ReferenceSTLPIPS, STLPIPSError,
+                                     package_key_names, stlpips_distance)
+from mgsrgan.io.weightfiles import default_weight_path
+from mgsrgan.models.trunks import BLOCK_WIDTHS, VGG16_BLOCKS, Blur, Conv
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REFERENCE = json.loads((FIXTURES / "stlpips_reference.json").read_text())
@@ -184,8 +186,8 @@ def test_key_map_covers_package_layout() -> None:
     """37 tensors: scaling (2), 13 convs (26), 4 blur kernels, 5 heads; indices follow the package's flat VGG list."""
     names = package_key_names()
     assert len(names) == 37
-    assert names["net.slice2.5.filt"] == "blur_pools.0.kernel"
-    assert names["net.slice5.32.bias"] == "convs.12.bias"
+    assert names["net.slice2.5.filt"] == "features_stack.5.filt"  # the first blur pool
+    assert names["net.slice5.32.bias"] == "features_stack.32.bias"  # the 13th conv
     assert names["lin4.model.1.weight"] == "heads.4.weight"
 
 
@@ -202,24 +204,25 @@ def test_loads_a_synthetic_file_with_the_package_keys(tmp_path: Path) -> None:
     path = tmp_path / "synthetic.pth"
     torch.save(template, path)
     model = STLPIPS(path=str(path))
-    assert torch.equal(model.convs[12].bias, template["net.slice5.32.bias"])
-    assert torch.equal(model.blur_pools[0].kernel, template["net.slice2.5.filt"])
+    assert torch.equal(model.features_stack[32].bias, template["net.slice5.32.bias"])
+    assert torch.equal(model.features_stack[5].filt, template["net.slice2.5.filt"])
     assert_zero_on_identity_positive_elsewhere(model, torch.rand(2, 3, 24, 20, generator=generator))
 
 
 def _package_shapes() -> dict[str, tuple[int, ...]]:
     """Shape of every tensor in the package's vgg_shift_tolerant.pth, from its VGG16 layout (written out by hand,
-    independently of the layer list in mgsrgan.evaluate.stlpips)."""
+    independently of the layer list in mgsrgan.models.trunks): conv, ReLU, ..., and before every block but the first
+    a 2x2 stride-1 max pool and a blur pool (index + 1); slice k runs from the pool before block k to its last ReLU."""
     shapes = {"scaling_layer.shift": (1, 3, 1, 1), "scaling_layer.scale": (1, 3, 1, 1)}
-    by_ours = {ours: package for package, ours in package_key_names().items()}
-    in_channels, conv_index = 3, 0
-    for block, widths in enumerate(VGG16_BLOCKS):
+    in_channels, index = 3, 0
+    for block, (count, width) in enumerate(zip(VGG16_BLOCKS, BLOCK_WIDTHS)):
         if block > 0:
-            shapes[by_ours[f"blur_pools.{block - 1}.kernel"]] = (in_channels, 1, 3, 3)
-        for width in widths:
-            shapes[by_ours[f"convs.{conv_index}.weight"]] = (width, in_channels, 3, 3)
-            shapes[by_ours[f"convs.{conv_index}.bias"]] = (width,)
-            in_channels, conv_index = width, conv_index + 1
+            shapes[f"net.slice{block + 1}.{index + 1}.filt"] = (in_channels, 1, 3, 3)
+            index += 2
+        for _ in range(count):
+            shapes[f"net.slice{block + 1}.{index}.weight"] = (width, in_channels, 3, 3)
+            shapes[f"net.slice{block + 1}.{index}.bias"] = (width,)
+            in_channels, index = width, index + 2
         shapes[f"lin{block}.model.1.weight"] = (1, in_channels, 1, 1)
     return shapes
 
@@ -326,9 +329,9 @@ def test_min_side_is_tight(net: str, model: STLPIPS, alex: STLPIPS) -> None:
 def test_alex_key_map_is_the_package_layout() -> None:
     names = package_key_names("alex")
     assert {key: None for key in names} == {key: None for key in ALEX_PACKAGE_SHAPES}  # same keys, same order
-    assert names["net.slice1.1.filt"] == "blur_pools.0.kernel"
-    assert names["net.slice2.5.weight"] == "convs.1.weight"
-    assert names["net.slice5.13.bias"] == "convs.4.bias"
+    assert names["net.slice1.1.filt"] == "features_stack.1.filt"
+    assert names["net.slice2.5.weight"] == "features_stack.5.weight"
+    assert names["net.slice5.13.bias"] == "features_stack.13.bias"
     assert names["lin2.model.1.weight"] == "heads.2.weight"
     assert [type(layer) for layer in TRUNKS["alex"].layers].count(Conv) == 5
     assert [type(layer) for layer in TRUNKS["alex"].layers].count(Blur) == 3
@@ -362,8 +365,8 @@ def test_alex_loads_a_synthetic_file_with_the_package_keys(tmp_path: Path) -> No
     torch.save(template, path)
     model = STLPIPS(net="alex", path=str(path))
     assert model.net == "alex" and model.min_side == ALEX_MIN_SIDE
-    assert torch.equal(model.convs[0].weight, template["net.slice1.0.weight"])
-    assert torch.equal(model.blur_pools[2].kernel, template["net.slice3.8.filt"])
+    assert torch.equal(model.features_stack[0].weight, template["net.slice1.0.weight"])
+    assert torch.equal(model.features_stack[8].filt, template["net.slice3.8.filt"])
     assert torch.equal(model.heads[4].weight, template["lin4.model.1.weight"])
     assert_zero_on_identity_positive_elsewhere(model, torch.rand(2, 3, 25, 23, generator=generator))
     with pytest.raises(STLPIPSError, match="missing keys"):

@@ -7,50 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import mgsrgan.train.loop as training
-from mgsrgan.io.checkpoint import load_tensors, read_meta
+from mgsrgan.errors import UserError
+from mgsrgan.io.checkpoint import load_generator, load_tensors, read_meta
 from mgsrgan.config import config_from_dict
 from mgsrgan.train.data import TrainPatches, load_validation
 from mgsrgan.train.member import DONE, build_member
 from mgsrgan.train.runlog import RunLog
-from mgsrgan.train.loop import Context, train
-
-
-def write_images(folder: Path, count: int = 3, size: int = 48) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(7)
-    for i in range(count):
-        y, x = np.mgrid[0:size, 0:size]
-        base = 0.5 + 0.4 * np.sin(x / (2 + i) + y / 5.0)[..., None] * np.array([1.0, 0.7, 0.4])
-        img = np.clip(base + rng.normal(0, 0.03, (size, size, 3)), 0, 1)
-        Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"img{i}.png")
-    return folder
-
-
-def tiny_config(tmp_path: Path, **train_overrides) -> dict:
-    images = write_images(tmp_path / "images")
-    train_section = {"members": 2, "pretrain_steps": 2, "gan_steps": 2, "val_every": 0, "checkpoint_every": 1,
-                     "log_every": 1, "out_dir": str(tmp_path / "runs"), "g_learning_rate": 1e-3,
-                     "d_learning_rate": 1e-3}
-    train_section.update(train_overrides)
-    return {"model": {"scale": 2, "num_blocks": 1, "channels": 8, "d_channels": 8, "d_dense": 16, "d_pool": 2},
-            "data": {"train_dirs": [str(images)], "val_dir": str(images), "hr_patch": 16, "batch_size": 2,
-                     "num_workers": 0},
-            "loss": {"content_layer": "2_2", "vgg_weights": "random"},
-            "train": train_section, "runtime": {"device": "cpu"}}
-
-
-def make_context(raw: dict, run_dir: Path) -> Context:
-    cfg = config_from_dict(raw)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    d = cfg.data
-    dataset = TrainPatches(hr_dirs=d.train_dirs, scale=cfg.model.scale, hr_patch=d.hr_patch, augment=True,
-                           seed=cfg.train.seed)
-    validation = load_validation(d.val_dir, cfg.model.scale) if d.val_dir else []
-    return Context(cfg=cfg, run_dir=run_dir, device=torch.device("cpu"), dataset=dataset, validation=validation,
-                   log=RunLog(run_dir, tensorboard=False, quiet=True), progress=False)
+from mgsrgan.train.loop import train
+from tests.conftest import make_context, tiny_config, write_images
 
 
 def final_weights(run_dir: Path, members: int) -> list[dict[str, torch.Tensor]]:
@@ -272,3 +238,32 @@ def test_pretrained_starts_phase_two_from_another_runs_generators(tmp_path):
     raw["model"]["channels"] = 4
     with pytest.raises(Exception, match="not this config's"):
         train(make_context(raw, tmp_path / "third"), resume=False, pretrained=first)
+
+
+def test_init_from_copies_an_x2_body_into_an_x4_member(tmp_path):
+    """train.init_from: the head, blocks and body tail come from the x2 member; the x4 upsampler stays fresh."""
+    raw = tiny_config(tmp_path, pretrain_steps=1, gan_steps=0)
+    x2_run = tmp_path / "runs" / "x2"
+    train(make_context(raw, x2_run), resume=False)
+    x2_generators = [load_generator(x2_run / f"member_{k}" / "pretrain.safetensors")[0] for k in range(2)]
+    raw4 = tiny_config(tmp_path / "x4", init_from=str(x2_run))
+    raw4["model"]["scale"] = 4
+    raw4["data"]["hr_patch"] = 32
+    ctx = make_context(raw4, tmp_path / "runs" / "x4")
+    members = [build_member(ctx.cfg, k, ctx.device) for k in range(2)]
+    for member in members:
+        training.start_body_from(member, x2_run)
+        own, source = member.generator.state_dict(), x2_generators[member.index].state_dict()
+        assert torch.equal(own["body.0.conv1.weight"], source["body.0.conv1.weight"])
+        assert torch.equal(own["head.0.weight"], source["head.0.weight"])
+        assert torch.equal(own["body_tail.1.running_var"], source["body_tail.1.running_var"])
+        assert own["upsample.1.conv.weight"].shape == (32, 8, 3, 3)  # the second x2 stage exists only at x4
+    assert not torch.equal(members[0].generator.state_dict()["head.0.weight"],
+                           members[1].generator.state_dict()["head.0.weight"])  # member k from member k
+    wider = tiny_config(tmp_path / "wide", init_from=str(x2_run))
+    wider["model"]["channels"] = 16
+    ctx = make_context(wider, tmp_path / "runs" / "wide")
+    with pytest.raises(UserError, match="bodies differ"):
+        training.start_body_from(build_member(ctx.cfg, 0, ctx.device), x2_run)
+    with pytest.raises(UserError, match="not found"):
+        training.start_body_from(build_member(ctx.cfg, 0, ctx.device), tmp_path / "nowhere")

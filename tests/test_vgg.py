@@ -6,9 +6,11 @@ import importlib.util
 import pytest
 import torch
 
-from mgsrgan.errors import UserError
-from mgsrgan.models.vgg import (IMAGENET_MEAN, IMAGENET_STD, VGG16_BLOCKS, VGG16_LAYERS, VGG19_BLOCKS, VGG19_LAYERS,
-                         BlurDownsample, VGGFeatures, VGGWeightsError, expected_shapes)
+from mgsrgan.errors import UserError, VGGWeightsError
+from mgsrgan.io.weightfiles import resolve_imagenet_file, resolve_stlpips_file
+from mgsrgan.models.trunks import (VGG16_BLOCKS, VGG16_LAYERS, VGG19_BLOCKS, VGG19_LAYERS, BlurDownsample,
+                                   expected_shapes)
+from mgsrgan.models.vgg import IMAGENET_MEAN, IMAGENET_STD, VGGFeatures
 
 # torchvision's vgg19().features puts its 16 convs at these Sequential indices (pools at 4, 9, 18, 27, 36)
 TORCHVISION_VGG19_CONVS = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
@@ -115,7 +117,7 @@ def test_unreadable_or_missing_file(tmp_path):
     with pytest.raises(VGGWeightsError, match="expected a state dict"):
         VGGFeatures(layer="1_1", weights="imagenet", path=str(listing))
     with pytest.raises(UserError, match="loss.vgg_path: .*nowhere.pth does not exist"):
-        VGGFeatures(layer="1_1", weights="imagenet", path=str(tmp_path / "nowhere.pth"))
+        resolve_imagenet_file(str(tmp_path / "nowhere.pth"))  # callers resolve the path before VGGFeatures
 
 
 def test_stlpips_layout_maps_into_anti_aliased_vgg16(tmp_path):
@@ -157,15 +159,15 @@ def test_real_stlpips_trunk_matches_the_package():
     """Reference values from the package's own vggnet(variant='shift_tolerant') on the same input (computed once
     with torchvision/IPython stubbed out), seed-0 torch.rand(1, 3, 24, 24)."""
     img = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
-    relu2_2 = VGGFeatures(layer="2_2", weights="stlpips")(img)
+    relu2_2 = VGGFeatures(layer="2_2", weights="stlpips", path=resolve_stlpips_file())(img)
     assert relu2_2.shape == (1, 128, 13, 13)
     assert relu2_2.mean().item() == pytest.approx(0.080574, abs=2e-6)
     torch.testing.assert_close(relu2_2[0, :3, 0, 0], torch.tensor([0.0, 0.5853830, 0.0]), rtol=0, atol=2e-6)
-    relu5_3 = VGGFeatures(layer="5_3", weights="stlpips")(img)
+    relu5_3 = VGGFeatures(layer="5_3", weights="stlpips", path=resolve_stlpips_file())(img)
     assert relu5_3.shape == (1, 512, 3, 3) and relu5_3.mean().item() == pytest.approx(6.095878, rel=1e-5)
 
 
 def test_stlpips_not_installed_names_the_fix(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match=r"pip install stlpips-pytorch==0.0.2.*loss.vgg_path"):
-        VGGFeatures(layer="1_1", weights="stlpips")
+        resolve_stlpips_file()

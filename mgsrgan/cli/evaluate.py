@@ -27,7 +27,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mgsrgan.io.checkpoint import CHECKPOINT_NAMES, atomic_write
+from mgsrgan.io.atomic import atomic_write
+from mgsrgan.io.checkpoint import CHECKPOINT_NAMES
 from mgsrgan.device import PRECISIONS, resolve_device, resolve_precision
 from mgsrgan.infer.ensemble import STRATEGIES
 from mgsrgan.errors import UserError

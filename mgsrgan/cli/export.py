@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mgsrgan.io.checkpoint import atomic_write
+from mgsrgan.io.atomic import atomic_write
 from mgsrgan.errors import UserError
-from mgsrgan.cli.infer import add_model_arguments, model_from_args
+from mgsrgan.cli.args import add_model_arguments, model_from_args
 
 ONNX_OPSET = 17  # opset 17 (ONNX 1.12, 2022): every op used here; runs on any onnxruntime >= 1.12
 TRACE_SIZE = (1, 3, 24, 20)  # example input for tracing: small, non-square so H and W cannot get swapped

@@ -15,62 +15,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mgsrgan.io.checkpoint import CHECKPOINT_NAMES
-from mgsrgan.infer import ensemble
+from mgsrgan.cli.args import add_model_arguments, model_from_args
 from mgsrgan.device import PRECISIONS
-from mgsrgan.infer.ensemble import STRATEGIES, Ensemble
 from mgsrgan.errors import UserError
 from mgsrgan.io.images import (UNCERTAINTY_FULL_SCALE, ImageInfo, colorize_uncertainty, format_for_extension,
-                             image_extensions, output_format, read_image, to_pil, write_image)
-from mgsrgan.infer.upscaler import Upscaler, ensemble_from_source
+                             list_images, output_format, read_image, to_pil, write_image)
+from mgsrgan.infer.upscaler import Upscaler
 
 DEFAULT_BATCH_SIZE = 4  # same-size images per forward pass: amortises per-call overhead on small images; memory
 #                        grows with batch x pixels, so large images want --tile (and --batch-size 1) instead
 UNCERTAINTY_SUFFIX = "_uncertainty"
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where the members come from and how they are combined (shared with `mgsrgan export`)."""
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--run", type=Path, help="training run folder: uses every RUN/member_<k>/<checkpoint>")
-    source.add_argument("--weights", type=Path, nargs="+", metavar="FILE",
-                        help="explicit checkpoint files, one per member (default: the shipped weights/ folder)")
-    parser.add_argument("--checkpoint", choices=CHECKPOINT_NAMES, default=None,
-                        help="which checkpoint of each run member: best validation PSNR (default), last, pretrain "
-                             "(pixel-loss phase: highest PSNR) or gan (adversarial: most texture); default "
-                             "pretrain with --alpha and for the shipped weights")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="mean",
-                        help="mean: safe default; median: robust to one bad member; weighted: 1/MSE weights from "
-                             "validation PSNR; best: one member, K times faster; consensus: per-pixel weights that "
-                             "drop a member only where it disagrees with the rest (see mgsrgan/infer/ensemble.py); "
-                             "default %(default)s")
-    parser.add_argument("--alpha", type=float, default=0.0,
-                        help="perception-distortion knob in [0, 1]: (1-A) * distortion ensemble + A * GAN side "
-                             "(the mean of the GAN members); 0 (default) = best PSNR, 1 = most texture "
-                             "(Blau & Michaeli 2018)")
-    parser.add_argument("--adaptive", type=float, default=0.0, metavar="TAU",
-                        help="adaptive fusion: per pixel, the GAN share is A where the GAN members agree and falls "
-                             "to A/2 where their std reaches TAU 8-bit levels (toward the pixel-loss ensemble where "
-                             "they disagree: likely hallucination or artefact); 0 (default) = one global --alpha")
-    parser.add_argument("--gan-member", type=Path, nargs="+", metavar="FILE",
-                        help="GAN checkpoint(s) blended in by --alpha (default: every member's gan checkpoint)")
-    parser.add_argument("--gan-index", type=int, default=None,
-                        help="blend in this member's gan checkpoint alone (default: all members, averaged)")
-    parser.add_argument("--self-ensemble", action="store_true",
-                        help="run every member on the 8 flips/rotations of the input and average (EDSR+, Lim et al. "
-                             "2017); 8x the time for +0.01 dB on Set5 with the previous shipped members "
-                             "(weights/MODEL_CARD.md)")
-
-
-def model_from_args(args: argparse.Namespace) -> Ensemble:
-    model = ensemble_from_source(run=args.run, weights=args.weights, checkpoint=args.checkpoint,
-                                 strategy=args.strategy, alpha=args.alpha, gan_member=args.gan_member,
-                                 gan_index=args.gan_index, adaptive_tau=args.adaptive,
-                                 self_ensemble=args.self_ensemble)
-    notice = ensemble.SHIPPED_WEIGHTS / "NOTICE.txt"  # optional: what a user of the shipped ensemble must know
-    if args.run is None and not args.weights and notice.is_file():
-        print(f"note: {notice.read_text().strip()}", file=sys.stderr)
-    return model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +70,6 @@ class Job:
 
 def collect_jobs(inputs: list[Path], output: Path, *, recursive: bool, ext: str | None) -> list[Job]:
     """One job per input image; folders give their image files (by extension, sorted), subfolders if recursive."""
-    suffixes = image_extensions()
     # an output "folder" that is a file (or lies under one) would fail every write after every upscale: say so now
     for parent in (output, *output.parents):
         if parent.exists():
@@ -128,12 +81,10 @@ def collect_jobs(inputs: list[Path], output: Path, *, recursive: bool, ext: str 
         if item.is_file():
             pairs = [(item, Path(item.name))]
         elif item.is_dir():
-            found = item.rglob("*") if recursive else item.iterdir()
             # An output folder below the input folder holds outputs, not inputs (a rerun must not upscale them).
             nested_out = output.resolve() if output.resolve() != item.resolve() else None
-            pairs = [(f, f.relative_to(item)) for f in sorted(found)
-                     if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")
-                     and nested_out not in f.resolve().parents]
+            pairs = [(f, f.relative_to(item)) for f in list_images(item, recursive=recursive)
+                     if nested_out not in f.resolve().parents]
         else:
             raise UserError(f"{item}: no such file or folder")
         for source, rel in pairs:

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     elif command == "export":
         from mgsrgan.cli.export import main as command_main
     elif command == "download":
-        from mgsrgan.io.download import main as command_main
+        from mgsrgan.cli.download import main as command_main
         rest = argv  # download's parser takes its dataset as a sub-command: `download div2k ...`
     else:
         print(f"error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from mgsrgan.io.checkpoint import atomic_write
+from mgsrgan.io.atomic import atomic_write
 from mgsrgan.config import Config, dump_config, load_config
 from mgsrgan.train.data import TrainPatches, holdout_paths, load_validation
 from mgsrgan.device import resolve_device
@@ -19,7 +19,7 @@ from mgsrgan.train.distributed import World, broadcast_object, init_process_grou
 from mgsrgan.errors import UserError
 from mgsrgan.train.runlog import RunLog
 from mgsrgan.train.loop import Context, train
-from mgsrgan.models.vgg import resolve_imagenet_file, resolve_stlpips_file
+from mgsrgan.io.weightfiles import resolve_imagenet_file, resolve_stlpips_file
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

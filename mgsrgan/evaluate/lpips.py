@@ -1,20 +1,18 @@
 """LPIPS v0.1 with the VGG16 backbone (Zhang et al., "The Unreasonable Effectiveness of Deep Features as a Perceptual
 Metric", CVPR 2018): a learned perceptual distance, rebuilt offline from two weight files.
 
-- Backbone: torchvision's ImageNet VGG16, `vgg16-397923af.pth` (IMAGENET_URL below), taken from a path or from the
-  torch hub cache where torchvision keeps it. It is never downloaded here: LPIPS is an optional column of the
-  evaluator, and a metric that fetches 528 MB on first use would be a surprise.
+- Backbone: torchvision's ImageNet VGG16, `vgg16-397923af.pth`, taken from a path or from the torch hub cache where
+  torchvision keeps it (never downloaded: mgsrgan.io.weightfiles.default_backbone_path says why).
 - Linear heads: `lpips/weights/v0.1/vgg.pth` inside the PyPI package `lpips` (0.1.4; BSD-2, Zhang et al.), five
   1x1 convolutions (no bias, non-negative weights) calibrated on the BAPPS 2AFC human judgements. The package is
-  not imported (it imports torchvision, which does not load beside this project's torch); its file is found with
-  importlib's spec, which runs none of its code.
+  not imported; mgsrgan.io.weightfiles.default_heads_path finds its file without running its code.
 
 The computation, as the package's `LPIPS.forward(in0, in1, normalize=True)` for net="vgg", version="0.1" does it
 (facts read from lpips/lpips.py and lpips/pretrained_networks.py; the code is ours):
 1. input x in [0, 1] -> 2x - 1 in [-1, 1] -> scaling layer (v - SHIFT) / SCALE (constants in ScalingLayer; the
    package's v0.0 skipped this step, a bug its README mentions);
 2. a plain VGG16 `features` stack (3x3 convs with zero padding 1, ReLU, 2x2/stride-2 max pooling, torchvision's
-   layout, built by `mgsrgan.models.vgg.build_trunk`), tapped after relu1_2, relu2_2, relu3_3, relu4_3, relu5_3;
+   layout, built by `mgsrgan.models.trunks.build`), tapped after relu1_2, relu2_2, relu3_3, relu4_3, relu5_3;
 3. per tap: unit-normalise each pixel's feature vector over channels, f / (||f||_2 + EPS); square the difference
    of the two images' normalised features; weight the channels with the head (1x1 conv); average over space;
 4. sum the five layer terms.
@@ -27,53 +25,25 @@ fetched on the development machine (no network).
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from mgsrgan.errors import UserError
-from mgsrgan.models.vgg import (BLOCK_WIDTHS, VGG16_BLOCKS, build_trunk, check_exact, expected_shapes, layer_index,
-                         read_state_dict)
+from mgsrgan.errors import LPIPSError, UserError
+from mgsrgan.io.weightfiles import LPIPS_BACKBONE_FILE, default_backbone_path, default_heads_path
+from mgsrgan.models.trunks import (VGG16_BLOCKS, build, load_torchvision_state, read_state_dict, tap_widths,
+                                   vgg_trunk)
 
 # lpips/lpips.py ScalingLayer: per-channel shift and scale applied to the [-1, 1] input (v0.1).
 SCALING_SHIFT = (-0.030, -0.088, -0.188)
 SCALING_SCALE = (0.458, 0.448, 0.450)
 UNIT_NORM_EPS = 1e-10  # lpips/__init__.py normalize_tensor: eps added to the channel norm before dividing
-TAPS = ("1_2", "2_2", "3_3", "4_3", "5_3")  # VGG16 taps of LPIPS (pretrained_networks.vgg16, relu outputs)
 MIN_SIDE = 16  # four 2x2/2 max pools before relu5_3: a side under 16 pixels leaves no feature map there
-
-BACKBONE_FILE = "vgg16-397923af.pth"  # torchvision VGG16_Weights.IMAGENET1K_V1
-IMAGENET_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
-HEADS_PACKAGE = "lpips"
-HEADS_RELATIVE = Path("weights") / "v0.1" / "vgg.pth"  # inside the lpips package (its LPIPS.__init__ path)
-INSTALL_HINT = "pip install --no-deps lpips"  # only its weight file is read; --no-deps keeps torchvision out
-
-
-class LPIPSError(UserError):
-    """An LPIPS weight file is missing, unreadable or of the wrong layout, or the inputs have the wrong shape."""
-
-
-def default_backbone_path() -> Path:
-    """vgg16-397923af.pth in the torch hub cache ($TORCH_HOME/hub/checkpoints), where torchvision stores it."""
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / BACKBONE_FILE
-    if not cached.is_file():
-        raise LPIPSError(f"LPIPS backbone {BACKBONE_FILE} not in {cached.parent}; download {IMAGENET_URL} there "
-                         "or pass its path")
-    return cached
-
-
-def default_heads_path() -> Path:
-    """lpips/weights/v0.1/vgg.pth of the installed `lpips` package, found without importing it."""
-    spec = importlib.util.find_spec(HEADS_PACKAGE)  # top-level name: locates the package, runs none of its code
-    locations = [] if spec is None or spec.submodule_search_locations is None else spec.submodule_search_locations
-    for location in locations:
-        if (Path(location) / HEADS_RELATIVE).is_file():
-            return Path(location) / HEADS_RELATIVE
-    raise LPIPSError(f"LPIPS heads {HEADS_PACKAGE}/{HEADS_RELATIVE.as_posix()} not found: `{INSTALL_HINT}` "
-                     "or pass the file's path")
+# The plain VGG16 of torchvision; its taps (the last ReLU of each block: relu1_2 ... relu5_3) are LPIPS's
+# (pretrained_networks.vgg16 slices end there).
+TRUNK = vgg_trunk(VGG16_BLOCKS, anti_aliased=False)
 
 
 def load_backbone_state(file: Path) -> dict[str, torch.Tensor]:
@@ -82,39 +52,64 @@ def load_backbone_state(file: Path) -> dict[str, torch.Tensor]:
     `classifier.*` (the ImageNet head) is dropped on purpose; any other key, a missing key or a wrong shape is an
     error naming the file.
     """
-    file = Path(file)
-    if not file.is_file():
-        raise LPIPSError(f"{file}: LPIPS backbone file not found (expected torchvision's {BACKBONE_FILE})")
-    trunk, foreign = {}, []
-    for key, tensor in read_state_dict(file).items():
-        if key.startswith("features."):
-            trunk[key.removeprefix("features.")] = tensor
-        elif not key.startswith("classifier."):
-            foreign.append(key)
-    check_exact(file, trunk, expected_shapes(VGG16_BLOCKS, anti_aliased=False), what="torchvision's VGG16",
-                prefix="features.", foreign=foreign)
-    return trunk
+    return load_torchvision_state(Path(file), VGG16_BLOCKS, what=f"torchvision's VGG16, {LPIPS_BACKBONE_FILE}",
+                                  error=LPIPSError)
+
+
+def check_heads(file: Path, state: dict[str, torch.Tensor], widths: tuple[int, ...], *, what: str,
+                error: type[UserError]) -> None:
+    """The linear heads of an LPIPS-style file: exactly lin<k>.model.1.weight of shape (1, widths[k], 1, 1)
+    (model.0 is a Dropout without tensors). Negative weights are rejected: LPIPS clamps them at 0 in training, so a
+    file with any is not these heads (and could give negative distances)."""
+    expected = {f"lin{k}.model.1.weight": (1, width, 1, 1) for k, width in enumerate(widths)}
+    if set(state) != set(expected):
+        raise error(f"{file}: not {what} (keys {sorted(state)[:6]}, expected {sorted(expected)})")
+    for key, shape in expected.items():
+        if tuple(state[key].shape) != shape:
+            raise error(f"{file}: {key} has shape {tuple(state[key].shape)}, expected {shape}")
+        if bool((state[key] < 0).any()):
+            raise error(f"{file}: {key} has negative weights; not {what}")
 
 
 def load_heads(file: Path) -> list[torch.Tensor]:
-    """lpips v0.1 vgg.pth -> five (1, C, 1, 1) head weights for C = 64, 128, 256, 512, 512 (keys lin<k>.model.1.weight;
-    model.0 is a Dropout without tensors). Negative weights are rejected: LPIPS clamps them at 0 in training, so a
-    file with any is not these heads (and could give negative distances)."""
-    file = Path(file)
-    if not file.is_file():
-        raise LPIPSError(f"{file}: LPIPS heads file not found (`{INSTALL_HINT}` installs lpips/{HEADS_RELATIVE})")
-    state = read_state_dict(file)
-    expected = {f"lin{k}.model.1.weight": (1, width, 1, 1) for k, width in enumerate(BLOCK_WIDTHS)}
-    if set(state) != set(expected):
-        raise LPIPSError(f"{file}: not the LPIPS vgg heads (keys {sorted(state)[:6]}, expected {sorted(expected)})")
-    heads = []
-    for key, shape in expected.items():
-        if tuple(state[key].shape) != shape:
-            raise LPIPSError(f"{file}: {key} has shape {tuple(state[key].shape)}, expected {shape}")
-        if bool((state[key] < 0).any()):
-            raise LPIPSError(f"{file}: {key} has negative weights; not LPIPS heads")
-        heads.append(state[key].float())
-    return heads
+    """lpips v0.1 vgg.pth -> five (1, C, 1, 1) head weights for C = 64, 128, 256, 512, 512 (`check_heads`)."""
+    what = "the LPIPS vgg heads, lpips/weights/v0.1/vgg.pth"
+    state = read_state_dict(Path(file), what=what, error=LPIPSError)
+    check_heads(file, state, tap_widths(TRUNK), what=what, error=LPIPSError)
+    return [state[f"lin{k}.model.1.weight"].float() for k in range(len(TRUNK.taps))]
+
+
+def image_tensor(image: np.ndarray, name: str, device: torch.device, *, what: str,
+                 error: type[UserError]) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1] on `device` (a copy, so the tensor may be written).
+
+    what / error: the caller's name and error class, for the message when `image` is not (H, W, 3) uint8."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise error(f"{what}: image {name} must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    return torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
+
+
+def check_pair(x: torch.Tensor, y: torch.Tensor, *, what: str, min_side: int, error: type[UserError]) -> None:
+    """`error` unless x and y are (B, 3, H, W) tensors of one shape with H, W >= min_side."""
+    if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
+        raise error(f"{what} needs two (B, 3, H, W) tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    check_side(x.shape[2:], min_side, what=what, error=error)
+
+
+def check_side(size: tuple[int, ...] | torch.Size, min_side: int, *, what: str, error: type[UserError]) -> None:
+    """`error` when the smaller of (H, W) is under `min_side`."""
+    if min(size) < min_side:
+        raise error(f"{what} needs images of at least {min_side}x{min_side}, got {tuple(size)}")
+
+
+def tap_outputs(stack: nn.Sequential, taps: tuple[int, ...], images: torch.Tensor) -> list[torch.Tensor]:
+    """Run `stack` on (B, 3, H, W) `images`; the outputs of the modules at `taps`, (B, C_k, h_k, w_k) each."""
+    outputs, features = [], images
+    for index, layer in enumerate(stack):
+        features = layer(features)
+        if index in taps:
+            outputs.append(features)
+    return outputs
 
 
 def unit_normalize(features: torch.Tensor) -> torch.Tensor:
@@ -141,11 +136,10 @@ class LPIPS(nn.Module):
         super().__init__()
         trunk_state = load_backbone_state(Path(backbone) if backbone else default_backbone_path())
         head_weights = load_heads(Path(heads) if heads else default_heads_path())
-        relu_at = [layer_index(VGG16_BLOCKS, anti_aliased=False)[tap][1] for tap in TAPS]
         with torch.device("meta"):  # built without memory or init, then given the file's tensors
-            self.features_stack = build_trunk(VGG16_BLOCKS, anti_aliased=False, length=relu_at[-1] + 1)
+            self.features_stack = build(TRUNK.layers, TRUNK.taps[-1] + 1)
         self.features_stack.load_state_dict(trunk_state, strict=True, assign=True)
-        self.tap_indices = tuple(relu_at)
+        self.tap_indices = TRUNK.taps
         self.heads = nn.ModuleList(nn.Conv2d(w.shape[1], 1, kernel_size=1, bias=False) for w in head_weights)
         with torch.no_grad():
             for head, weight in zip(self.heads, head_weights):
@@ -157,20 +151,11 @@ class LPIPS(nn.Module):
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) in [0, 1] -> the five raw (not normalised) taps, (B, 64, H, W) ... (B, 512, H/16, W/16)."""
-        features = (images * 2.0 - 1.0 - self.shift) / self.scale  # [0, 1] -> [-1, 1] -> scaling layer
-        taps = []
-        for index, layer in enumerate(self.features_stack):
-            features = layer(features)
-            if index in self.tap_indices:
-                taps.append(features)
-        return taps
+        scaled = (images * 2.0 - 1.0 - self.shift) / self.scale  # [0, 1] -> [-1, 1] -> scaling layer
+        return tap_outputs(self.features_stack, self.tap_indices, scaled)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
-            raise LPIPSError(f"LPIPS needs two (B, 3, H, W) tensors of one shape, got {tuple(x.shape)} and "
-                             f"{tuple(y.shape)}")
-        if min(x.shape[2:]) < MIN_SIDE:
-            raise LPIPSError(f"LPIPS needs images of at least {MIN_SIDE}x{MIN_SIDE}, got {tuple(x.shape[2:])}")
+        check_pair(x, y, what="LPIPS", min_side=MIN_SIDE, error=LPIPSError)
         batch = x.shape[0]
         taps = self.features(torch.cat([x, y]))  # one trunk pass for both images
         return sum(layer_distance(t[:batch], t[batch:], head) for t, head in zip(taps, self.heads))
@@ -178,11 +163,7 @@ class LPIPS(nn.Module):
 
 def lpips_distance(a_uint8: np.ndarray, b_uint8: np.ndarray, *, model: LPIPS) -> float:
     """LPIPS between two (H, W, 3) uint8 RGB images of one size (a float >= 0), on the model's device."""
-    for name, image in (("a", a_uint8), ("b", b_uint8)):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise LPIPSError(f"lpips_distance: image {name} must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
-    device = model.shift.device
-    tensors = [torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
-               for image in (a_uint8, b_uint8)]  # (1, 3, H, W) in [0, 1]
+    tensors = [image_tensor(image, name, model.shift.device, what="lpips_distance", error=LPIPSError)
+               for name, image in (("a", a_uint8), ("b", b_uint8))]  # (1, 3, H, W) in [0, 1] each
     with torch.no_grad():
         return float(model(*tensors)[0])

@@ -36,15 +36,16 @@ from mgsrgan.infer.self_ensemble import SUFFIX as SELF_ENSEMBLE_SUFFIX
 from mgsrgan.infer.self_ensemble import SelfEnsemble
 from mgsrgan.infer.tiling import upscale_tiled
 from mgsrgan.infer.upscaler import with_precision
+from mgsrgan.io import images
+from mgsrgan.io.images import IMAGE_EXTENSIONS, BadImageError
 
 ImageUpscaler = Callable[[np.ndarray], np.ndarray]  # uint8 LR (h, w[, 3]) -> uint8 SR (h*s, w*s[, 3])
 TensorUpscaler = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, h, w) in [0, 1] -> (1, 3, h*s, w*s), ~[0, 1]
 PairDistance = Callable[[np.ndarray, np.ndarray], float]  # (H, W, 3) uint8 SR, HR -> distance >= 0, lower = closer
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 BICUBIC = "bicubic"  # the model name of the baseline every SR paper reports
 VAL_STRATEGIES = ("weighted", "best")  # strategies that need each member's validation PSNR in its checkpoint
-HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # PIL modes with more than 8 bits per sample
+HIGH_BIT_MODES = ("I;16", "RGB;16", "RGBA;16")  # ImageInfo modes with more than 8 bits per sample (mgsrgan.io.images)
 # ImageScore field -> column header, in column order: ST-LPIPS with the AlexNet trunk first (the headline column),
 # then the VGG16 one (mgsrgan.evaluate.stlpips, net="alex" / "vgg"), then LPIPS
 ARTIFACTS = ("artifact", "artifact_hr", "shift_r", "shift_g", "shift_b")  # ImageScore fields from artifacts.py
@@ -78,29 +79,27 @@ class ImageScore:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside `folder`, sorted by name; EvaluationError if the folder is missing or empty."""
-    folder = Path(folder)
-    if not folder.is_dir():
+    """The images directly inside a benchmark folder (`mgsrgan.io.images.list_images`); EvaluationError if the folder
+    is missing or holds no image."""
+    if not Path(folder).is_dir():
         raise EvaluationError(f"{folder}: no such data folder")
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = images.list_images(folder)
     if not paths:
-        raise EvaluationError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        raise EvaluationError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder")
     return paths
 
 
 def load_hr(path: Path) -> np.ndarray:
-    """An HR image as uint8: (H, W) for 8-bit gray files, (H, W, 3) RGB for everything else (alpha dropped).
-
-    Pixels as stored (no EXIF rotation), as MATLAB's imread gives them to the published evaluation scripts.
-    """
+    """An HR image as uint8: (H, W) for 8-bit gray files, (H, W, 3) RGB for everything else (alpha dropped), decoded
+    by `mgsrgan.io.images.read_rgb8` (upright by EXIF, as training and inference see it)."""
     try:
-        with Image.open(path) as img:
-            if img.mode in HIGH_BIT_MODES:
-                raise EvaluationError(f"{path}: {img.mode} images (more than 8 bits) are not supported by the "
-                                      "8-bit PSNR/SSIM protocol")
-            return np.asarray(img if img.mode in ("L", "RGB") else img.convert("RGB")).copy()
-    except (OSError, SyntaxError) as err:  # PIL reports unreadable / truncated files as OSError
-        raise EvaluationError(f"{path}: not a readable image ({err})") from None
+        rgb, info = images.read_rgb8(path)
+    except BadImageError as err:
+        raise EvaluationError(str(err)) from None
+    if info.mode in HIGH_BIT_MODES:
+        raise EvaluationError(f"{path}: {info.mode} images (more than 8 bits) are not supported by the 8-bit PSNR/SSIM "
+                              "protocol")
+    return np.ascontiguousarray(rgb[..., 0]) if info.mode in ("L", "LA") else rgb
 
 
 def gray_to_rgb(img: np.ndarray) -> np.ndarray:

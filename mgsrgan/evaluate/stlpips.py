@@ -3,9 +3,10 @@
 Ghildyal & Liu, "Shift-tolerant Perceptual Similarity Metric", ECCV 2022. The weights ship in the PyPI wheel
 `stlpips-pytorch==0.0.2` as `stlpips_pytorch/weights/vST0.0/{alex,vgg}_shift_tolerant.pth`: a trunk plus five linear
 heads, trained on BAPPS human 2AFC similarity judgements (not ImageNet classification). Importing that package pulls
-torchvision, so this module only reads its weight files and rebuilds the networks; the architectures below follow the
-package's source (`invariant_networks.alexnet / vggnet(variant="shift_tolerant")`, `models_lpf/vgg.py`,
-`models_lpf/downsample.py`, `stlpips.LPIPS.forward`), which is also what its README constructor
+torchvision, so this module only reads its weight files (found by mgsrgan.io.weightfiles) and rebuilds the networks
+(trunk layer lists in mgsrgan.models.trunks); the architectures below follow the package's source
+(`invariant_networks.alexnet / vggnet(variant="shift_tolerant")`, `models_lpf/vgg.py`, `models_lpf/downsample.py`,
+`stlpips.LPIPS.forward`), which is also what its README constructor
 `LPIPS(net="alex" | "vgg", variant="shift_tolerant")` runs:
 
 1. input in [-1, 1], then the LPIPS scaling layer `(v - shift) / scale` (shift/scale are stored in the weight file;
@@ -41,32 +42,23 @@ of 2 needs at least 3 pixels at every blur.
 """
 from __future__ import annotations
 
-import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from mgsrgan.errors import UserError
+from mgsrgan.errors import STLPIPSError
+from mgsrgan.evaluate.lpips import check_heads, check_pair, image_tensor, tap_outputs, unit_normalize
+from mgsrgan.evaluate.lpips import check_side as check_min_side
+from mgsrgan.io.weightfiles import default_weight_path
+from mgsrgan.models.trunks import (ST_ALEXNET, ST_VGG16, Trunk, build, load_stlpips_state, stlpips_key, tap_widths,
+                                   trunk_shapes)
 
-# VGG16 (Simonyan & Zisserman 2015, config D): conv widths per block; LPIPS taps the last ReLU of each block
-# (Zhang et al. 2018, sec. 3; same taps in the ST-LPIPS package's `vggnet.forward`).
-VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
-PACKAGE_NAME = "stlpips_pytorch"
-# Weight files inside the stlpips-pytorch 0.0.2 wheel (its `LPIPS.__init__` builds weights/vST0.0/<net>_<variant>.pth).
-PACKAGE_WEIGHTS = Path("weights") / "vST0.0" / "vgg_shift_tolerant.pth"
-ALEX_PACKAGE_WEIGHTS = Path("weights") / "vST0.0" / "alex_shift_tolerant.pth"
-INSTALL_HINT = "pip install stlpips-pytorch==0.0.2"
-# Blur pool (Zhang 2019 "Making CNNs shift-invariant again"; package `Downsample(filt_size=3, pad_more=True)`):
-# 3x3 binomial filter, stride 2, reflection padding filt_size - 1 = 2 on each side.
-BLUR_TAPS = (1.0, 2.0, 1.0)
-BLUR_PAD = len(BLUR_TAPS) - 1
-BLUR_STRIDE = 2
-# Package `utils.normalize_tensor`: eps added to the channel norm before dividing.
-UNIT_NORM_EPS = 1e-10
+# The two shift-tolerant trunks (layer lists in mgsrgan.models.trunks, after the package's source); their taps are
+# the last layer of each package slice net.slice1..5.
+TRUNKS = {"vgg": ST_VGG16, "alex": ST_ALEXNET}
+NETS = tuple(TRUNKS)
 # Smallest H or W the VGG trunk accepts: each blur pool maps s -> s // 2 + 1 and needs s - 1 >= BLUR_PAD + 1 after
 # the 2x2 stride-1 max pool (reflection padding must be smaller than the input); four pools: 18 -> 10 -> 6 -> 4 -> 3.
 MIN_SIDE = 18
@@ -74,80 +66,7 @@ MIN_SIDE = 18
 # a 3x3 stride-1 max pool (-2; must leave >= 3 for the reflection padding) and a blur -> (s - 1) // 2 + 1:
 # 21 -> 15 -> 9 -> 7 -> 5 -> 3 -> 3; at 20 the last max pool leaves 2.
 ALEX_MIN_SIDE = 21
-NETS = ("vgg", "alex")
-
-
-class STLPIPSError(UserError):
-    """The ST-LPIPS weight file is missing or unreadable, or the inputs have the wrong shape."""
-
-
-# ---- the two trunks, as the package's flat `features` lists ---------------------------------------------------------
-
-@dataclass(frozen=True)
-class Conv:
-    """nn.Conv2d(in_channels, out_channels, kernel, stride 1, zero padding), with bias."""
-    in_channels: int
-    out_channels: int
-    kernel: int
-    padding: int
-
-
-@dataclass(frozen=True)
-class MaxPool:
-    """Max pool kernel x kernel with stride 1, no padding: (H, W) -> (H - kernel + 1, W - kernel + 1)."""
-    kernel: int
-
-
-@dataclass(frozen=True)
-class Blur:
-    """The package's `Downsample(filt_size=3, stride=2, pad_more=True)` on `channels` channels."""
-    channels: int
-
-
-@dataclass(frozen=True)
-class ReLU:
-    pass
-
-
-Layer = Conv | MaxPool | Blur | ReLU
-
-
-@dataclass(frozen=True)
-class Trunk:
-    """One shift-tolerant trunk: `layers` is the package's flat `features` list up to the last tap (index i of this
-    tuple is the index i in its state-dict keys `net.slice<k>.<i>.*`); `taps` are the indices whose outputs the
-    metric compares, the last layer of each package slice `net.slice1..5`."""
-    net: str
-    layers: tuple[Layer, ...]
-    taps: tuple[int, ...]
-    weights: Path  # relative to the installed package
-    min_side: int
-
-
-def _vgg16_trunk() -> Trunk:
-    layers: list[Layer] = []
-    taps, in_channels = [], 3
-    for block, widths in enumerate(VGG16_BLOCKS):
-        if block > 0:  # package `models_lpf/vgg.py`: MaxPool2d(kernel_size=2, stride=1), then Downsample
-            layers += [MaxPool(2), Blur(in_channels)]
-        for width in widths:
-            layers += [Conv(in_channels, width, kernel=3, padding=1), ReLU()]
-            in_channels = width
-        taps.append(len(layers) - 1)  # relu<block>_<last>
-    return Trunk("vgg", tuple(layers), tuple(taps), PACKAGE_WEIGHTS, MIN_SIDE)
-
-
-# Package `invariant_networks.alexnet(variant="shift_tolerant")` ("antialiased_blurpoolReflectionPad2_conv1stride1_
-# blurAfter"), features[0:15]; its slices end at indices 2, 6, 10, 12, 14 (the five ReLUs).
-ALEX_TRUNK = Trunk(
-    "alex",
-    (Conv(3, 64, kernel=11, padding=2), Blur(64), ReLU(),  # slice1: 0..2
-     MaxPool(3), Blur(64), Conv(64, 192, kernel=5, padding=2), ReLU(),  # slice2: 3..6
-     MaxPool(3), Blur(192), Conv(192, 384, kernel=3, padding=1), ReLU(),  # slice3: 7..10
-     Conv(384, 256, kernel=3, padding=1), ReLU(),  # slice4: 11..12
-     Conv(256, 256, kernel=3, padding=1), ReLU()),  # slice5: 13..14
-    (2, 6, 10, 12, 14), ALEX_PACKAGE_WEIGHTS, ALEX_MIN_SIDE)
-TRUNKS = {"vgg": _vgg16_trunk(), "alex": ALEX_TRUNK}
+MIN_SIDES = {"vgg": MIN_SIDE, "alex": ALEX_MIN_SIDE}
 
 
 def trunk_of(net: str) -> Trunk:
@@ -156,71 +75,18 @@ def trunk_of(net: str) -> Trunk:
     return TRUNKS[net]
 
 
-def default_weight_path(net: str = "vgg") -> Path:
-    """Path of `<net>_shift_tolerant.pth` in the installed stlpips-pytorch wheel, found without importing the
-    package; STLPIPSError when it is not installed."""
-    relative = trunk_of(net).weights
-    spec = importlib.util.find_spec(PACKAGE_NAME)  # top-level name: locates the package, runs none of its code
-    locations = [] if spec is None or spec.submodule_search_locations is None else spec.submodule_search_locations
-    for location in locations:
-        candidate = Path(location) / relative
-        if candidate.is_file():
-            return candidate
-    raise STLPIPSError(f"ST-LPIPS weights not found ({PACKAGE_NAME}/{relative.as_posix()}): "
-                       f"run `{INSTALL_HINT}` or pass path= to the .pth file")
-
-
-class BlurDownsample(nn.Module):
-    """Anti-aliased stride-2 step: reflection pad 2, depthwise 3x3 binomial blur with stride 2.
-
-    (B, C, H, W) -> (B, C, (H + 1) // 2 + 1, (W + 1) // 2 + 1); needs H, W >= 3 (reflection padding of 2).
-    The blur kernel is a buffer so that it is loaded (and checked) from the weight file like every other tensor.
-    """
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        taps = torch.tensor(BLUR_TAPS)
-        kernel = taps[:, None] * taps[None, :]
-        self.register_buffer("kernel", (kernel / kernel.sum()).expand(channels, 1, -1, -1).clone())
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        padded = F.pad(features, (BLUR_PAD,) * 4, mode="reflect")
-        return F.conv2d(padded, self.kernel, stride=BLUR_STRIDE, groups=features.shape[1])
-
-
 def package_key_names(net: str = "vgg") -> dict[str, str]:
     """Map each tensor name in the package's state dict for `net` to its name in `STLPIPS`.
 
-    The package files the layers of one flat `features` list under `net.slice1..5` (split after each tapped ReLU) with
-    their index in that list; we walk the same list to reproduce the names, so a file with any other layout fails the
-    strict load instead of being silently half-loaded.
+    The package files the layers of one flat `features` list under `net.slice1..5` (split after each tap) with their
+    index in that list, which is the index in `features_stack` too (`mgsrgan.models.trunks.stlpips_key`).
     """
     trunk = trunk_of(net)
     names = {"scaling_layer.shift": "input_shift", "scaling_layer.scale": "input_scale"}
-    conv_index, blur_index = 0, 0
-    for index, layer in enumerate(trunk.layers):
-        slice_name = f"net.slice{1 + sum(tap < index for tap in trunk.taps)}"
-        if isinstance(layer, Conv):
-            names[f"{slice_name}.{index}.weight"] = f"convs.{conv_index}.weight"
-            names[f"{slice_name}.{index}.bias"] = f"convs.{conv_index}.bias"
-            conv_index += 1
-        elif isinstance(layer, Blur):
-            names[f"{slice_name}.{index}.filt"] = f"blur_pools.{blur_index}.kernel"
-            blur_index += 1
+    names.update({stlpips_key(trunk, key): f"features_stack.{key}" for key in trunk_shapes(trunk)})
     for head in range(len(trunk.taps)):
         names[f"lin{head}.model.1.weight"] = f"heads.{head}.weight"  # model.0 is a Dropout (no tensors)
     return names
-
-
-def _tap_widths(trunk: Trunk) -> list[int]:
-    """Channels of each tap: the width of the last conv before it."""
-    widths, width = [], 3
-    for index, layer in enumerate(trunk.layers):
-        if isinstance(layer, Conv):
-            width = layer.out_channels
-        if index in trunk.taps:
-            widths.append(width)
-    return widths
 
 
 class STLPIPS(nn.Module):
@@ -235,59 +101,30 @@ class STLPIPS(nn.Module):
 
     def __init__(self, *, net: str = "vgg", path: str = "") -> None:
         super().__init__()
-        self.trunk = trunk_of(net)
-        self.net, self.min_side = net, self.trunk.min_side
-        self.register_buffer("input_shift", torch.zeros(1, 3, 1, 1))
-        self.register_buffer("input_scale", torch.ones(1, 3, 1, 1))
-        layers = self.trunk.layers
-        self.convs = nn.ModuleList(nn.Conv2d(c.in_channels, c.out_channels, kernel_size=c.kernel, padding=c.padding)
-                                   for c in layers if isinstance(c, Conv))
-        self.blur_pools = nn.ModuleList(BlurDownsample(b.channels) for b in layers if isinstance(b, Blur))
-        self.heads = nn.ModuleList(nn.Conv2d(width, 1, kernel_size=1, bias=False) for width in _tap_widths(self.trunk))
-        self._load(Path(path) if path else default_weight_path(net))
+        trunk = trunk_of(net)
+        self.net, self.min_side, self.tap_indices = net, MIN_SIDES[net], trunk.taps
+        with torch.device("meta"):  # built without memory or init, then given the file's tensors
+            self.features_stack = build(trunk.layers, trunk.taps[-1] + 1)
+            self.heads = nn.ModuleList(nn.Conv2d(width, 1, kernel_size=1, bias=False) for width in tap_widths(trunk))
+            self.register_buffer("input_shift", torch.zeros(1, 3, 1, 1))
+            self.register_buffer("input_scale", torch.ones(1, 3, 1, 1))
+        self._load(Path(path) if path else default_weight_path(net), trunk)
         self.requires_grad_(False)
         self.eval()
 
-    def _load(self, path: Path) -> None:
-        if not path.is_file():
-            raise STLPIPSError(f"{path}: ST-LPIPS weight file not found (`{INSTALL_HINT}` installs it)")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # pickle/zip errors come in many types; all mean "not this weight file"
-            raise STLPIPSError(f"{path}: not a readable ST-LPIPS weight file "
-                               f"({type(error).__name__}: {error})") from None
-        if not isinstance(state, dict):
-            raise STLPIPSError(f"{path}: not an ST-LPIPS weight file (holds a {type(state).__name__}, "
-                               "not a state dict)")
+    def _load(self, path: Path, trunk: Trunk) -> None:
+        what = f"the {self.net} shift-tolerant ST-LPIPS weights"
+        features, others = load_stlpips_state(path, trunk, what=what, error=STLPIPSError)
+        check_heads(path, {k: v for k, v in others.items() if k.startswith("lin")}, tap_widths(trunk), what=what,
+                    error=STLPIPSError)
+        filed = {**{stlpips_key(trunk, key): tensor for key, tensor in features.items()}, **others}
         names = package_key_names(self.net)
-        missing, unexpected = sorted(set(names) - set(state)), sorted(set(state) - set(names))
-        if missing or unexpected:
-            raise STLPIPSError(f"{path}: not the {self.net} shift-tolerant ST-LPIPS weights "
-                               f"(missing keys {missing[:3]}, unexpected keys {unexpected[:3]})")
-        try:
-            self.load_state_dict({names[key]: tensor for key, tensor in state.items()}, strict=True)
-        except RuntimeError as error:  # shape mismatch
-            raise STLPIPSError(f"{path}: tensor shapes do not match the {self.net} ST-LPIPS layout "
-                               f"({error})") from None
+        self.load_state_dict({names[key]: tensor for key, tensor in filed.items()}, strict=True, assign=True)
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, H, W) scaled input -> the five unit-normalised taps, (B, C_k, h_k, w_k) each."""
-        taps, conv_index, blur_index, features = [], 0, 0, images
-        for index, layer in enumerate(self.trunk.layers):
-            if isinstance(layer, Conv):
-                features = self.convs[conv_index](features)
-                conv_index += 1
-            elif isinstance(layer, Blur):
-                features = self.blur_pools[blur_index](features)
-                blur_index += 1
-            elif isinstance(layer, MaxPool):
-                features = F.max_pool2d(features, kernel_size=layer.kernel, stride=1)
-            else:
-                features = F.relu(features)
-            if index in self.trunk.taps:
-                norm = features.pow(2).sum(dim=1, keepdim=True).sqrt()
-                taps.append(features / (norm + UNIT_NORM_EPS))
-        return taps
+        """(B, 3, H, W) scaled input -> the five unit-normalised taps, (B, C_k, h_k, w_k) each (the package's
+        `utils.normalize_tensor`: same eps as LPIPS's)."""
+        return [unit_normalize(tap) for tap in tap_outputs(self.features_stack, self.tap_indices, images)]
 
     def scaled(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> the trunk's input: the package's [-1, 1], then its scaling layer."""
@@ -311,10 +148,7 @@ class STLPIPS(nn.Module):
         return distance
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
-            raise STLPIPSError(f"ST-LPIPS needs two (B, 3, H, W) tensors of one shape, got {tuple(x.shape)} "
-                               f"and {tuple(y.shape)}")
-        check_side(x.shape[2:], self.min_side)
+        check_pair(x, y, what="ST-LPIPS", min_side=self.min_side, error=STLPIPSError)
         batch = x.shape[0]
         taps = self.features(self.scaled(torch.cat([x, y])))
         return self.compare([t[:batch] for t in taps], [t[batch:] for t in taps])
@@ -322,15 +156,12 @@ class STLPIPS(nn.Module):
 
 def check_side(size: tuple[int, ...] | torch.Size, min_side: int = MIN_SIDE) -> None:
     """STLPIPSError when the smaller of (H, W) is under `min_side` (the trunk's `min_side`; default the VGG one)."""
-    if min(size) < min_side:
-        raise STLPIPSError(f"ST-LPIPS needs images of at least {min_side}x{min_side}, got {tuple(size)}")
+    check_min_side(size, min_side, what="ST-LPIPS", error=STLPIPSError)
 
 
 def _uint8_tensor(image: np.ndarray, name: str, device: torch.device) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1] on `device` (a copy, so the tensor may be written)."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise STLPIPSError(f"ST-LPIPS: image {name} must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
-    return torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1] on `device`."""
+    return image_tensor(image, name, device, what="ST-LPIPS", error=STLPIPSError)
 
 
 def stlpips_distance(a_uint8: np.ndarray, b_uint8: np.ndarray, *, model: STLPIPS | None = None,

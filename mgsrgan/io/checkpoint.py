@@ -11,8 +11,6 @@ Run folder layout (written by training):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from mgsrgan.errors import UserError
+from mgsrgan.io.atomic import atomic_write
 from mgsrgan.models.generator import Generator
 
 SCHEMA_VERSION = 1
@@ -47,25 +46,6 @@ class GeneratorArch:
 
 def arch_of(generator: Generator) -> GeneratorArch:
     return GeneratorArch(generator.scale, generator.num_blocks, generator.channels, generator.global_skip)
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call write(tmp_path), fsync it, then rename over `path`: readers see the old file or the new one, never half."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:

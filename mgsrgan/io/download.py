@@ -10,11 +10,9 @@ CRC-32 of every zip member (checked while extracting) and the image count of eac
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import os
-import sys
 import urllib.error
 import urllib.request
 import zipfile
@@ -166,44 +164,3 @@ def download_div2k(dest: Path, subsets: list[str] | tuple[str, ...] = DIV2K_DEFA
                 archive.unlink()
         folders += [dest / top for top in marker.read_text().split()]
     return folders
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mgsrgan")
-    download = parser.add_subparsers(dest="command", required=True).add_parser(
-        "download", help="fetch data sets and weights", description="Fetch data sets and weights.")
-    commands = download.add_subparsers(dest="what", required=True)
-    div2k = commands.add_parser("div2k", help="DIV2K HR and bicubic LR zips (train_hr ~3.5 GB, valid_hr ~0.45 GB)",
-                                description=__doc__.split("\n\n")[2], formatter_class=argparse.RawTextHelpFormatter)
-    div2k.add_argument("--dest", required=True, type=Path, help="folder that receives the DIV2K_* folders")
-    div2k.add_argument("--subset", nargs="+", default=list(DIV2K_DEFAULT_SUBSETS), choices=list(DIV2K_ARCHIVES),
-                       metavar="SUBSET", help=f"archives to fetch, from {', '.join(DIV2K_ARCHIVES)} (default: "
-                       "%(default)s); the LR ones are only needed to train on the official bicubic LR")
-    div2k.add_argument("--base-url", default=DIV2K_BASE_URL, help="mirror to use instead of the official host")
-    div2k.add_argument("--keep-zip", action="store_true", help="keep the zips after extracting (default: delete)")
-    div2k.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-    vgg = commands.add_parser("vgg19", help="torchvision's ImageNet VGG19 weights into the torch hub cache")
-    vgg.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """argv = ["download", "div2k", "--dest", DIR, ...] or ["download", "vgg19"] (what follows `mgsrgan`)."""
-    args = _parser().parse_args(argv)
-    try:
-        if args.what == "div2k":
-            for folder in download_div2k(args.dest, args.subset, base_url=args.base_url, keep_zip=args.keep_zip,
-                                         progress=not args.no_progress):
-                print(folder)
-        else:
-            from mgsrgan.models.vgg import resolve_imagenet_file  # local: pulls torch
-
-            print(resolve_imagenet_file(progress=not args.no_progress))
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

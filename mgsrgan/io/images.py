@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mgsrgan.io.checkpoint import atomic_write
+from mgsrgan.io.atomic import atomic_write
 from mgsrgan.errors import UserError
 from mgsrgan.io.png16 import Png16Error, is_png16_color, read_png16, write_png16
 
@@ -42,6 +42,15 @@ SAVE_QUALITY = {"JPEG": 95, "WEBP": 95}  # Pillow's default 75 quantises away mu
 UNCERTAINTY_FULL_SCALE = 0.05  # std (image units, [0, 1]) drawn at the top colour: ~13 8-bit levels of disagreement
 VIRIDIS_ANCHORS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))  # matplotlib's
 #   viridis at 0, 0.25, 0.5, 0.75, 1 (its published 5-step palette); linear in between is within a few levels
+
+
+# What a folder scan picks up (compared lower-cased): the raster formats Pillow decodes with no extra program. One
+# list for training folders, benchmark folders and inference input folders.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"})
+
+
+class ImageFolderError(UserError):
+    """An image folder that does not exist or is not a folder; the message names it."""
 
 
 class BadImageError(UserError):
@@ -213,6 +222,27 @@ def read_image(path: Path, *, max_pixels: int | None = None) -> tuple[torch.Tens
         raise BadImageError(f"{path}: unreadable or corrupt image ({err})") from None
 
 
+def list_images(folder: Path, *, recursive: bool = False) -> list[Path]:
+    """Image files (by IMAGE_EXTENSIONS) in `folder`, and in its subfolders if `recursive`, sorted by relative path;
+    hidden files (".name") are skipped. An empty list when there are none; ImageFolderError when `folder` is missing
+    or is a file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageFolderError(f"{folder}: image folder does not exist" if not folder.exists()
+                               else f"{folder}: is not a folder")
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    images = [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()]
+    return sorted(images, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def read_rgb8(path: Path) -> tuple[np.ndarray, ImageInfo]:
+    """`read_image`, as 8 bits: ((H, W, 3) uint8 RGB, upright, gray as three equal channels, alpha dropped (it
+    stays in the ImageInfo), 16-bit rounded to the nearest 8-bit level: round(v / 257)), ImageInfo)."""
+    tensor, info = read_image(path)
+    pixels = tensor.mul_(EIGHT_BIT_MAX).round_().to(torch.uint8).permute(1, 2, 0)
+    return np.ascontiguousarray(pixels.numpy()), info
+
+
 def format_for_extension(ext: str) -> str:
     """'png' / '.jpg' -> Pillow format name ('PNG', 'JPEG'); UserError if Pillow cannot write it."""
     Image.init()
@@ -232,12 +262,6 @@ def output_format(target: Path, source_format: str | None) -> str:
     if source_format in Image.SAVE:
         return source_format
     raise ImageWriteError(f"{target}: Pillow cannot write format {source_format}; pass --ext png")
-
-
-def image_extensions() -> set[str]:
-    """Lower-case suffixes ('.png', ...) of the formats Pillow can read: what a folder scan picks up."""
-    Image.init()
-    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
 
 
 def write_image(img: Image.Image | Rgb16Image, path: Path, *, fmt: str, icc_profile: bytes | None = None) -> None:

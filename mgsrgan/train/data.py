@@ -17,22 +17,28 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
-
-from mgsrgan.io.degradation import bicubic_downscale, modcrop
 from mgsrgan.errors import UserError
+from mgsrgan.io.degradation import bicubic_downscale, modcrop
+from mgsrgan.io.images import IMAGE_EXTENSIONS, BadImageError, ImageFolderError, list_images, read_rgb8
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})  # compared lower-cased
 VIRTUAL_LENGTH = 2**62  # an effectively endless stream; below 2**63 so len() still fits a C ssize_t
 NUM_DIHEDRAL = 8  # 4 rotations x optional mirror: the x8 flip/rotate augmentation of EDSR (Lim et al. 2017)
 BOOTSTRAP_STREAM = 0xB007  # second word of the bootstrap resample's rng key: apart from every patch stream
-SIXTEEN_TO_EIGHT_BIT = 257  # 65535 / 255: maps 16-bit [0, 65535] onto 8-bit [0, 255] exactly at both ends
-# What a broken file can raise while PIL opens and decodes it (OSError covers UnidentifiedImageError/truncation).
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 class DataError(UserError):
     """A data folder or image the user can fix: missing, empty, unreadable, or nothing usable; names the path."""
+
+
+def folder_images(folder: Path | str, what: str = "images") -> list[Path]:
+    """`list_images(folder, recursive=True)`, as a DataError naming the folder when it is missing or holds none."""
+    try:
+        paths = list_images(Path(folder), recursive=True)
+    except ImageFolderError as err:
+        raise DataError(str(err)) from None
+    if not paths:
+        raise DataError(f"{folder}: no {what} ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder")
+    return paths
 
 
 class PatchPlan(NamedTuple):
@@ -50,31 +56,6 @@ class ValImage(NamedTuple):
     name: str  # path relative to the folder, without suffix, e.g. "baby"
     lr: torch.Tensor  # (1, 3, h, w) float32 in [0, 1]
     hr: torch.Tensor  # (1, 3, h*scale, w*scale) float32 in [0, 1], modcropped
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files under `folder` (recursive, by IMAGE_EXTENSIONS, case-insensitive), sorted by relative path."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: image folder does not exist" if not folder.exists()
-                        else f"{folder}: is not a folder")
-    found = [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
-    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file -> (H, W, 3) uint8, EXIF orientation applied, gray/palette/alpha converted to RGB.
-
-    Alpha is dropped (training and validation images are opaque photos); 16-bit gray is scaled to 8 bits.
-    Raises what PIL raises on a broken file (see _DECODE_ERRORS).
-    """
-    with Image.open(path) as opened:
-        img = ImageOps.exif_transpose(opened)
-        if img.mode.startswith("I"):  # 16/32-bit integer gray: convert("RGB") would clip instead of scaling
-            gray = np.asarray(img).astype(np.float64) / SIXTEEN_TO_EIGHT_BIT
-            gray = np.clip(np.round(gray), 0, 255).astype(np.uint8)
-            return np.repeat(gray[:, :, None], 3, axis=2)
-        return np.array(img.convert("RGB"))  # np.array copies: writable and owned, not tied to the PIL image
 
 
 def apply_dihedral(img: np.ndarray, k: int) -> np.ndarray:
@@ -143,12 +124,12 @@ class TrainPatches(torch.utils.data.Dataset):
         found = 0
         held_out = {Path(p).resolve() for p in exclude}
         for i, hr_dir in enumerate(hr_dirs):
-            hr_paths = list_images(Path(hr_dir))
+            hr_paths = folder_images(hr_dir)
             hr_paths = [p for p in hr_paths if p.resolve() not in held_out]  # validation images never train
             if not hr_paths:
                 raise DataError(f"{hr_dir}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder")
             if lr_dirs:
-                lr_paths = list_images(Path(lr_dirs[i]))
+                lr_paths = folder_images(lr_dirs[i])
                 pairs, unmatched = pair_by_stem(hr_paths, lr_paths, scale)
                 if unmatched:
                     warnings.warn(f"{hr_dir} / {lr_dirs[i]}: {unmatched} file(s) without a partner of the same stem "
@@ -200,17 +181,17 @@ class TrainPatches(torch.utils.data.Dataset):
 
     def _decode(self, hr_path: Path, lr_path: Path | None) -> tuple[np.ndarray, np.ndarray | None]:
         """-> (modcropped HR, LR) uint8; LR is None when the HR is smaller than a patch (so not worth making)."""
-        hr = modcrop(read_rgb(hr_path), self.scale)
+        hr = modcrop(read_rgb8(hr_path)[0], self.scale)
         if min(hr.shape[:2]) < self.hr_patch:
             return hr, None
-        lr = np.array(bicubic_downscale(hr, self.scale)) if lr_path is None else read_rgb(lr_path)
+        lr = np.array(bicubic_downscale(hr, self.scale)) if lr_path is None else read_rgb8(lr_path)[0]
         return hr, lr
 
     def _load_checked(self, hr_path: Path, lr_path: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
         """Decode one source, or count it as skipped (warning once for broken files/mismatches) and return None."""
         try:
             hr, lr = self._decode(hr_path, lr_path)
-        except _DECODE_ERRORS as err:
+        except BadImageError as err:
             self.skipped_unreadable += 1
             warnings.warn(f"{hr_path if lr_path is None else f'{hr_path} / {lr_path}'}: unreadable image skipped "
                           f"({type(err).__name__}: {err})", stacklevel=3)
@@ -297,7 +278,7 @@ def holdout_paths(train_dirs: Sequence[str], count: int) -> list[Path]:
     that TrainPatches(exclude=...) keeps out of training. count 0 -> []."""
     if count <= 0:
         return []
-    paths = list_images(Path(train_dirs[-1]))
+    paths = folder_images(train_dirs[-1])
     if count >= len(paths):
         raise DataError(f"data.val_holdout={count} would hold out all {len(paths)} images of {train_dirs[-1]}")
     return paths[-count:]
@@ -346,7 +327,7 @@ def load_validation(folder: str, scale: int, max_images: int = 0,
     images become 3 equal channels. Unreadable files and images smaller than `scale` are skipped with a warning.
     """
     root = Path(folder)
-    paths = list_images(root) if paths is None else [Path(p) for p in paths]
+    paths = folder_images(root, "validation images") if paths is None else [Path(p) for p in paths]
     if not paths:
         raise DataError(f"{folder}: no validation images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder")
     if max_images > 0:
@@ -354,8 +335,8 @@ def load_validation(folder: str, scale: int, max_images: int = 0,
     images = []
     for path in paths:
         try:
-            hr = modcrop(read_rgb(path), scale)
-        except _DECODE_ERRORS as err:
+            hr = modcrop(read_rgb8(path)[0], scale)
+        except BadImageError as err:
             warnings.warn(f"{path}: unreadable validation image skipped ({type(err).__name__}: {err})", stacklevel=2)
             continue
         if min(hr.shape[:2]) < scale:

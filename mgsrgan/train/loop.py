@@ -24,8 +24,8 @@ from mgsrgan.train.distributed import World, all_reduce_sum, barrier
 from mgsrgan.train.losses import ContentLoss
 from mgsrgan.io.checkpoint import arch_of, load_generator
 from mgsrgan.errors import UserError
-from mgsrgan.train.member import (DONE, GAN, PHASES, PRETRAIN, Member, build_member, load_training_state, member_dir,
-                            save_generator, save_training_state)
+from mgsrgan.train.member import (DONE, GAN, PHASES, PRETRAIN, Member, build_member, init_body_from,
+                                  load_training_state, member_dir, save_generator, save_training_state)
 from mgsrgan.train.runlog import RunLog, format_eta
 from mgsrgan.train.schedule import DISCRIMINATOR, update_kind
 from mgsrgan.train.steps import autocast, gan_step, pretrain_step
@@ -248,6 +248,21 @@ def start_from_pretrained(ctx: Context, member: Member, source: Path) -> None:
         shutil.copyfile(path, member_dir(ctx.run_dir, member.index) / f"{PRETRAIN}.safetensors")
 
 
+def start_body_from(member: Member, source: Path) -> None:
+    """`train.init_from`: member k's head, residual blocks and body tail from source/member_<k>/pretrain.safetensors
+    (any scale), before its first step."""
+    path = member_dir(source, member.index) / f"{PRETRAIN}.safetensors"
+    if not path.is_file():
+        raise UserError(f"train.init_from: {path} not found (every member k needs member_<k>/{PRETRAIN}.safetensors)")
+    generator, _ = load_generator(path)
+    try:
+        init_body_from(member.generator, generator)
+    except ValueError as err:
+        raise UserError(f"train.init_from: {path}: {err}") from None
+    if member.ema is not None:
+        member.ema.load_state_dict(member.generator.state_dict(), strict=True)
+
+
 def train(ctx: Context, *, resume: bool, pretrained: Path | None = None) -> list[Member]:
     """Train (or resume) this rank's members of the run in ctx.run_dir; returns them, all in phase DONE.
     pretrained: a run folder whose phase-1 generators start phase 2 here (a fresh run only)."""
@@ -263,6 +278,9 @@ def train(ctx: Context, *, resume: bool, pretrained: Path | None = None) -> list
         elif pretrained is not None:
             start_from_pretrained(ctx, member, Path(pretrained))
             ctx.log.say(f"member {member.index}: phase 2 from {pretrained}'s pre-trained generator")
+        elif cfg.train.init_from:
+            start_body_from(member, Path(cfg.train.init_from))
+            ctx.log.say(f"member {member.index}: body initialised from {cfg.train.init_from}")
     if cfg.train.gan_steps > 0 and any(m.phase != DONE for m in members):
         _content_loss(ctx)  # fail at start, not hours later, when the VGG weights are missing
     groups = [members] if cfg.train.schedule == "lockstep" else [[m] for m in members]

@@ -14,7 +14,9 @@ from torch import nn
 
 from mgsrgan.evaluate.artifacts import period_lowpass_kernel
 from mgsrgan.config import LossConfig
-from mgsrgan.models.vgg import VGGFeatures, layer_index
+from mgsrgan.io.weightfiles import resolve_vgg_file
+from mgsrgan.models.trunks import layer_index
+from mgsrgan.models.vgg import VGGFeatures
 
 CONTENT_RESCALE = 1.0 / 12.75  # VGG feature maps scaled by 1/12.75 (Ledig et al. 2017, sec. 3.2)
 
@@ -53,11 +55,12 @@ class ContentLoss(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: LossConfig) -> ContentLoss:
-        """The content loss a LossConfig describes (layer(s), before/after ReLU, weights, file, rescale)."""
+        """The content loss a LossConfig describes (layer(s), before/after ReLU, weights, file, rescale); finds
+        (or, for VGG19, downloads) the weight file."""
         weights = dict(zip(cfg.content_layers, cfg.content_layer_weights)) or {cfg.content_layer: 1.0}
         deepest = max(weights, key=lambda name: tuple(int(p) for p in name.split("_")))
         trunk = VGGFeatures(layer=deepest, before_relu=cfg.content_before_relu,
-                            weights=cfg.vgg_weights, path=cfg.vgg_path)
+                            weights=cfg.vgg_weights, path=resolve_vgg_file(cfg.vgg_weights, cfg.vgg_path))
         return cls(trunk, rescale=cfg.content_rescale, layer_weights=weights)
 
     def features(self, img: torch.Tensor) -> list[torch.Tensor]:

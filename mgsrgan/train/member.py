@@ -83,6 +83,25 @@ def build_member(cfg: Config, index: int, device: torch.device, *, data_parallel
                   train_generator=train_generator, train_discriminator=train_discriminator, ema=ema)
 
 
+BODY_PREFIXES = ("head.", "body.", "body_tail.")  # the scale-independent part of an SRResNet (LR grid)
+
+
+def init_body_from(generator: Generator, source: Generator) -> list[str]:
+    """Copy `source`'s head, residual blocks and body tail (parameters and BatchNorm statistics) into `generator`,
+    which may have another scale; returns the names copied. ValueError when the two bodies differ in shape."""
+    own, theirs = generator.state_dict(), source.state_dict()
+    body = [name for name in own if name.startswith(BODY_PREFIXES)]
+    mismatched = [name for name in body if name not in theirs or theirs[name].shape != own[name].shape]
+    if mismatched:
+        raise ValueError(f"bodies differ ({len(mismatched)} tensors, e.g. {mismatched[0]}): "
+                         f"{source.num_blocks} blocks x {source.channels} channels vs "
+                         f"{generator.num_blocks} x {generator.channels}")
+    with torch.no_grad():
+        for name in body:
+            own[name].copy_(theirs[name])
+    return body
+
+
 def wrap_data_parallel(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Global-batch BatchNorm in place (parameter names unchanged), then DistributedDataParallel around it."""
     if device.type == "cuda":

@@ -1,0 +1,56 @@
+"""Command-line arguments shared by the commands that load an ensemble (`inference.py`, `mgsrgan export`): where
+the members come from and how they are combined, and building the model from them."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mgsrgan.infer import ensemble
+from mgsrgan.infer.ensemble import STRATEGIES, Ensemble
+from mgsrgan.infer.upscaler import ensemble_from_source
+from mgsrgan.io.checkpoint import CHECKPOINT_NAMES
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the members come from and how they are combined (shared with `mgsrgan export`)."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--run", type=Path, help="training run folder: uses every RUN/member_<k>/<checkpoint>")
+    source.add_argument("--weights", type=Path, nargs="+", metavar="FILE",
+                        help="explicit checkpoint files, one per member (default: the shipped weights/ folder)")
+    parser.add_argument("--checkpoint", choices=CHECKPOINT_NAMES, default=None,
+                        help="which checkpoint of each run member: best validation PSNR (default), last, pretrain "
+                             "(pixel-loss phase: highest PSNR) or gan (adversarial: most texture); default "
+                             "pretrain with --alpha and for the shipped weights")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="mean",
+                        help="mean: safe default; median: robust to one bad member; weighted: 1/MSE weights from "
+                             "validation PSNR; best: one member, K times faster; consensus: per-pixel weights that "
+                             "drop a member only where it disagrees with the rest (see mgsrgan/infer/ensemble.py); "
+                             "default %(default)s")
+    parser.add_argument("--alpha", type=float, default=0.0,
+                        help="perception-distortion knob in [0, 1]: (1-A) * distortion ensemble + A * GAN side "
+                             "(the mean of the GAN members); 0 (default) = best PSNR, 1 = most texture "
+                             "(Blau & Michaeli 2018)")
+    parser.add_argument("--adaptive", type=float, default=0.0, metavar="TAU",
+                        help="adaptive fusion: per pixel, the GAN share is A where the GAN members agree and falls "
+                             "to A/2 where their std reaches TAU 8-bit levels (toward the pixel-loss ensemble where "
+                             "they disagree: likely hallucination or artefact); 0 (default) = one global --alpha")
+    parser.add_argument("--gan-member", type=Path, nargs="+", metavar="FILE",
+                        help="GAN checkpoint(s) blended in by --alpha (default: every member's gan checkpoint)")
+    parser.add_argument("--gan-index", type=int, default=None,
+                        help="blend in this member's gan checkpoint alone (default: all members, averaged)")
+    parser.add_argument("--self-ensemble", action="store_true",
+                        help="run every member on the 8 flips/rotations of the input and average (EDSR+, Lim et al. "
+                             "2017); 8x the time for +0.01 dB on Set5 with the previous shipped members "
+                             "(weights/MODEL_CARD.md)")
+
+
+def model_from_args(args: argparse.Namespace) -> Ensemble:
+    model = ensemble_from_source(run=args.run, weights=args.weights, checkpoint=args.checkpoint,
+                                 strategy=args.strategy, alpha=args.alpha, gan_member=args.gan_member,
+                                 gan_index=args.gan_index, adaptive_tau=args.adaptive,
+                                 self_ensemble=args.self_ensemble)
+    notice = ensemble.SHIPPED_WEIGHTS / "NOTICE.txt"  # optional: what a user of the shipped ensemble must know
+    if args.run is None and not args.weights and notice.is_file():
+        print(f"note: {notice.read_text().strip()}", file=sys.stderr)
+    return model
