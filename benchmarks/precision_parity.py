@@ -28,7 +28,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mgsrgan.device import cpu_has_bf16, resolve_precision  # noqa: E402
-from mgsrgan.infer.ensemble import SHIPPED_WEIGHTS  # noqa: E402
+from mgsrgan.infer.ensemble import shipped_dir  # noqa: E402
+
+SHIPPED_WEIGHTS = shipped_dir(2)
 from mgsrgan.evaluate.protocol import charge_shared_passes, evaluate_folder, load_run_models, summarize  # noqa: E402
 from mgsrgan.infer.upscaler import Upscaler  # noqa: E402
 

@@ -1,6 +1,6 @@
-"""Markdown tables for weights/MODEL_CARD.md from evaluate.py JSON files and benchmarks/results/peers.json.
+"""Markdown tables for weights/x<scale>/MODEL_CARD.md from evaluate.py JSON files and benchmarks/results/peers.json.
 
-    python scripts/model_card_tables.py weights/eval_pretrain.json weights/eval_gan.json \
+    python scripts/model_card_tables.py weights/x2/eval_pretrain.json weights/x2/eval_gan.json \
         --peers benchmarks/results/peers.json
 """
 import argparse

@@ -1,6 +1,7 @@
-"""Copy a run's distortion (pretrain) and GAN checkpoints into weights/, the ensemble inference.py uses by default.
+"""Copy a run's distortion (pretrain) and GAN checkpoints into weights/x<scale>/, the ensembles inference.py uses
+when given no --run or --weights (`--scale` picks one).
 
-    python scripts/ship_weights.py runs/scaled-k3-preview
+    python scripts/ship_weights.py runs/x2-k3        # -> weights/x2/
 
 Only generator tensors travel (the checkpoints are already generator-only); metadata (config, validation scores,
 steps) is kept, so `weighted` and `best` work on the shipped ensemble too.
@@ -13,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mgsrgan.config import load_config  # noqa: E402
 from mgsrgan.io.checkpoint import read_meta  # noqa: E402
 
 SHIPPED = ("pretrain", "gan")  # distortion-oriented and perception-oriented members
@@ -21,8 +23,10 @@ SHIPPED = ("pretrain", "gan")  # distortion-oriented and perception-oriented mem
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
-    parser.add_argument("--dest", type=Path, default=ROOT / "weights")
+    parser.add_argument("--dest", type=Path, default=None, help="default: weights/x<the run's scale>")
     args = parser.parse_args()
+    if args.dest is None:
+        args.dest = ROOT / "weights" / f"x{load_config(args.run / 'config.yaml').model.scale}"
     members = sorted(args.run.glob("member_*"))
     if not members:
         print(f"error: {args.run}: no member_<k> folders", file=sys.stderr)

@@ -180,7 +180,7 @@ def test_run_member_paths(tmp_path, monkeypatch):
         run_member_paths(tmp_path / "nope", "best")
     with pytest.raises(EnsembleSourceError, match="no member_<k> folders"):
         run_member_paths(tmp_path, "best")
-    monkeypatch.setattr(ensemble_module, "SHIPPED_WEIGHTS", tmp_path / "weights")
+    monkeypatch.setattr(ensemble_module, "SHIPPED_ROOT", tmp_path / "weights")
     with pytest.raises(EnsembleSourceError, match="--run RUN_DIR or --weights"):
         shipped_member_paths("pretrain")
 

@@ -297,3 +297,18 @@ def test_bf16_rows_score_close_to_fp32(setup, capsys):
         assert rows["bf16"][(name, "member_1")] == pytest.approx(expected, abs=1e-6)
     assert [r.psnr for r in evaluate_folder(tmp / "Tiny", models.upscalers, scale=SCALE)
             if r.model == "member_1"] == pytest.approx([rows["bf16"][(n, "member_1")] for n in ("a", "b", "g")])
+
+
+def test_shipped_ensemble_by_scale_writes_outside_weights(tmp_path, monkeypatch, capsys):
+    """No --run: the shipped weights/x<scale> ensemble; its report goes to runs/shipped-x<scale>/, not weights/."""
+    from mgsrgan.infer import ensemble as ensemble_module
+
+    monkeypatch.setattr(ensemble_module, "SHIPPED_ROOT", tmp_path / "weights")
+    monkeypatch.chdir(tmp_path)
+    save_tiny_run(tmp_path / "weights" / "x2", checkpoint="pretrain")
+    save_tiny_images(tmp_path / "Tiny")
+    assert main(["--data", str(tmp_path / "Tiny"), "--checkpoint", "pretrain", "--no-perceptual"]) == 0
+    assert (tmp_path / "runs" / "shipped-x2" / "eval_pretrain.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "weights" / "x2").iterdir()) == ["member_0", "member_1"]
+    assert main(["--data", str(tmp_path / "Tiny"), "--checkpoint", "pretrain", "--scale", "4"]) == 2
+    assert "weights/x4" in capsys.readouterr().err

@@ -113,7 +113,7 @@ def test_an_output_folder_that_is_a_file_stops_before_any_upscale(tmp_path, weig
 def test_usage_and_config_errors_exit_2(tmp_path, weights, capsys, monkeypatch):
     rgb(4, 4).save(tmp_path / "a.png")
     odd = save_member(tmp_path / "x4.safetensors", scale=4)
-    monkeypatch.setattr(ensemble_module, "SHIPPED_WEIGHTS", tmp_path / "no_weights")
+    monkeypatch.setattr(ensemble_module, "SHIPPED_ROOT", tmp_path / "no_weights")
     cases = [
         (["--weights", weights[0], str(odd)], [weights[0], str(odd)]),  # mismatched members: both files named
         (["--run", str(tmp_path / "nope")], ["no such run folder"]),
@@ -220,3 +220,38 @@ def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path, ca
         with pytest.raises(UserError, match="is a file, not a folder"):
             collect_jobs([tmp_path / "in"], output, recursive=False, ext=None)
     assert len(collect_jobs([tmp_path / "in"], tmp_path / "new" / "deeper", recursive=False, ext=None)) == 1
+
+
+def test_scale_must_match_the_members_and_picks_the_shipped_folder(tmp_path, weights, capsys, monkeypatch):
+    rgb(6, 5).save(tmp_path / "a.png")
+    code, _, err = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "out", "--weights", *weights, "--scale", 4)
+    assert code == 2 and "--scale 4" in err and "x2 members" in err and "\n" not in err.strip()
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UserError, match="shipped ensembles are x2 and x4"):
+        ensemble_module.shipped_dir(3)
+    # the shipped folder follows --scale: an x4 member under weights/x4 upscales x4
+    monkeypatch.setattr(ensemble_module, "SHIPPED_ROOT", tmp_path / "weights")
+    save_member(tmp_path / "weights" / "x4" / "member_0" / "pretrain.safetensors", scale=4)
+    code, out, _ = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "x4", "--scale", 4)
+    assert code == 0 and Image.open(tmp_path / "x4" / "a.png").size == (20, 24)
+    code, _, err = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "x2")  # default x2: not there here
+    assert code == 2 and "weights/x2" in err
+
+
+def test_outscale_resizes_the_model_output(tmp_path, weights, capsys):
+    from mgsrgan.cli.infer import outscale_size, resize_antialiased
+
+    assert outscale_size((12, 10), 2, 1.5) == (9, 8)  # LR 6 x 5 -> round(9.0) x round(7.5) (banker's: 8)
+    assert outscale_size((4, 4), 2, 0.1) == (1, 1)
+    flat = torch.full((3, 12, 10), 0.25)
+    assert torch.allclose(resize_antialiased(flat, (5, 7)), torch.full((3, 5, 7), 0.25), atol=1e-6)
+    rgba = Image.fromarray(np.random.default_rng(2).integers(0, 256, (6, 5, 4), dtype=np.uint8), "RGBA")
+    rgba.save(tmp_path / "a.png")
+    code, _, _ = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "out", "--weights", *weights,
+                     "--outscale", 3, "--uncertainty")
+    out = Image.open(tmp_path / "out" / "a.png")
+    assert code == 0 and out.size == (15, 18) and out.mode == "RGBA"
+    assert Image.open(tmp_path / "out" / "a_uncertainty.png").size == (15, 18)
+    code, _, err = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "bad", "--weights", *weights,
+                       "--outscale", 0)
+    assert code == 2 and "--outscale must be in" in err

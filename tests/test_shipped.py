@@ -26,7 +26,7 @@ def test_shipped_config_is_config_scaled_as_trained():
 
     from mgsrgan.config import load_config
 
-    shipped = asdict(load_config(ROOT / "weights" / "config.yaml"))
+    shipped = asdict(load_config(ROOT / "weights" / "x2" / "config.yaml"))
     preset = asdict(load_config(ROOT / "config_scaled.yaml"))
     shipped["train"].pop("name"), preset["train"].pop("name")
     assert shipped == preset

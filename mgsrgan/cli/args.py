@@ -18,6 +18,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--run", type=Path, help="training run folder: uses every RUN/member_<k>/<checkpoint>")
     source.add_argument("--weights", type=Path, nargs="+", metavar="FILE",
                         help="explicit checkpoint files, one per member (default: the shipped weights/ folder)")
+    parser.add_argument("--scale", type=int, choices=ensemble.SHIPPED_SCALES, default=None,
+                        help=f"which shipped ensemble: weights/x2 or weights/x4 (default x{ensemble.DEFAULT_SHIPPED_SCALE}: "
+                             "its members trained longer); with --run/--weights it must match their scale")
     parser.add_argument("--checkpoint", choices=CHECKPOINT_NAMES, default=None,
                         help="which checkpoint of each run member: best validation PSNR (default), last, pretrain "
                              "(pixel-loss phase: highest PSNR) or gan (adversarial: most texture); default "
@@ -42,15 +45,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--self-ensemble", action="store_true",
                         help="run every member on the 8 flips/rotations of the input and average (EDSR+, Lim et al. "
                              "2017); 8x the time for +0.01 dB on Set5 with the previous shipped members "
-                             "(weights/MODEL_CARD.md)")
+                             "(weights/x2/MODEL_CARD.md)")
 
 
 def model_from_args(args: argparse.Namespace) -> Ensemble:
     model = ensemble_from_source(run=args.run, weights=args.weights, checkpoint=args.checkpoint,
                                  strategy=args.strategy, alpha=args.alpha, gan_member=args.gan_member,
                                  gan_index=args.gan_index, adaptive_tau=args.adaptive,
-                                 self_ensemble=args.self_ensemble)
-    notice = ensemble.SHIPPED_WEIGHTS / "NOTICE.txt"  # optional: what a user of the shipped ensemble must know
+                                 self_ensemble=args.self_ensemble, scale=args.scale)
+    notice = ensemble.SHIPPED_ROOT / "NOTICE.txt"  # optional: what a user of the shipped ensemble must know
     if args.run is None and not args.weights and notice.is_file():
         print(f"note: {notice.read_text().strip()}", file=sys.stderr)
     return model

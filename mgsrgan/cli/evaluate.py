@@ -30,7 +30,8 @@ from tqdm import tqdm
 from mgsrgan.io.atomic import atomic_write
 from mgsrgan.io.checkpoint import CHECKPOINT_NAMES
 from mgsrgan.device import PRECISIONS, resolve_device, resolve_precision
-from mgsrgan.infer.ensemble import STRATEGIES
+from mgsrgan.infer import ensemble
+from mgsrgan.infer.ensemble import DEFAULT_SHIPPED_SCALE, SHIPPED_SCALES, STRATEGIES, shipped_dir
 from mgsrgan.errors import UserError
 from mgsrgan.evaluate.protocol import (ARTIFACTS, BICUBIC, PERCEPTUAL, ImageScore, PairDistance, bicubic_upscaler,
                                 charge_shared_passes, evaluate_folder, list_images, load_run_models, markdown_table,
@@ -48,7 +49,11 @@ CSV_FIELDS = ("dataset", "image", "model", "psnr", "ssim", "seconds", *ARTIFACTS
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True, help="training run folder (holds member_<k>/)")
+    parser.add_argument("--run", type=Path, default=None,
+                        help="training run folder (holds member_<k>/); default: the shipped ensemble weights/x<--scale>")
+    parser.add_argument("--scale", type=int, choices=SHIPPED_SCALES, default=None,
+                        help=f"which shipped ensemble without --run (default x{DEFAULT_SHIPPED_SCALE}); with --run it must "
+                             "match the run's scale")
     parser.add_argument("--data", type=Path, nargs="+", required=True,
                         help="one or more folders of HR images (e.g. Set5 Set14 BSD100); the folder name is the set")
     parser.add_argument("--checkpoint", choices=CHECKPOINT_NAMES, default="best",
@@ -160,6 +165,14 @@ def write_text(path: Path, text: str) -> None:
         raise UserError(f"{path}: cannot write ({err.strerror})") from None
 
 
+def default_out(run_dir: Path, scale: int, checkpoint: str) -> Path:
+    """RUN/eval_<checkpoint>.json; for the shipped ensembles runs/shipped-x<scale>/..., so that evaluating them
+    leaves the repo's weights/ folder as it was."""
+    if ensemble.SHIPPED_ROOT.resolve() in (run_dir.resolve(), *run_dir.resolve().parents):
+        return Path("runs") / f"shipped-x{scale}" / f"eval_{checkpoint}.json"
+    return run_dir / f"eval_{checkpoint}.json"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.tile < 0:
         raise UserError(f"--tile {args.tile}: expected 0 (whole image) or a positive LR tile size")
@@ -169,9 +182,16 @@ def run(args: argparse.Namespace) -> int:
     counts = {folder: len(list_images(folder)) for folder in args.data}  # fail on a bad folder before loading models
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
-    models = load_run_models(args.run, checkpoint=args.checkpoint, strategies=args.strategies, device=device,
+    shipped_scale = DEFAULT_SHIPPED_SCALE if args.scale is None else args.scale
+    run_dir = args.run if args.run is not None else shipped_dir(shipped_scale)
+    models = load_run_models(run_dir, checkpoint=args.checkpoint, strategies=args.strategies, device=device,
                              tile=args.tile, self_ensemble=args.self_ensemble, precision=precision)
-    out = args.out if args.out is not None else args.run / f"eval_{args.checkpoint}.json"
+    if args.scale is not None and models.scale != args.scale:
+        raise UserError(f"--scale {args.scale}, but {run_dir} holds x{models.scale} members")
+    out = args.out
+    if out is None:
+        out = default_out(run_dir, models.scale, args.checkpoint)
+        out.parent.mkdir(parents=True, exist_ok=True)
     check_out_folder(out)
     perceptual, perceptual_status = load_perceptual(args, device)
     for key, line in perceptual_status.items():
@@ -187,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     summary = summarize(results)
     for dataset, rows in summary.items():
         print(markdown_table(dataset, rows, scale=models.scale) + "\n")
-    report = {"run": str(args.run), "checkpoint": args.checkpoint, "self_ensemble": args.self_ensemble,
+    report = {"run": str(run_dir), "checkpoint": args.checkpoint, "self_ensemble": args.self_ensemble,
               "scale": models.scale, "device": str(device), "precision": str(precision).removeprefix("torch."),
               "tile": args.tile, "protocol": PROTOCOL, "perceptual": perceptual_status, "members": models.members,
               "ensembles": {name: {"members": used} for name, used in models.uses.items()},

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from mgsrgan.cli.args import add_model_arguments, model_from_args
@@ -25,6 +26,7 @@ from mgsrgan.infer.upscaler import Upscaler
 DEFAULT_BATCH_SIZE = 4  # same-size images per forward pass: amortises per-call overhead on small images; memory
 #                        grows with batch x pixels, so large images want --tile (and --batch-size 1) instead
 UNCERTAINTY_SUFFIX = "_uncertainty"
+MAX_OUTSCALE = 16.0  # beyond 4x the x4 model's output the resize only adds blur and pixels: refuse obvious typos
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="same-size images per pass (default %(default)s)")
     parser.add_argument("--ext", help="output format by extension (png, jpg, webp, ...; default: the input's); "
                                       "alpha is dropped for formats without it, 16-bit becomes 8-bit")
+    parser.add_argument("--outscale", type=float, default=None, metavar="F",
+                        help="output size F x the input (any factor > 0, e.g. 3 or 1.5): the model's x2/x4 output, "
+                             "then an antialiased bicubic resize to round(F * width) x round(F * height) "
+                             "(as Real-ESRGAN's --outscale); default: the model's own scale")
     parser.add_argument("--recursive", action="store_true", help="descend into subfolders, keeping the layout")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     parser.add_argument("--max-pixels", type=int, default=None,
@@ -157,9 +163,28 @@ class Runner:
 
     def write(self, job: Job, info: ImageInfo, sr_img: torch.Tensor, std: torch.Tensor | None) -> None:
         fmt = self.out_format or output_format(job.target, info.format)
+        if self.args.outscale is not None:
+            size = outscale_size(sr_img.shape[-2:], self.upscaler.scale, self.args.outscale)
+            sr_img = resize_antialiased(sr_img, size)
+            std = None if std is None else resize_antialiased(std, size)
         if std is not None:  # first, so an existing image always has its map (skip logic looks at the image)
             write_image(colorize_uncertainty(std, self.args.uncertainty_max), job.uncertainty, fmt="PNG")
         write_image(to_pil(sr_img, info), job.target, fmt=fmt, icc_profile=info.icc_profile)
+
+
+def outscale_size(sr_size: tuple[int, int], scale: int, outscale: float) -> tuple[int, int]:
+    """(H, W) of the model's x`scale` output -> (round(outscale * h), round(outscale * w)) of its LR input (h, w),
+    at least 1 x 1."""
+    height, width = sr_size[0] // scale, sr_size[1] // scale
+    return max(1, round(outscale * height)), max(1, round(outscale * width))
+
+
+def resize_antialiased(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(C, H, W) float in [0, 1] -> (C, size[0], size[1]): bicubic with antialiasing when shrinking (Pillow's
+    filter support), clipped back to [0, 1]; the same tensor when the size already matches."""
+    if tuple(img.shape[-2:]) == tuple(size):
+        return img
+    return F.interpolate(img[None], size=size, mode="bicubic", antialias=True, align_corners=False)[0].clamp_(0, 1)
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -180,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--uncertainty-max must be > 0, got {args.uncertainty_max}")
         if args.ext:
             format_for_extension(args.ext)
+        if args.outscale is not None and not 0 < args.outscale <= MAX_OUTSCALE:
+            raise UserError(f"--outscale must be in (0, {MAX_OUTSCALE}], got {args.outscale}")
         jobs = collect_jobs(args.input, args.output, recursive=args.recursive, ext=args.ext)
         upscaler = Upscaler(model_from_args(args), device=args.device, tile=args.tile, tile_pad=args.tile_pad,
                             half=args.half, precision=args.precision)

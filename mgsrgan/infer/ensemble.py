@@ -52,7 +52,10 @@ CONSENSUS_RADIUS = 3  # HR pixels: a 7x7 window, 147 samples per variance estima
 VARIANCE_FLOOR = (1.0 / 255.0) ** 2 / 12.0  # variance of 8-bit quantisation: agreement finer than the output can
 #                                             store carries no information, so no member gets more weight for it
 EIGHT_BIT_LEVELS = 255.0  # [0, 1] image units -> 8-bit levels, the unit of adaptive fusion's tau
-SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"  # weights/member_<k>/{pretrain,gan}.safetensors
+SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "weights"  # weights/x<scale>/member_<k>/{pretrain,gan}.safetensors
+SHIPPED_SCALES = (2, 4)  # the ensembles shipped in the repo
+# x2 unless asked: its members trained longer and lead the x4 ones on every measure (see the README)
+DEFAULT_SHIPPED_SCALE = 2
 _MEMBER_DIR = re.compile(r"member_(\d+)$")
 
 
@@ -207,12 +210,21 @@ def run_member_paths(run: Path, checkpoint: str) -> list[Path]:
     return paths
 
 
-def shipped_member_paths(checkpoint: str) -> list[Path]:
-    """The pretrained ensemble shipped in the repo's weights/ folder (member_<k>/{pretrain,gan}.safetensors)."""
-    if not SHIPPED_WEIGHTS.is_dir() or not any(_MEMBER_DIR.match(d.name) for d in SHIPPED_WEIGHTS.iterdir()):
-        raise EnsembleSourceError(f"{SHIPPED_WEIGHTS}: no shipped pretrained weights; pass --run RUN_DIR or "
+def shipped_dir(scale: int = DEFAULT_SHIPPED_SCALE) -> Path:
+    """weights/x<scale>: the folder of the ensemble shipped for `scale` (UserError for a scale not shipped)."""
+    if scale not in SHIPPED_SCALES:
+        raise EnsembleSourceError(f"--scale {scale}: the shipped ensembles are x{' and x'.join(map(str, SHIPPED_SCALES))}"
+                                  "; for another factor pass --run/--weights, or --outscale to resize the output")
+    return SHIPPED_ROOT / f"x{scale}"
+
+
+def shipped_member_paths(checkpoint: str, scale: int = DEFAULT_SHIPPED_SCALE) -> list[Path]:
+    """The pretrained ensemble shipped in the repo's weights/x<scale> folder (member_<k>/{pretrain,gan}.safetensors)."""
+    folder = shipped_dir(scale)
+    if not folder.is_dir() or not any(_MEMBER_DIR.match(d.name) for d in folder.iterdir()):
+        raise EnsembleSourceError(f"{folder}: no shipped pretrained weights; pass --run RUN_DIR or "
                                   "--weights FILE [FILE ...]")
-    return run_member_paths(SHIPPED_WEIGHTS, checkpoint)
+    return run_member_paths(folder, checkpoint)
 
 
 def load_members(paths: Sequence[Path]) -> list[tuple[nn.Module, dict]]:

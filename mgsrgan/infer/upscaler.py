@@ -19,7 +19,8 @@ from PIL import Image
 from torch import nn
 
 from mgsrgan.device import autocast_to, resolve_device, resolve_precision
-from mgsrgan.infer.ensemble import Ensemble, build_ensemble, run_member_paths, shipped_member_paths
+from mgsrgan.infer.ensemble import (DEFAULT_SHIPPED_SCALE, Ensemble, build_ensemble, run_member_paths,
+                                    shipped_member_paths)
 from mgsrgan.errors import UserError
 from mgsrgan.models.generator import Generator
 from mgsrgan.io.images import from_pil, to_pil
@@ -80,8 +81,10 @@ def with_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | None = None,
                          checkpoint: str | None = None, strategy: str = "mean", alpha: float = 0.0,
                          gan_member: Path | Sequence[Path] | None = None, gan_index: int | None = None,
-                         adaptive_tau: float = 0.0, self_ensemble: bool = False) -> Ensemble:
-    """Members from a run folder, explicit files, or (neither given) the shipped weights/ folder.
+                         adaptive_tau: float = 0.0, self_ensemble: bool = False, scale: int | None = None) -> Ensemble:
+    """Members from a run folder, explicit files, or (neither given) the shipped weights/x<scale> folder.
+
+    `scale` picks the shipped ensemble (default DEFAULT_SHIPPED_SCALE); with a run or files it must be theirs.
 
     `checkpoint` defaults to "best" for a run, or "pretrain" (the distortion members) when alpha > 0 or for the
     shipped weights. With alpha > 0 the GAN side is `gan_member` (one file or several), else the "gan" checkpoints
@@ -105,16 +108,24 @@ def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | N
                             "generators)")
     else:
         checkpoint = checkpoint or ("pretrain" if (alpha > 0.0 or run is None) else "best")
-        paths = run_member_paths(Path(run), checkpoint) if run is not None else shipped_member_paths(checkpoint)
+        shipped_scale = DEFAULT_SHIPPED_SCALE if scale is None else scale
+        paths = (run_member_paths(Path(run), checkpoint) if run is not None
+                 else shipped_member_paths(checkpoint, shipped_scale))
         if alpha > 0.0 and not gan_paths:
-            gan_paths = run_member_paths(Path(run), "gan") if run is not None else shipped_member_paths("gan")
+            gan_paths = (run_member_paths(Path(run), "gan") if run is not None
+                         else shipped_member_paths("gan", shipped_scale))
             if gan_index is not None:
                 if not 0 <= gan_index < len(gan_paths):
                     raise UserError(f"--gan-index {gan_index}: there are {len(gan_paths)} members "
                                     f"(0..{len(gan_paths) - 1})")
                 gan_paths = [gan_paths[gan_index]]
-    return build_ensemble(paths, strategy=strategy, gan_paths=gan_paths, alpha=alpha, adaptive_tau=adaptive_tau,
-                          self_ensemble=self_ensemble)
+    model = build_ensemble(paths, strategy=strategy, gan_paths=gan_paths, alpha=alpha, adaptive_tau=adaptive_tau,
+                           self_ensemble=self_ensemble)
+    if scale is not None and model.scale != scale:
+        source = run if run is not None else paths[0]
+        raise UserError(f"--scale {scale}, but {source} holds x{model.scale} members; drop --scale or pass "
+                        f"--scale {model.scale}")
+    return model
 
 
 class Upscaler:
@@ -168,12 +179,13 @@ class Upscaler:
         return cls(model, device=device, precision=precision, **options)
 
     @classmethod
-    def pretrained(cls, strategy: str = "mean", device: str = "cpu", *, checkpoint: str = "pretrain",
-                   alpha: float = 0.0, adaptive_tau: float = 0.0, self_ensemble: bool = False,
-                   precision: str = "auto", **options) -> "Upscaler":
-        """The ensemble shipped in the repo's weights/ folder: `checkpoint` "pretrain" (pixel loss) or "gan" of every
-        member; alpha > 0 (with pretrain) blends in the GAN members, adaptively when adaptive_tau > 0."""
-        model = ensemble_from_source(checkpoint=checkpoint, strategy=strategy, alpha=alpha,
+    def pretrained(cls, strategy: str = "mean", device: str = "cpu", *, scale: int = DEFAULT_SHIPPED_SCALE,
+                   checkpoint: str = "pretrain", alpha: float = 0.0, adaptive_tau: float = 0.0,
+                   self_ensemble: bool = False, precision: str = "auto", **options) -> "Upscaler":
+        """The ensemble shipped in the repo's weights/x<scale> folder (scale 2 or 4): `checkpoint` "pretrain" (pixel
+        loss) or "gan" of every member; alpha > 0 (with pretrain) blends in the GAN members, adaptively when
+        adaptive_tau > 0."""
+        model = ensemble_from_source(checkpoint=checkpoint, strategy=strategy, alpha=alpha, scale=scale,
                                      adaptive_tau=adaptive_tau, self_ensemble=self_ensemble)
         return cls(model, device=device, precision=precision, **options)
 
