@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mgsrgan.io.checkpoint import save_checkpoint
-from mgsrgan.infer.ensemble import build_ensemble
+from mgsrgan.infer.ensemble import build_ensemble, run_member_paths
 from mgsrgan.cli.export import META_FILE, export_onnx, export_torchscript, main
 from mgsrgan.models.generator import Generator
 
@@ -78,3 +78,18 @@ def test_cli_member_and_ensemble(tmp_path, capsys):
     assert code == 2 and err.startswith("error: --member 7") and not (tmp_path / "x.onnx").exists()
     code = main(["--format", "onnx", "--weights", *weights, "--output", str(tmp_path / "no" / "x.onnx")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_export_of_the_shipped_folder_as_a_run(tmp_path, capsys):
+    """`mgsrgan export --format onnx --run weights/x2`: the shipped folders hold pretrain and gan, no best; the
+    export falls back to the pretrain members (said on stderr) and reproduces their ensemble."""
+    onnxruntime = pytest.importorskip("onnxruntime", reason="optional export extra: pip install onnx onnxruntime")
+    shipped = Path(__file__).resolve().parents[1] / "weights" / "x2"
+    out = tmp_path / "x2.onnx"
+    assert main(["--format", "onnx", "--run", str(shipped), "--output", str(out)]) == 0
+    assert "no best checkpoints" in capsys.readouterr().err
+    x = torch.rand(1, 3, 12, 10)
+    (got,) = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"lr": x.numpy()})
+    with torch.no_grad():
+        want = build_ensemble(run_member_paths(shipped, "pretrain"))(x)
+    assert float((torch.from_numpy(got) - want).abs().max()) < ONNX_TOLERANCE

@@ -226,3 +226,24 @@ def test_bf16_ensemble_of_other_networks_keeps_uncertainty_in_fp32():
     assert all(isinstance(m, Autocast) for m in up.model.members)
     sr_img, std = up.upscale_with_uncertainty(torch.rand(1, 3, 6, 5))
     assert sr_img.dtype == std.dtype == torch.float32 and std.shape == (1, 1, 12, 10)
+
+
+def test_a_run_without_best_checkpoints_defaults_to_pretrain_with_a_note(tmp_path, capsys):
+    """weights/x2 (pretrain and gan only) or a run without validation: the default is pretrain, said on stderr;
+    a run with best checkpoints keeps best, silently."""
+    made = make_run(tmp_path / "run")
+    lr_img = torch.rand(1, 3, 9, 7)
+    with torch.no_grad():
+        want = {phase: ((made[phase][0](lr_img) + made[phase][1](lr_img)) / 2).clamp(0, 1) for phase in PHASES}
+    got = Upscaler.from_run(tmp_path / "run", precision="fp32").upscale_tensor(lr_img)
+    torch.testing.assert_close(got, want["best"])
+    assert "note:" not in capsys.readouterr().err
+    for k in range(2):
+        (tmp_path / "run" / f"member_{k}" / "best.safetensors").unlink()
+    got = Upscaler.from_run(tmp_path / "run", precision="fp32").upscale_tensor(lr_img)
+    torch.testing.assert_close(got, want["pretrain"])
+    assert "no best checkpoints" in capsys.readouterr().err
+    for k in range(2):
+        (tmp_path / "run" / f"member_{k}" / "pretrain.safetensors").unlink()
+    with pytest.raises(UserError, match="best.safetensors: missing"):  # neither: the error names the usual default
+        ensemble_from_source(run=tmp_path / "run")

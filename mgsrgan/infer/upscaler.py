@@ -11,6 +11,7 @@ run under autocast (`with_precision` wraps each Generator); their outputs come b
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -19,8 +20,8 @@ from PIL import Image
 from torch import nn
 
 from mgsrgan.device import autocast_to, resolve_device, resolve_precision
-from mgsrgan.infer.ensemble import (DEFAULT_SHIPPED_SCALE, Ensemble, build_ensemble, run_member_paths,
-                                    shipped_member_paths)
+from mgsrgan.infer.ensemble import (DEFAULT_SHIPPED_SCALE, Ensemble, EnsembleSourceError, build_ensemble,
+                                    run_member_paths, shipped_member_paths)
 from mgsrgan.errors import UserError
 from mgsrgan.models.generator import Generator
 from mgsrgan.io.images import from_pil, to_pil
@@ -78,8 +79,24 @@ def with_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return model
 
 
+def default_run_checkpoint(run: Path) -> str:
+    """"best" when every member of `run` has one, else "pretrain" (the pixel-loss end, highest PSNR) when every member
+    has that, with a note; "best" otherwise, so the missing-file error names the usual default."""
+    try:
+        run_member_paths(run, "best")
+        return "best"
+    except EnsembleSourceError:
+        try:
+            run_member_paths(run, "pretrain")
+        except EnsembleSourceError:
+            return "best"
+    print(f"note: {run} has no best checkpoints (a run without validation, or shipped weights); using pretrain, "
+          "the end of the pixel-loss phase (--checkpoint to choose)", file=sys.stderr)
+    return "pretrain"
+
+
 def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | None = None,
-                         checkpoint: str | None = None, strategy: str = "mean", alpha: float = 0.0,
+                         checkpoint: str | None = None, strategy: str | None = None, alpha: float = 0.0,
                          gan_member: Path | Sequence[Path] | None = None, gan_index: int | None = None,
                          adaptive_tau: float = 0.0, self_ensemble: bool = False, scale: int | None = None) -> Ensemble:
     """Members from a run folder, explicit files, or (neither given) the shipped weights/x<scale> folder.
@@ -87,8 +104,10 @@ def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | N
     `scale` picks the shipped ensemble (default DEFAULT_SHIPPED_SCALE); with a run or files it must be theirs.
 
     `checkpoint` defaults to "best" for a run, or "pretrain" (the distortion members) when alpha > 0 or for the
-    shipped weights. With alpha > 0 the GAN side is `gan_member` (one file or several), else the "gan" checkpoints
-    of every member (their mean), or of member `gan_index` alone. adaptive_tau > 0: adaptive fusion (ensemble.py).
+    shipped weights; a run folder without best checkpoints (validation off, or weights/x<s> passed as --run: they
+    hold pretrain and gan only) falls back to "pretrain", with a note on stderr. With alpha > 0 the GAN side is
+    `gan_member` (one file or several), else the "gan" checkpoints of every member (their mean), or of member
+    `gan_index` alone. adaptive_tau > 0: adaptive fusion (ensemble.py).
     """
     if run is not None and weights:
         raise UserError("pass either --run or --weights, not both")
@@ -107,7 +126,8 @@ def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | N
             raise UserError("--alpha with --weights needs --gan-member PATH [PATH ...] (perception-oriented "
                             "generators)")
     else:
-        checkpoint = checkpoint or ("pretrain" if (alpha > 0.0 or run is None) else "best")
+        if checkpoint is None:
+            checkpoint = "pretrain" if (alpha > 0.0 or run is None) else default_run_checkpoint(Path(run))
         shipped_scale = DEFAULT_SHIPPED_SCALE if scale is None else scale
         paths = (run_member_paths(Path(run), checkpoint) if run is not None
                  else shipped_member_paths(checkpoint, shipped_scale))
@@ -156,12 +176,12 @@ class Upscaler:
         self.tile_pad = model.receptive_radius() if tile_pad is None else tile_pad
 
     @classmethod
-    def from_run(cls, run: Path, strategy: str = "mean", checkpoint: str | None = "best", device: str = "cpu", *,
+    def from_run(cls, run: Path, strategy: str | None = None, checkpoint: str | None = None, device: str = "cpu", *,
                  alpha: float = 0.0, gan_index: int | None = None, adaptive_tau: float = 0.0,
                  self_ensemble: bool = False, precision: str = "auto", **options) -> "Upscaler":
-        """All members of a run folder (`checkpoint` of each; alpha > 0 blends in the mean of the members' GAN
-        checkpoints, or member `gan_index`'s alone; adaptive_tau > 0: adaptive fusion; self_ensemble: each
-        generator on the 8 flips/rotations, 8x the time)."""
+        """All members of a run folder (`checkpoint` of each: default best, or pretrain where there is none; alpha > 0
+        blends in the mean of the members' GAN checkpoints, or member `gan_index`'s alone; adaptive_tau > 0: adaptive
+        fusion; self_ensemble: each generator on the 8 flips/rotations, 8x the time)."""
         if alpha > 0.0 and checkpoint == "best":
             checkpoint = "pretrain"  # the distortion side of the knob (see ensemble_from_source)
         model = ensemble_from_source(run=Path(run), checkpoint=checkpoint, strategy=strategy, alpha=alpha,
@@ -169,7 +189,7 @@ class Upscaler:
         return cls(model, device=device, precision=precision, **options)
 
     @classmethod
-    def from_weights(cls, paths: Sequence[Path], strategy: str = "mean", device: str = "cpu", *,
+    def from_weights(cls, paths: Sequence[Path], strategy: str | None = None, device: str = "cpu", *,
                      alpha: float = 0.0, gan_member: Path | Sequence[Path] | None = None,
                      adaptive_tau: float = 0.0, self_ensemble: bool = False, precision: str = "auto",
                      **options) -> "Upscaler":
@@ -179,7 +199,7 @@ class Upscaler:
         return cls(model, device=device, precision=precision, **options)
 
     @classmethod
-    def pretrained(cls, strategy: str = "mean", device: str = "cpu", *, scale: int = DEFAULT_SHIPPED_SCALE,
+    def pretrained(cls, strategy: str | None = None, device: str = "cpu", *, scale: int = DEFAULT_SHIPPED_SCALE,
                    checkpoint: str = "pretrain", alpha: float = 0.0, adaptive_tau: float = 0.0,
                    self_ensemble: bool = False, precision: str = "auto", **options) -> "Upscaler":
         """The ensemble shipped in the repo's weights/x<scale> folder (scale 2 or 4): `checkpoint` "pretrain" (pixel
