@@ -51,8 +51,15 @@ def test_list_images_recursive_sorted_case_insensitive(tmp_path):
 @pytest.mark.parametrize("scale", [2, 4])
 def test_shapes_and_ranges(tmp_path, scale):
     ds = _patches(_hr_folder(tmp_path), scale=scale, augment=True)
-    assert len(ds) == 2**62
-    for n in (0, 1, 2**62 - 1):
+    # An endless stream in practice: a loader far past any run (config.yaml's 1.2e6 steps at batch 16 draw 2e7
+    # samples) still gets full batches, and len() itself fits a C ssize_t (DataLoader and samplers call it).
+    far_step = 10**12
+    (lr_batch, hr_batch), = make_loader(ds, batch_size=64, start_step=far_step, stop_step=far_step + 1, num_workers=0)
+    assert lr_batch.shape == (64, 3, 16 // scale, 16 // scale) and hr_batch.shape == (64, 3, 16, 16)
+    last = len(ds) - 1
+    with pytest.raises(IndexError):
+        ds[last + 1]
+    for n in (0, 1, last):
         lr, hr = ds[n]
         assert lr.shape == (3, 16 // scale, 16 // scale) and hr.shape == (3, 16, 16)
         assert lr.dtype == hr.dtype == torch.float32

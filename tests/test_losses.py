@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mgsrgan.config import LossConfig
-from mgsrgan.train.losses import (CONTENT_RESCALE, ContentLoss, adversarial_g_loss, discriminator_loss, pixel_loss,
+from mgsrgan.train.losses import (ContentLoss, adversarial_g_loss, discriminator_loss, pixel_loss,
                             relativistic_fake_loss, relativistic_g_loss, relativistic_real_loss, grid_pattern_loss,
                             grid_phase_means)
 from mgsrgan.models.vgg import VGGFeatures
@@ -60,15 +60,16 @@ def test_adversarial_losses_are_float32_under_bf16_logits():
 
 
 def test_content_loss_is_rescaled_feature_mse(trunk):
+    """By default, the paper's loss (Ledig et al. 2017, sec. 3.2): the MSE of the VGG feature maps, each divided by
+    12.75, computed here from the features directly."""
     sr, hr = images(0), images(1)
     loss = ContentLoss(trunk)(sr, hr=hr)
     with torch.no_grad():
-        plain = F.mse_loss(trunk(sr), trunk(hr))
-    assert loss.item() == pytest.approx(CONTENT_RESCALE**2 * plain.item(), rel=1e-5)
-    doubled = ContentLoss(trunk, rescale=2 * CONTENT_RESCALE)(sr, hr=hr)
+        paper = F.mse_loss(trunk(sr) / 12.75, trunk(hr) / 12.75)
+    assert loss.item() == pytest.approx(paper.item(), rel=1e-5)
+    doubled = ContentLoss(trunk, rescale=2 / 12.75)(sr, hr=hr)
     assert doubled.item() == pytest.approx(4 * loss.item(), rel=1e-5)  # rescale enters squared
     assert ContentLoss(trunk)(hr, hr=hr).item() == 0.0
-    assert CONTENT_RESCALE == pytest.approx(1 / 12.75)
 
 
 def test_precomputed_hr_features_give_the_same_loss(trunk):
