@@ -190,3 +190,44 @@ def test_consensus_of_agreeing_float16_members_is_finite():
     stack = torch.stack([image, image, image]).half()  # zero deviation: weight 1 / VARIANCE_FLOOR, > fp16's max
     out = consensus(stack)
     assert torch.isfinite(out).all() and torch.allclose(out, image, atol=1e-3)
+
+
+def test_perceptual_weights_follow_held_out_alex_scores():
+    from mgsrgan.infer.ensemble import perceptual_weights
+
+    weights = perceptual_weights([0.01, 0.02, 0.04])
+    assert torch.allclose(weights, torch.tensor([4.0, 2.0, 1.0]) / 7.0)
+    with pytest.raises(UserError, match="positive"):
+        perceptual_weights([0.01, 0.0])
+
+
+def test_score_members_writes_held_out_alex_and_perceptual_becomes_the_default(tmp_path):
+    from mgsrgan.io.weightfiles import default_weight_path
+    from mgsrgan.errors import STLPIPSError
+    from mgsrgan.config import config_from_dict, dump_config
+    from mgsrgan.io.checkpoint import read_meta
+    from mgsrgan.infer.ensemble import build_ensemble
+    from scripts.score_members import main as score_main, score_members
+    from tests.conftest import save_tiny_images, save_tiny_run
+
+    try:
+        default_weight_path("alex")
+    except STLPIPSError:
+        pytest.skip("stlpips-pytorch (ST-LPIPS-Alex weights) not installed")
+    run = tmp_path / "run"
+    save_tiny_run(run, checkpoint="gan")
+    save_tiny_images(tmp_path / "images")
+    raw = {"model": {"scale": 2, "num_blocks": 1, "channels": 8},
+           "data": {"train_dirs": [str(tmp_path / "images")], "val_dir": "", "val_holdout": 2}}
+    (run / "config.yaml").write_text(dump_config(config_from_dict(raw)))
+    paths = run_member_paths(run, "gan")
+    assert build_ensemble(paths).strategy == "mean"  # not scored yet
+    expected = score_members(run, "gan", sorted((tmp_path / "images").iterdir())[-2:], progress=False)
+    assert score_main([str(run), "--checkpoint", "gan"]) == 0
+    scores = [read_meta(p)["val"]["stlpips_alex"] for p in paths]
+    assert scores == pytest.approx(expected) and all(s > 0 for s in scores) and scores[0] != scores[1]
+    assert read_meta(paths[0])["val"]["psnr"] == 24.0  # the other validation figures stay
+    model = build_ensemble(paths)
+    assert model.strategy == "perceptual"
+    inverse = torch.tensor([1 / s for s in scores])
+    assert torch.allclose(model.member_weights, (inverse / inverse.sum()).float())

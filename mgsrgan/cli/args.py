@@ -26,11 +26,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "(pixel-loss phase: highest PSNR) or gan (adversarial: most texture); default "
                              "pretrain with --alpha, for the shipped weights and for a run folder without best "
                              "checkpoints")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="mean",
+    parser.add_argument("--strategy", choices=STRATEGIES, default=None,
                         help="mean: safe default; median: robust to one bad member; weighted: 1/MSE weights from "
-                             "validation PSNR; best: one member, K times faster; consensus: per-pixel weights that "
-                             "drop a member only where it disagrees with the rest (see mgsrgan/infer/ensemble.py); "
-                             "default %(default)s")
+                             "validation PSNR; perceptual: 1/d weights from each member's held-out ST-LPIPS-Alex d "
+                             "(GAN members scored by scripts/score_members.py); best: one member, K times faster; "
+                             "consensus: per-pixel weights that drop a member only where it disagrees with the rest "
+                             "(see mgsrgan/infer/ensemble.py). Default: perceptual for scored members (the shipped "
+                             "gan checkpoints), else mean")
     parser.add_argument("--alpha", type=float, default=0.0,
                         help="perception-distortion knob in [0, 1]: (1-A) * distortion ensemble + A * GAN side "
                              "(the mean of the GAN members); 0 (default) = best PSNR, 1 = most texture "

@@ -119,11 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         model = model_from_args(args)
+        what = f"ensemble ({model.strategy})"
         if args.member is not None:
             if not 0 <= args.member < len(model.members):
                 raise UserError(f"--member {args.member}: there are {len(model.members)} members "
                                 f"(0..{len(model.members) - 1})")
             model = model.members[args.member]
+            what = f"member {args.member}"
         if not args.output.parent.is_dir():
             raise UserError(f"{args.output}: folder {args.output.parent} does not exist")
         try:
@@ -142,6 +144,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     check = "not checked (pip install onnxruntime)" if diff is None else f"max abs diff vs PyTorch {diff:.1e}"
-    what = f"member {args.member}" if args.member is not None else f"ensemble ({args.strategy})"
     print(f"wrote {args.output}: {what}, {args.format}, {json.dumps(describe(model))}; {check}")
     return 0

@@ -29,7 +29,8 @@ from torch import nn
 
 from mgsrgan.evaluate.artifacts import colour_shift, periodic_artifact
 from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop
-from mgsrgan.infer.ensemble import STRATEGIES, Ensemble, load_members, run_member_paths, val_psnr_of
+from mgsrgan.infer.ensemble import (STRATEGIES, Ensemble, has_alex_scores, load_members, run_member_paths,
+                                    val_alex_of, val_psnr_of)
 from mgsrgan.errors import UserError
 from mgsrgan.evaluate.metrics import PEAK, psnr, ssim, tensor_to_uint8
 from mgsrgan.infer.self_ensemble import SUFFIX as SELF_ENSEMBLE_SUFFIX
@@ -294,9 +295,11 @@ class RunModels:
 
 
 def default_strategies(metas: list[dict]) -> list[str]:
-    """Every strategy the checkpoints support: weighted and best need a validation PSNR in every member."""
+    """Every strategy the checkpoints support: weighted and best need a validation PSNR in every member, perceptual
+    a held-out ST-LPIPS-Alex score."""
     has_val = all(isinstance(m.get("val"), dict) and isinstance(m["val"].get("psnr"), (int, float)) for m in metas)
-    return [s for s in STRATEGIES if has_val or s not in VAL_STRATEGIES]
+    return [s for s in STRATEGIES if (has_val or s not in VAL_STRATEGIES)
+            and (s != "perceptual" or has_alex_scores(metas))]
 
 
 def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None, device: torch.device | str,
@@ -325,7 +328,8 @@ def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None,
         val_psnr = None
         if strategy in VAL_STRATEGIES:
             val_psnr = [val_psnr_of(p, meta, strategy) for p, meta in zip(paths, metas)]
-        ensemble = Ensemble(shared, strategy=strategy, val_psnr=val_psnr).eval()
+        val_alex = [val_alex_of(p, meta) for p, meta in zip(paths, metas)] if strategy == "perceptual" else None
+        ensemble = Ensemble(shared, strategy=strategy, val_psnr=val_psnr, val_alex=val_alex).eval()
         name = f"ensemble-{strategy}{suffix}"
         upscalers[name] = tensor_upscaler(ensemble, device=device)
         uses[name] = [names[ensemble.best_index]] if strategy == "best" else list(names)

@@ -45,7 +45,7 @@ from mgsrgan.errors import UserError
 from mgsrgan.models.fuse import fold_batchnorm
 from mgsrgan.infer.self_ensemble import SelfEnsemble
 
-STRATEGIES = ("mean", "median", "weighted", "best", "consensus")
+STRATEGIES = ("mean", "median", "weighted", "perceptual", "best", "consensus")
 CONSENSUS_RADIUS = 3  # HR pixels: a 7x7 window, 147 samples per variance estimate (3 channels); small enough to
 #                       localise an artefact, large enough that the estimate's relative noise is ~12% (sqrt(2/147),
 #                       independent Gaussian errors)
@@ -99,6 +99,19 @@ def adaptive_blend(pixel: torch.Tensor, gan: torch.Tensor, spread: torch.Tensor,
     return pixel + weight * (gan - pixel)
 
 
+def perceptual_weights(val_alex: Sequence[float]) -> torch.Tensor:
+    """(K,) weights proportional to 1 / d, d = each member's held-out ST-LPIPS-Alex distance, summing to 1.
+
+    The perceptual members' counterpart of `psnr_weights`' 1/MSE: LPIPS-type distances are (weighted) squared
+    feature differences, as MSE is a squared pixel difference. A member whose adversarial phase did little (d near
+    the pixel-loss members') gets a small share instead of diluting the others' detail."""
+    distance = torch.tensor(list(val_alex), dtype=torch.float64)
+    if (distance <= 0).any():
+        raise UserError(f"perceptual weights need positive ST-LPIPS-Alex scores, got {list(val_alex)}")
+    raw = 1.0 / distance
+    return (raw / raw.sum()).to(torch.float32)
+
+
 def psnr_weights(val_psnr: Sequence[float]) -> torch.Tensor:
     """(K,) weights proportional to 10^(psnr/10) = 1/MSE, summing to 1 (shifted by the max to avoid overflow)."""
     psnr = torch.tensor(list(val_psnr), dtype=torch.float64)
@@ -109,12 +122,14 @@ def psnr_weights(val_psnr: Sequence[float]) -> torch.Tensor:
 class Ensemble(nn.Module):
     """Members combined by `strategy`. forward: (B, 3, h, w) in [0, 1] -> (B, 3, h*scale, w*scale).
 
-    `val_psnr` (one per member, dB) is needed by "weighted" and "best". `gan_member` with `alpha` in [0, 1] blends a
+    `val_psnr` (one per member, dB) is needed by "weighted" and "best", `val_alex` (held-out ST-LPIPS-Alex, one per
+    member) by "perceptual". `gan_member` with `alpha` in [0, 1] blends a
     perception-oriented generator in: out = (1 - alpha) * combined + alpha * gan_member(x).
     """
 
     def __init__(self, members: Sequence[nn.Module], *, strategy: str = "mean",
-                 val_psnr: Sequence[float] | None = None, gan_member: nn.Module | None = None,
+                 val_psnr: Sequence[float] | None = None, val_alex: Sequence[float] | None = None,
+                 gan_member: nn.Module | None = None,
                  alpha: float = 0.0, adaptive_tau: float = 0.0) -> None:
         super().__init__()
         if not members:
@@ -123,6 +138,9 @@ class Ensemble(nn.Module):
             raise UserError(f"unknown ensemble strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if strategy in ("weighted", "best") and (val_psnr is None or len(val_psnr) != len(members)):
             raise UserError(f"strategy {strategy!r} needs one validation PSNR per member")
+        if strategy == "perceptual" and (val_alex is None or len(val_alex) != len(members)):
+            raise UserError("strategy 'perceptual' needs one held-out ST-LPIPS-Alex score per member "
+                            "(scripts/score_members.py writes them into the checkpoints)")
         if not 0.0 <= alpha <= 1.0:
             raise UserError(f"alpha must be in [0, 1], got {alpha}")
         if alpha > 0.0 and gan_member is None:
@@ -141,8 +159,13 @@ class Ensemble(nn.Module):
         self.strategy = strategy
         self.alpha = float(alpha)
         self.adaptive_tau = float(adaptive_tau)
-        weights = psnr_weights(val_psnr) if val_psnr is not None else torch.full((len(members),), 1 / len(members))
-        self.register_buffer("member_weights", weights, persistent=False)  # (K,) used by "weighted"
+        if strategy == "perceptual":
+            weights = perceptual_weights(val_alex)
+        elif val_psnr is not None:
+            weights = psnr_weights(val_psnr)
+        else:
+            weights = torch.full((len(members),), 1 / len(members))
+        self.register_buffer("member_weights", weights, persistent=False)  # (K,) used by "weighted", "perceptual"
         self.best_index = int(torch.tensor(list(val_psnr)).argmax()) if val_psnr is not None else 0
 
     def receptive_radius(self) -> int:
@@ -163,7 +186,7 @@ class Ensemble(nn.Module):
             return stack.mean(dim=0)
         if self.strategy == "median":
             return median(stack)
-        if self.strategy == "weighted":
+        if self.strategy in ("weighted", "perceptual"):
             return (stack * self.member_weights.to(stack.dtype).view(-1, 1, 1, 1, 1)).sum(dim=0)
         if self.strategy == "best":
             return stack[self.best_index]
@@ -251,6 +274,21 @@ def _describe(arch: GeneratorArch) -> str:
     return f"x{arch.scale}, {arch.num_blocks} blocks, {arch.channels} channels{skip}"
 
 
+def val_alex_of(path: Path, meta: dict) -> float:
+    val = meta.get("val")
+    if not isinstance(val, dict) or not isinstance(val.get("stlpips_alex"), (int, float)):
+        raise EnsembleSourceError(f"{path}: no held-out ST-LPIPS-Alex score in its metadata; strategy 'perceptual' "
+                                  "needs one (python scripts/score_members.py RUN_DIR --checkpoint gan), or use "
+                                  "--strategy mean")
+    return float(val["stlpips_alex"])
+
+
+def has_alex_scores(metas: Sequence[dict]) -> bool:
+    """Every member carries a held-out ST-LPIPS-Alex score (what "perceptual" weighting needs)."""
+    return all(isinstance(m.get("val"), dict) and isinstance(m["val"].get("stlpips_alex"), (int, float))
+               for m in metas)
+
+
 def val_psnr_of(path: Path, meta: dict, strategy: str) -> float:
     val = meta.get("val")
     if not isinstance(val, dict) or not isinstance(val.get("psnr"), (int, float)):
@@ -259,12 +297,14 @@ def val_psnr_of(path: Path, meta: dict, strategy: str) -> float:
     return float(val["psnr"])
 
 
-def build_ensemble(paths: Sequence[Path], *, strategy: str = "mean", gan_paths: Sequence[Path] = (),
+def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_paths: Sequence[Path] = (),
                    alpha: float = 0.0, adaptive_tau: float = 0.0, self_ensemble: bool = False) -> Ensemble:
     """Load checkpoints into an Ensemble (eval mode). The GAN side, if any (one file: that generator; several: the
     mean of them, whose disagreement adaptive fusion reads), must match the members' architecture.
-    self_ensemble: every generator runs on the 8 flips/rotations of the input (mgsrgan/infer/self_ensemble.py, 8x cost)."""
-    if strategy not in STRATEGIES:
+    self_ensemble: every generator runs on the 8 flips/rotations of the input (mgsrgan/infer/self_ensemble.py, 8x cost).
+    strategy None: "perceptual" when every member carries a held-out ST-LPIPS-Alex score (scored GAN members),
+    else "mean". A several-member GAN side is weighted the same way: "perceptual" when scored, else "mean"."""
+    if strategy is not None and strategy not in STRATEGIES:
         raise UserError(f"unknown ensemble strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if not paths:
         raise EnsembleSourceError("no ensemble members given")
@@ -276,9 +316,17 @@ def build_ensemble(paths: Sequence[Path], *, strategy: str = "mean", gan_paths: 
     if len(gan_loaded) == 1:
         gan = gan_loaded[0][0]
     elif gan_loaded:
-        gan = Ensemble([g for g, _ in gan_loaded], strategy="mean").eval()
-    val_psnr = None
+        gan_metas = [meta for _, meta in gan_loaded]
+        scored = has_alex_scores(gan_metas)
+        gan = Ensemble([g for g, _ in gan_loaded], strategy="perceptual" if scored else "mean",
+                       val_alex=[m["val"]["stlpips_alex"] for m in gan_metas] if scored else None).eval()
+    metas = [meta for _, meta in loaded]
+    if strategy is None:
+        strategy = "perceptual" if has_alex_scores(metas) else "mean"
+    val_psnr = val_alex = None
     if strategy in ("weighted", "best"):
-        val_psnr = [val_psnr_of(Path(p), meta, strategy) for p, (_, meta) in zip(paths, loaded)]
-    return Ensemble([g for g, _ in loaded], strategy=strategy, val_psnr=val_psnr, gan_member=gan,
+        val_psnr = [val_psnr_of(Path(p), meta, strategy) for p, meta in zip(paths, metas)]
+    if strategy == "perceptual":
+        val_alex = [val_alex_of(Path(p), meta) for p, meta in zip(paths, metas)]
+    return Ensemble([g for g, _ in loaded], strategy=strategy, val_psnr=val_psnr, val_alex=val_alex, gan_member=gan,
                     alpha=alpha, adaptive_tau=adaptive_tau).eval()

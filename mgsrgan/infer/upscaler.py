@@ -96,7 +96,7 @@ def default_run_checkpoint(run: Path) -> str:
 
 
 def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | None = None,
-                         checkpoint: str | None = None, strategy: str = "mean", alpha: float = 0.0,
+                         checkpoint: str | None = None, strategy: str | None = None, alpha: float = 0.0,
                          gan_member: Path | Sequence[Path] | None = None, gan_index: int | None = None,
                          adaptive_tau: float = 0.0, self_ensemble: bool = False, scale: int | None = None) -> Ensemble:
     """Members from a run folder, explicit files, or (neither given) the shipped weights/x<scale> folder.
@@ -176,7 +176,7 @@ class Upscaler:
         self.tile_pad = model.receptive_radius() if tile_pad is None else tile_pad
 
     @classmethod
-    def from_run(cls, run: Path, strategy: str = "mean", checkpoint: str | None = None, device: str = "cpu", *,
+    def from_run(cls, run: Path, strategy: str | None = None, checkpoint: str | None = None, device: str = "cpu", *,
                  alpha: float = 0.0, gan_index: int | None = None, adaptive_tau: float = 0.0,
                  self_ensemble: bool = False, precision: str = "auto", **options) -> "Upscaler":
         """All members of a run folder (`checkpoint` of each: default best, or pretrain where there is none; alpha > 0
@@ -189,7 +189,7 @@ class Upscaler:
         return cls(model, device=device, precision=precision, **options)
 
     @classmethod
-    def from_weights(cls, paths: Sequence[Path], strategy: str = "mean", device: str = "cpu", *,
+    def from_weights(cls, paths: Sequence[Path], strategy: str | None = None, device: str = "cpu", *,
                      alpha: float = 0.0, gan_member: Path | Sequence[Path] | None = None,
                      adaptive_tau: float = 0.0, self_ensemble: bool = False, precision: str = "auto",
                      **options) -> "Upscaler":
@@ -199,7 +199,7 @@ class Upscaler:
         return cls(model, device=device, precision=precision, **options)
 
     @classmethod
-    def pretrained(cls, strategy: str = "mean", device: str = "cpu", *, scale: int = DEFAULT_SHIPPED_SCALE,
+    def pretrained(cls, strategy: str | None = None, device: str = "cpu", *, scale: int = DEFAULT_SHIPPED_SCALE,
                    checkpoint: str = "pretrain", alpha: float = 0.0, adaptive_tau: float = 0.0,
                    self_ensemble: bool = False, precision: str = "auto", **options) -> "Upscaler":
         """The ensemble shipped in the repo's weights/x<scale> folder (scale 2 or 4): `checkpoint` "pretrain" (pixel

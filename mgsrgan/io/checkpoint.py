@@ -80,6 +80,14 @@ def load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
         return {k[len(prefix):]: fh.get_tensor(k) for k in fh.keys() if k.startswith(prefix)}
 
 
+def update_val(path: Path, scores: dict[str, float | int | str]) -> None:
+    """Merge `scores` into the checkpoint's `val` metadata (e.g. a held-out ST-LPIPS-Alex score added after
+    training), tensors untouched; the file is replaced atomically."""
+    meta = read_meta(path)
+    meta["val"] = {**(meta.get("val") or {}), **scores}
+    save_checkpoint(path, load_tensors(path), meta)
+
+
 def load_generator(path: Path) -> tuple[Generator, dict]:
     """Build the generator stored in any mgsrgan checkpoint; returns (generator in eval mode, metadata)."""
     meta = read_meta(path)
