@@ -6,10 +6,8 @@
 2. Sub-pixel tail. The 9x9 tail conv (C -> 3) runs on the full HR grid, and with 3 output channels oneDNN computes
    at ~20% of its usual rate (it pads the output channels to a vector width): a third of x4 inference time
    (benchmarks/speed.py --profile). The same map is computed on the grid before the last PixelShuffle: a 5x5
-   conv from 4C channels to 3 x 4 sub-pixel phases, then PixelShuffle(2). With y = shuffle(z), output pixel
-   (2I + p, 2J + q) reads y at offsets dy, dx in [-4, 4], i.e. z at I + m with p + dy = 2m + a (a the phase of
-   the source pixel): m in [-2, 2], so W'[k*4 + p*2 + q, c*4 + a*2 + b, m+2, n+2] = W[k, c, 2m+a-p+4, 2n+b-q+4]
-   (zero outside the 9x9 kernel). Zero padding matches: y outside the image is z outside it. The last stage's
+   conv from 4C channels to 3 x 4 sub-pixel phases, then PixelShuffle(2) (`generator.subpixel_weight` derives the
+   weight; training computes the tail the same way, from the 9x9 weight on every step). The last stage's
    per-channel PReLU moves before the shuffle with each weight repeated for the 4 phases of its channel.
 """
 from __future__ import annotations
@@ -19,7 +17,7 @@ import copy
 import torch
 from torch import nn
 
-from mgsrgan.models.generator import Generator, ResidualBlock
+from mgsrgan.models.generator import Generator, ResidualBlock, subpixel_weight
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -37,28 +35,10 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 def subpixel_tail(tail: nn.Conv2d) -> nn.Sequential:
     """(9x9 conv C -> K on the HR grid) -> (5x5 conv 4C -> 4K on the grid before the shuffle, PixelShuffle(2))."""
-    k_out, c_in, size, _ = tail.weight.shape
-    half = size // 2  # 4 for the 9x9 tail
-    reach = (half + 1) // 2  # |m| <= ceil(half / 2) = 2 source rows either side
-    kernel = 2 * reach + 1
-    weight = torch.zeros(k_out * 4, c_in * 4, kernel, kernel, dtype=tail.weight.dtype, device=tail.weight.device)
-    source = tail.weight.detach()
-    for p in range(2):
-        for q in range(2):
-            for a in range(2):
-                for b in range(2):
-                    for m in range(-reach, reach + 1):
-                        dy = 2 * m + a - p
-                        if abs(dy) > half:
-                            continue
-                        for n in range(-reach, reach + 1):
-                            dx = 2 * n + b - q
-                            if abs(dx) > half:
-                                continue
-                            weight[p * 2 + q::4, a * 2 + b::4, m + reach, n + reach] = \
-                                source[:, :, dy + half, dx + half]
+    weight = subpixel_weight(tail.weight.detach())
+    k_out, c_in, kernel, _ = weight.shape
     # built on the source's device and dtype (a float64 or CUDA generator folds as it is)
-    conv = nn.Conv2d(c_in * 4, k_out * 4, kernel, padding=reach, device=tail.weight.device, dtype=tail.weight.dtype)
+    conv = nn.Conv2d(c_in, k_out, kernel, padding=kernel // 2, device=tail.weight.device, dtype=tail.weight.dtype)
     with torch.no_grad():
         conv.weight.copy_(weight)
         conv.bias.copy_(tail.bias.detach().repeat_interleave(4))
