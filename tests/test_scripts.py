@@ -17,3 +17,21 @@ def test_train_gpu_script_refuses_without_a_gpu_in_one_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("error: scripts/train_gpu.sh needs a CUDA GPU")
     assert "Traceback" not in done.stderr
+
+
+def test_training_curve_leaves_out_the_gap_between_a_stop_and_its_resume():
+    import json
+
+    from scripts.training_curve import validation_curve
+
+    def line(t, event, **fields):
+        return json.dumps({"time": t, "event": event, **fields})
+    lines = [line(0, "start"), line(60, "val", member=0, phase="pretrain", step=100, psnr=25.0),
+             line(60, "val", member=1, phase="pretrain", step=100, psnr=27.0),
+             line(120, "train", member=0, phase="pretrain", step=150),
+             line(3720, "start"),  # an hour stopped: not training time
+             line(3780, "val", member=0, phase="pretrain", step=200, psnr=28.0),
+             line(3840, "val", member=1, phase="pretrain", step=200, psnr=30.0)]
+    curves = validation_curve(lines)
+    assert [(m, p) for m, p, _, _ in curves["0"]] == [(1.0, 25.0), (3.0, 28.0)]
+    assert [(m, p, step) for m, p, _, step in curves["mean"]] == [(1.0, 26.0, 100), (4.0, 29.0, 200)]
