@@ -7,7 +7,7 @@ held-out validation split (never a test set).
 
 Every variant starts from the same pixel-loss generator with fresh optimizers and a fresh discriminator (seeded),
 reads the same patch stream (the config's training data minus the held-out images) and runs the trainer's own
-`steps.gan_step` for --iterations iterations of the config's n:m plan, in the config's precision. Each variant
+`steps.gan_step` for --iterations steps of the config's n:m plan, in the config's precision. Each variant
 keeps a weight EMA (--ema) beside its raw generator; both are scored on the config's validation images:
 Y PSNR, ST-LPIPS-Alex (a judge no loss here trains on), periodic-artifact amplitude (next to the HR's own) and
 colour shift (mgsrgan.evaluate.artifacts). Writes OUT.json and OUT.md.
@@ -77,8 +77,8 @@ def score(generator: torch.nn.Module, validation: list, scale: int, stlpips) -> 
 
 def run_variant(name: str, args: argparse.Namespace, stlpips) -> dict:
     cfg = load_config(args.config, [*VARIANTS[name], f"train.ema_decay={args.ema}",
-                                    f"train.gan_steps={args.iterations}",
-                                    f"train.gan_lr_decay_step={args.iterations}"])
+                                    f"train.gan_iterations={args.iterations}",  # >= the steps run: no decay
+                                    f"train.gan_lr_decay_iteration={args.iterations}"])
     device = torch.device("cpu")
     member = build_member(cfg, 0, device)
     pretrained, _meta = load_generator(args.checkpoint)
@@ -128,7 +128,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="a pixel-loss generator checkpoint")
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--iterations", type=int, default=300, help="GAN iterations (G + D updates) per variant")
+    parser.add_argument("--iterations", type=int, default=300, help="GAN steps (each one D or one G update) per variant")
     parser.add_argument("--ema", type=float, default=0.99, help="EMA decay scored beside the raw weights")
     parser.add_argument("--seed", type=int, default=1_000_003, help="patch stream seed (phase 2's of member 0)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))

@@ -160,7 +160,8 @@ def case_train_srgan(config: str, hr_patch: int, batch: int, vgg_layer: str) -> 
 
 
 def case_members(config: str, schedule: str, members: int, steps: int) -> dict:
-    """K members through `steps` pre-training and `steps` adversarial iterations with the real training loop."""
+    """K members through `steps` pre-training steps and `steps` adversarial iterations (n:m cycles) with the real
+    training loop."""
     import tempfile
 
     from mgsrgan.config import config_from_dict, config_to_dict
@@ -173,7 +174,7 @@ def case_members(config: str, schedule: str, members: int, steps: int) -> dict:
     raw["data"].update(train_dirs=[str(shared if shared.is_dir() else ROOT / "data" / "smoke")], val_dir="",
                        num_workers=1)
     raw["loss"]["vgg_weights"] = "random" if raw["loss"]["vgg_weights"] != "stlpips" else "stlpips"
-    raw["train"].update(members=members, schedule=schedule, pretrain_steps=steps, gan_steps=steps,
+    raw["train"].update(members=members, schedule=schedule, pretrain_steps=steps, gan_iterations=steps,
                         checkpoint_every=10 ** 9, log_every=10 ** 9, val_every=0)
     cfg = config_from_dict(raw)
     d = cfg.data

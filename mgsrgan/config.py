@@ -5,6 +5,7 @@ keys (with a "did you mean"), wrong types and impossible values before any work 
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -90,7 +91,10 @@ class TrainConfig:
     # HR pass); bootstrap: own stream over its own bootstrap resample of the images (bagging, Breiman 1996)
     member_data: Literal["independent", "shared", "bootstrap"] = "independent"
     pretrain_steps: int = 1_000_000  # SRResNet MSE steps: 10^6 (Ledig et al. 2017, sec. 3.2)
-    gan_steps: int = 200_000  # SRGAN iterations: 10^5 at 1e-4 then 10^5 at 1e-5 (Ledig et al. 2017, sec. 3.2)
+    # Adversarial iterations; one iteration is one cycle of the n:m plan: d_updates discriminator steps, then
+    # g_updates generator steps (Goodfellow et al. 2014, Alg. 1), each step on its own batch. The paper's 10^5 at
+    # 1e-4 then 10^5 at 1e-5 (Ledig et al. 2017, sec. 3.2): 2 x 10^5 generator updates at 1:1.
+    gan_iterations: int = 200_000
     g_learning_rate: float = 1e-4  # generator Adam lr in pre-training: 10^-4 (Ledig et al. 2017, sec. 3.2)
     # constant: the paper; cosine: decay to 0 over pre-training (Loshchilov and Hutter 2017), for short runs
     pretrain_lr_schedule: Literal["constant", "cosine"] = "constant"
@@ -98,7 +102,7 @@ class TrainConfig:
     d_learning_rate: float = 1e-4  # same as the generator in the paper
     adam_beta1: float = 0.9  # Adam beta1 = 0.9 (Ledig et al. 2017, sec. 3.2)
     adam_beta2: float = 0.999  # PyTorch/Adam paper default (Kingma and Ba 2015)
-    gan_lr_decay_step: int = 100_000  # lr x gan_lr_decay after this many GAN iterations (Ledig et al. 2017)
+    gan_lr_decay_iteration: int = 100_000  # lr x gan_lr_decay from this adversarial iteration on (Ledig et al.)
     gan_lr_decay: float = 0.1  # 1e-4 -> 1e-5 (Ledig et al. 2017, sec. 3.2)
     # Exponential moving average of the generator's weights in phase 2, saved as the `gan` checkpoint (BasicSR and
     # Real-ESRGAN use 0.999 over 4e5 iterations); 0 = off (the paper). Its horizon, 1/(1 - decay) updates, should
@@ -157,10 +161,10 @@ def validate(cfg: Config, source: str = "<config>") -> None:
                        ("data.batch_size", d.batch_size), ("train.members", t.members),
                        ("train.g_updates", t.g_updates), ("train.d_updates", t.d_updates),
                        ("train.log_every", t.log_every), ("train.checkpoint_every", t.checkpoint_every),
-                       ("train.gan_lr_decay_step", t.gan_lr_decay_step)):
+                       ("train.gan_lr_decay_iteration", t.gan_lr_decay_iteration)):
         if value < 1:
             raise bad(key, f"must be at least 1, got {value}")
-    for key, value in (("train.pretrain_steps", t.pretrain_steps), ("train.gan_steps", t.gan_steps),
+    for key, value in (("train.pretrain_steps", t.pretrain_steps), ("train.gan_iterations", t.gan_iterations),
                        ("train.val_every", t.val_every), ("data.num_workers", d.num_workers),
                        ("data.val_max_images", d.val_max_images), ("runtime.threads", cfg.runtime.threads),
                        ("data.val_holdout", d.val_holdout)):
@@ -243,6 +247,59 @@ def _check_type(value: Any, hint: Any, key: str, source: str) -> Any:
     return value
 
 
+# Keys an older mgsrgan read, renamed when their unit changed: they counted adversarial steps (one D or one G
+# update each); their successors count iterations of the n:m plan (d_updates + g_updates steps each). A config file
+# that uses one is an error saying so; a run's saved config (config.yaml in a run folder, a checkpoint's metadata)
+# is converted by upgrade_saved_config.
+RENAMED_KEYS = {"gan_steps": "gan_iterations", "gan_lr_decay_step": "gan_lr_decay_iteration"}
+
+
+def _steps_per_iteration(train: dict) -> int:
+    """d_updates + g_updates of a raw train section (1 + 1 when absent: the defaults)."""
+    defaults = TrainConfig()
+    g, d = train.get("g_updates", defaults.g_updates), train.get("d_updates", defaults.d_updates)
+    return g + d if isinstance(g, int) and isinstance(d, int) and g > 0 and d > 0 else 2
+
+
+def _renamed_key_error(train: dict, key: str, source: str) -> ConfigError:
+    new, value, cycle = RENAMED_KEYS[key], train[key], _steps_per_iteration(train)
+    example = ""
+    if isinstance(value, int) and not isinstance(value, bool) and value % cycle == 0:
+        example = f"; {key}: {value} is {new}: {value // cycle} at this {cycle}-step n:m cycle"
+    return ConfigError(f"{source}: train.{key} was renamed train.{new}: it counted single adversarial steps (one D "
+                       f"or one G update), train.{new} counts iterations of the n:m plan (d_updates + g_updates "
+                       f"steps each){example}")
+
+
+def upgrade_saved_config(raw: dict, source: str = "<saved config>") -> dict:
+    """A copy of a resolved config written by an older mgsrgan (a run folder's config.yaml, a checkpoint's
+    metadata) in today's keys, meaning the same training: train.gan_steps S -> gan_iterations S / (g + d), and
+    train.gan_lr_decay_step likewise. ConfigError when a value is not a whole number of n:m cycles (that run cannot
+    be expressed, so it cannot be resumed exactly)."""
+    raw = copy.deepcopy(raw or {})
+    train = raw.get("train")
+    if not isinstance(train, dict) or not any(key in train for key in RENAMED_KEYS):
+        return raw
+    cycle = _steps_per_iteration(train)
+    old_steps = train.get("gan_steps", TrainConfig().gan_iterations * cycle)
+    for key, new in RENAMED_KEYS.items():
+        if key not in train:
+            continue
+        if new in train:
+            raise ConfigError(f"{source}: train.{key} and train.{new} both given; {new} replaces {key}")
+        value = train.pop(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{source}: train.{key}: expected an integer, got {value!r}")
+        if value % cycle == 0:
+            train[new] = value // cycle
+        elif key == "gan_lr_decay_step" and value >= old_steps:  # no decay within the phase, either way
+            train[new] = -(-value // cycle)
+        else:
+            raise ConfigError(f"{source}: train.{key}={value} (written by an older mgsrgan) is not a whole number "
+                              f"of {cycle}-step n:m cycles, so train.{new} cannot express it")
+    return raw
+
+
 def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: {prefix or 'top level'}: expected a mapping, got {type(raw).__name__}")
@@ -251,6 +308,8 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     kwargs = {}
     for key, value in raw.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
+        if prefix == "train" and key in RENAMED_KEYS:
+            raise _renamed_key_error(raw, key, source)
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
             if close:
@@ -299,8 +358,12 @@ def config_from_dict(raw: dict, source: str = "<config>") -> Config:
     return cfg
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read a YAML config, apply `--set` overrides, and return a validated Config."""
+def load_config(path: str | Path, overrides: list[str] = (), *, saved: bool = False) -> Config:
+    """Read a YAML config, apply `--set` overrides, and return a validated Config.
+
+    saved: the file is a run's resolved config (RUN/config.yaml, weights/x2/config.yaml), written by train.py,
+    perhaps by an older mgsrgan: renamed keys are converted (upgrade_saved_config) instead of refused.
+    """
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -308,6 +371,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if saved:
+        raw = upgrade_saved_config(raw, str(path))
     for assignment in overrides:
         apply_override(raw, assignment)
     return config_from_dict(raw, str(path))

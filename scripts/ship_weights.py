@@ -26,7 +26,7 @@ def main() -> int:
     parser.add_argument("--dest", type=Path, default=None, help="default: weights/x<the run's scale>")
     args = parser.parse_args()
     if args.dest is None:
-        args.dest = ROOT / "weights" / f"x{load_config(args.run / 'config.yaml').model.scale}"
+        args.dest = ROOT / "weights" / f"x{load_config(args.run / 'config.yaml', saved=True).model.scale}"
     members = sorted(args.run.glob("member_*"))
     if not members:
         print(f"error: {args.run}: no member_<k> folders", file=sys.stderr)

@@ -34,7 +34,7 @@ def write_images(folder: Path, count: int = 3, size: int = 48) -> Path:
 
 def tiny_config(tmp_path: Path, **train_overrides) -> dict:
     images = write_images(tmp_path / "images")
-    train_section = {"members": 2, "pretrain_steps": 2, "gan_steps": 2, "val_every": 0, "checkpoint_every": 1,
+    train_section = {"members": 2, "pretrain_steps": 2, "gan_iterations": 1, "val_every": 0, "checkpoint_every": 1,
                      "log_every": 1, "out_dir": str(tmp_path / "runs"), "g_learning_rate": 1e-3,
                      "d_learning_rate": 1e-3}
     train_section.update(train_overrides)

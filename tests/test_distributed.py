@@ -92,7 +92,7 @@ def test_ensemble_parallel_assigns_members_round_robin(members, world, expected,
 
 def test_ensemble_parallel_run_trains_each_member_on_its_rank(tmp_path):
     result = torchrun(2, SMOKE + ["--set", f"train.out_dir={tmp_path}", "--name", "ens", "--set", "train.members=3",
-                                  "--set", "runtime.distributed=ensemble", "--set", "train.gan_steps=2",
+                                  "--set", "runtime.distributed=ensemble", "--set", "train.gan_iterations=1",
                                   "--set", "train.pretrain_steps=2"])
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "ens"

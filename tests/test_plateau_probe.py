@@ -17,7 +17,7 @@ from tests.conftest import make_context, tiny_config  # noqa: E402
 
 
 def test_probe_starts_at_the_checkpoint_score_and_trains(tmp_path: Path) -> None:
-    raw = tiny_config(tmp_path, members=1, pretrain_steps=3, gan_steps=0)
+    raw = tiny_config(tmp_path, members=1, pretrain_steps=3, gan_iterations=0)
     run_dir = tmp_path / "runs" / "tiny"
     train(make_context(raw, run_dir), resume=False)
     checkpoint = run_dir / "member_0" / "pretrain.safetensors"

@@ -17,7 +17,7 @@ def smoke_args(tmp_path: Path, *extra: str) -> list[str]:
 
 def test_smoke_config_leaves_a_complete_run_folder(tmp_path, capsys):
     assert main(smoke_args(tmp_path, "--name", "smoke", "--set", "train.pretrain_steps=2",
-                           "--set", "train.gan_steps=2")) == 0
+                           "--set", "train.gan_iterations=1")) == 0
     run = tmp_path / "smoke"
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["pretrain_steps"] == 2
     assert (run / "log.jsonl").stat().st_size > 0

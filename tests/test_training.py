@@ -47,9 +47,9 @@ def test_run_folder_holds_every_checkpoint_and_metadata(tmp_path):
     assert {"content", "adv"} <= set(second_gan) and "loss_d" not in second_gan
 
 
-@pytest.mark.parametrize("g_updates,d_updates,iterations,expect_g,expect_d", [(2, 1, 6, 4, 2), (1, 3, 8, 2, 6)])
+@pytest.mark.parametrize("g_updates,d_updates,iterations,expect_g,expect_d", [(2, 1, 2, 4, 2), (1, 3, 2, 2, 6)])
 def test_n_to_m_makes_the_planned_optimizer_steps(tmp_path, g_updates, d_updates, iterations, expect_g, expect_d):
-    raw = tiny_config(tmp_path, members=1, pretrain_steps=0, gan_steps=iterations, g_updates=g_updates,
+    raw = tiny_config(tmp_path, members=1, pretrain_steps=0, gan_iterations=iterations, g_updates=g_updates,
                       d_updates=d_updates, checkpoint_every=100)
     (member,) = train(make_context(raw, tmp_path / "run"), resume=False)
     g_param = next(member.generator.parameters())
@@ -121,7 +121,7 @@ def test_members_differ_by_seed_and_repeat_with_it(tmp_path):
 
 
 def test_a_few_dozen_steps_lower_the_pixel_loss(tmp_path):
-    raw = tiny_config(tmp_path, members=1, pretrain_steps=40, gan_steps=0, checkpoint_every=100, log_every=1)
+    raw = tiny_config(tmp_path, members=1, pretrain_steps=40, gan_iterations=0, checkpoint_every=100, log_every=1)
     raw["data"]["batch_size"] = 4
     run_dir = tmp_path / "run"
     train(make_context(raw, run_dir), resume=False)
@@ -135,7 +135,7 @@ def test_tensorboard_gets_scalars_and_sample_images(tmp_path):
     pytest.importorskip("tensorboard", reason="tensorboard is an optional extra (pip install tensorboard)")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    raw = tiny_config(tmp_path, members=1, pretrain_steps=2, gan_steps=0, val_every=1)
+    raw = tiny_config(tmp_path, members=1, pretrain_steps=2, gan_iterations=0, val_every=1)
     ctx = make_context(raw, tmp_path / "run")
     ctx.log = RunLog(tmp_path / "run", tensorboard=True, quiet=True)
     train(ctx, resume=False)
@@ -147,7 +147,7 @@ def test_tensorboard_gets_scalars_and_sample_images(tmp_path):
 
 
 def test_the_adversarial_phase_starts_a_fresh_generator_optimizer(tmp_path):
-    raw = tiny_config(tmp_path, members=1, pretrain_steps=3, gan_steps=2, checkpoint_every=100)
+    raw = tiny_config(tmp_path, members=1, pretrain_steps=3, gan_iterations=1, checkpoint_every=100)
     (member,) = train(make_context(raw, tmp_path / "run"), resume=False)
     g_param = next(member.generator.parameters())
     assert int(member.optim_g.state[g_param]["step"]) == 1  # the 1 G update of 1:1 x 2; not 3 + 1
@@ -185,7 +185,7 @@ def test_bootstrap_members_draw_from_their_own_resample(tmp_path):
 
 
 def test_ema_is_what_the_gan_checkpoint_ships_and_frozen_bn_keeps_statistics(tmp_path):
-    raw = with_recipe(tiny_config(tmp_path, members=1, gan_steps=4))
+    raw = with_recipe(tiny_config(tmp_path, members=1, gan_iterations=2))
     run_dir = tmp_path / "run"
     (member,) = train(make_context(raw, run_dir), resume=False)
     shipped = load_tensors(run_dir / "member_0" / "gan.safetensors", "generator.")
@@ -225,7 +225,7 @@ def test_held_out_images_validate_and_never_train(tmp_path):
 def test_pretrained_starts_phase_two_from_another_runs_generators(tmp_path):
     first = tmp_path / "first"
     train(make_context(tiny_config(tmp_path), first), resume=False)
-    raw = with_recipe(tiny_config(tmp_path, gan_steps=0))  # another discriminator and loss: a new phase 2
+    raw = with_recipe(tiny_config(tmp_path, gan_iterations=0))  # another discriminator and loss: a new phase 2
     second = tmp_path / "second"
     members = train(make_context(raw, second), resume=False, pretrained=first)
     assert [m.history["pretrain"] == read_meta(first / f"member_{m.index}" / "pretrain.safetensors")["val"]
@@ -242,7 +242,7 @@ def test_pretrained_starts_phase_two_from_another_runs_generators(tmp_path):
 
 def test_init_from_copies_an_x2_body_into_an_x4_member(tmp_path):
     """train.init_from: the head, blocks and body tail come from the x2 member; the x4 upsampler stays fresh."""
-    raw = tiny_config(tmp_path, pretrain_steps=1, gan_steps=0)
+    raw = tiny_config(tmp_path, pretrain_steps=1, gan_iterations=0)
     x2_run = tmp_path / "runs" / "x2"
     train(make_context(raw, x2_run), resume=False)
     x2_generators = [load_generator(x2_run / f"member_{k}" / "pretrain.safetensors")[0] for k in range(2)]

@@ -68,7 +68,7 @@ def load_run_config(args: argparse.Namespace) -> Config:
         saved = Path(args.resume) / "config.yaml"
         if not saved.is_file():
             raise UserError(f"--resume {args.resume}: no config.yaml there; is it a run folder?")
-        cfg = load_config(saved, args.overrides)
+        cfg = load_config(saved, args.overrides, saved=True)
     else:
         cfg = load_config(args.config, args.overrides)
     if args.device:
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace, world: World) -> int:
     else:
         validation = load_validation(d.val_dir, cfg.model.scale, d.val_max_images) if d.val_dir else []
     # missing VGG weights: fail now, not after pre-training (only a content loss needs them)
-    if cfg.train.gan_steps > 0 and cfg.loss.content_weight > 0 and world.is_main:
+    if cfg.train.gan_iterations > 0 and cfg.loss.content_weight > 0 and world.is_main:
         if cfg.loss.vgg_weights == "imagenet":
             resolve_imagenet_file(cfg.loss.vgg_path)
         elif cfg.loss.vgg_weights == "stlpips":

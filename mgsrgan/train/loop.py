@@ -27,7 +27,7 @@ from mgsrgan.errors import UserError
 from mgsrgan.train.member import (DONE, GAN, PHASES, PRETRAIN, Member, build_member, init_body_from,
                                   load_training_state, member_dir, save_generator, save_training_state)
 from mgsrgan.train.runlog import RunLog, format_eta
-from mgsrgan.train.schedule import DISCRIMINATOR, update_kind
+from mgsrgan.train.schedule import DISCRIMINATOR, gan_phase_steps, update_kind
 from mgsrgan.train.steps import autocast, gan_step, pretrain_step
 from mgsrgan.train.validation import validate_generators
 
@@ -63,7 +63,9 @@ class Context:
 
 
 def phase_steps(cfg: Config, phase: str) -> int:
-    return cfg.train.pretrain_steps if phase == PRETRAIN else cfg.train.gan_steps
+    """Steps (optimizer updates, one batch each) in `phase`: an adversarial iteration is d_updates + g_updates."""
+    t = cfg.train
+    return t.pretrain_steps if phase == PRETRAIN else gan_phase_steps(t.gan_iterations, t.g_updates, t.d_updates)
 
 
 def data_seed(cfg: Config, member: Member, phase: str) -> int:
@@ -281,7 +283,7 @@ def train(ctx: Context, *, resume: bool, pretrained: Path | None = None) -> list
         elif cfg.train.init_from:
             start_body_from(member, Path(cfg.train.init_from))
             ctx.log.say(f"member {member.index}: body initialised from {cfg.train.init_from}")
-    if cfg.train.gan_steps > 0 and any(m.phase != DONE for m in members):
+    if cfg.train.gan_iterations > 0 and any(m.phase != DONE for m in members):
         _content_loss(ctx)  # fail at start, not hours later, when the VGG weights are missing
     groups = [members] if cfg.train.schedule == "lockstep" else [[m] for m in members]
     for group in groups:

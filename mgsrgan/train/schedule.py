@@ -1,8 +1,9 @@
-"""The n:m update plan, precomputed: which network each adversarial iteration updates.
+"""The n:m update plan, precomputed: which network each adversarial step updates.
 
-One iteration draws one batch and makes one optimizer step. A cycle is `d_updates` discriminator steps followed
-by `g_updates` generator steps (discriminator first, as in Goodfellow et al. 2014, Algorithm 1), repeated.
-Because the plan is a pure function of the iteration index, resuming at any iteration needs no saved state.
+One step draws one batch and makes one optimizer update. An iteration is one cycle of the plan: `d_updates`
+discriminator steps followed by `g_updates` generator steps (discriminator first, as in Goodfellow et al. 2014,
+Algorithm 1); `train.gan_iterations` counts these. Because the plan is a pure function of the step index, resuming
+at any step needs no saved state.
 """
 from __future__ import annotations
 
@@ -12,31 +13,38 @@ GENERATOR = "g"
 DISCRIMINATOR = "d"
 
 
-def update_kind(iteration: int, g_updates: int, d_updates: int) -> str:
-    """Which network iteration `iteration` (0-based) of the adversarial phase updates: GENERATOR or DISCRIMINATOR."""
+def update_kind(step: int, g_updates: int, d_updates: int) -> str:
+    """Which network step `step` (0-based) of the adversarial phase updates: GENERATOR or DISCRIMINATOR."""
     if g_updates < 1 or d_updates < 1:
         raise ValueError(f"g_updates and d_updates must be >= 1, got {g_updates}:{d_updates}")
-    if iteration < 0:
-        raise ValueError(f"iteration must be >= 0, got {iteration}")
-    return DISCRIMINATOR if iteration % (g_updates + d_updates) < d_updates else GENERATOR
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    return DISCRIMINATOR if step % (g_updates + d_updates) < d_updates else GENERATOR
 
 
-def update_plan(iterations: int, g_updates: int, d_updates: int) -> list[str]:
-    """The update kind of each of `iterations` iterations, in order."""
-    return [update_kind(i, g_updates, d_updates) for i in range(iterations)]
+def update_plan(steps: int, g_updates: int, d_updates: int) -> list[str]:
+    """The update kind of each of `steps` steps, in order."""
+    return [update_kind(i, g_updates, d_updates) for i in range(steps)]
 
 
-def count_updates(iterations: int, g_updates: int, d_updates: int) -> tuple[int, int]:
-    """(generator steps, discriminator steps) made in the first `iterations` iterations; closed form."""
+def count_updates(steps: int, g_updates: int, d_updates: int) -> tuple[int, int]:
+    """(generator updates, discriminator updates) made in the first `steps` steps; closed form."""
     cycle = g_updates + d_updates
-    full, rest = divmod(iterations, cycle)
+    full, rest = divmod(steps, cycle)
     d_steps = full * d_updates + min(rest, d_updates)
-    return iterations - d_steps, d_steps
+    return steps - d_steps, d_steps
 
 
-def gan_learning_rate_factor(iteration: int, decay_step: int, decay: float) -> float:
-    """Step decay of the adversarial phase: x decay once `decay_step` iterations are done (Ledig et al. 2017)."""
-    return decay if iteration >= decay_step else 1.0
+def gan_phase_steps(iterations: int, g_updates: int, d_updates: int) -> int:
+    """Steps (optimizer updates) of an adversarial phase of `iterations` n:m cycles."""
+    return iterations * (g_updates + d_updates)
+
+
+def gan_learning_rate_factor(step: int, decay_iteration: int, decay: float, g_updates: int,
+                             d_updates: int) -> float:
+    """Step decay of the adversarial phase: x decay from the first step of iteration `decay_iteration` (0-based)
+    on, i.e. once `decay_iteration` whole n:m cycles are done (Ledig et al. 2017: after 10^5 of 2 x 10^5)."""
+    return decay if step >= gan_phase_steps(decay_iteration, g_updates, d_updates) else 1.0
 
 
 def pretrain_learning_rate_factor(step: int, total: int, schedule: str) -> float:

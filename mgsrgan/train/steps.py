@@ -46,9 +46,9 @@ def pretrain_step(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, st
     return {"pixel": loss.detach()}
 
 
-def set_gan_learning_rates(member: Member, cfg: Config, iteration: int) -> None:
+def set_gan_learning_rates(member: Member, cfg: Config, step: int) -> None:
     t = cfg.train
-    factor = gan_learning_rate_factor(iteration, t.gan_lr_decay_step, t.gan_lr_decay)
+    factor = gan_learning_rate_factor(step, t.gan_lr_decay_iteration, t.gan_lr_decay, t.g_updates, t.d_updates)
     for group in member.optim_g.param_groups:
         group["lr"] = t.gan_g_learning_rate * factor
     for group in member.optim_d.param_groups:
@@ -100,19 +100,19 @@ def _discriminator_update(member: Member, lr_img: torch.Tensor, hr_img: torch.Te
             "d_fake": torch.sigmoid(fake_logits).mean().detach()}
 
 
-def gan_step(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, iteration: int, cfg: Config,
+def gan_step(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, step: int, cfg: Config,
              device: torch.device, content_loss: ContentLoss | None,
              hr_features: list[torch.Tensor] | None) -> dict[str, torch.Tensor]:
-    """Phase 2 (SRGAN): one discriminator or one generator update, as the n:m plan says for `iteration`.
+    """Phase 2 (SRGAN): one discriminator or one generator update, as the n:m plan says for `step` (0-based).
 
     `hr_features` are the content network's features of hr_img, computed once per batch by the caller and shared
     by all members trained in lockstep on the same batch (None: computed here). content_loss may be None when
     loss.content_weight is 0.
     """
-    set_gan_learning_rates(member, cfg, iteration)
+    set_gan_learning_rates(member, cfg, step)
     if cfg.train.gan_freeze_bn:
         freeze_batchnorm(member.generator)  # again every step: validation toggles train()/eval()
-    if update_kind(iteration, cfg.train.g_updates, cfg.train.d_updates) == DISCRIMINATOR:
+    if update_kind(step, cfg.train.g_updates, cfg.train.d_updates) == DISCRIMINATOR:
         return _discriminator_update(member, lr_img, hr_img, cfg, device)
     lo = cfg.loss
     discriminator = member.discriminator
