@@ -14,7 +14,6 @@ from mgsrgan.io.checkpoint import load_generator, load_tensors, read_meta
 from mgsrgan.config import config_from_dict
 from mgsrgan.train.data import TrainPatches, load_validation
 from mgsrgan.train.member import DONE, build_member
-from mgsrgan.train.runlog import RunLog
 from mgsrgan.train.loop import train
 from tests.conftest import make_context, tiny_config, write_images
 
@@ -129,21 +128,6 @@ def test_a_few_dozen_steps_lower_the_pixel_loss(tmp_path):
               if json.loads(line)["event"] == "train"]
     assert len(losses) == 40
     assert np.mean(losses[-8:]) < 0.5 * np.mean(losses[:8])
-
-
-def test_tensorboard_gets_scalars_and_sample_images(tmp_path):
-    pytest.importorskip("tensorboard", reason="tensorboard is an optional extra (pip install tensorboard)")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    raw = tiny_config(tmp_path, members=1, pretrain_steps=2, gan_iterations=0, val_every=1)
-    ctx = make_context(raw, tmp_path / "run")
-    ctx.log = RunLog(tmp_path / "run", tensorboard=True, quiet=True)
-    train(ctx, resume=False)
-    ctx.log.close()
-    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0}).Reload()
-    assert "train/member_0/pretrain/pixel" in events.Tags()["scalars"]
-    assert "val/member_0/psnr" in events.Tags()["scalars"]
-    assert [e.step for e in events.Images("sample/member_0")] == [1, 2]
 
 
 def test_the_adversarial_phase_starts_a_fresh_generator_optimizer(tmp_path):
