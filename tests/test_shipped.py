@@ -48,26 +48,24 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 
 def test_config_inside_the_shipped_checkpoints_is_config_scaled():
-    """The resolved config saved inside every shipped checkpoint (what the run trained with), in today's keys,
-    against config_scaled.yaml resolved today: on every key both have (fields added since, absent from the saved
-    one, and the run name aside) the gan checkpoints agree and the pretrain ones differ exactly on
-    PRETRAIN_RUN_DIFFERS."""
-    from mgsrgan import config
+    """The resolved config saved inside every shipped checkpoint (what the run trained with), in today's keys
+    (upgrade_saved_config: gan_steps 300 -> gan_iterations 150), against config_scaled.yaml resolved today: on every
+    key both have (fields added since, absent from the saved one, and the run name aside) the gan checkpoints agree
+    and the pretrain ones differ exactly on PRETRAIN_RUN_DIFFERS."""
+    from mgsrgan.config import config_to_dict, load_config, upgrade_saved_config
     from mgsrgan.io.checkpoint import read_meta
 
-    # keys renamed since the run are converted where config.py knows how (upgrade_saved_config)
-    upgrade = getattr(config, "upgrade_saved_config", lambda raw, source: raw)
-    preset = _flat(config.config_to_dict(config.load_config(ROOT / "config_scaled.yaml")))
+    preset = _flat(config_to_dict(load_config(ROOT / "config_scaled.yaml")))
     paths = sorted((ROOT / "weights" / "x2").glob("member_*/*.safetensors"))
     assert [p.stem for p in paths] == ["gan", "pretrain"] * 3
     for path in paths:
-        saved = _flat(upgrade(read_meta(path)["config"], str(path)))  # resolved then: every field it had
+        saved = _flat(upgrade_saved_config(read_meta(path)["config"], str(path)))  # every field it had, renamed
         assert not set(saved) - set(preset), f"{path}: keys today's config does not know"
         compared = set(saved) - {"train.name"}
         differ = {key for key in compared if saved[key] != preset[key]}
         expected = set() if path.stem == "gan" else PRETRAIN_RUN_DIFFERS
         assert differ == expected, {key: (saved[key], preset[key]) for key in differ ^ expected}
-        assert {"train.pretrain_steps", "train.members", "model.channels", "loss.pixel", "data.val_holdout"} <= compared
+        assert {"train.pretrain_steps", "train.gan_iterations", "model.channels", "loss.pixel"} <= compared
 
 
 def test_readme_gan_and_adaptive_commands_work_on_the_shipped_members(tmp_path, capsys):
