@@ -18,7 +18,7 @@ from mgsrgan.device import resolve_device
 from mgsrgan.train.distributed import World, broadcast_object, init_process_group, shutdown, world_from_env
 from mgsrgan.errors import UserError
 from mgsrgan.train.runlog import RunLog
-from mgsrgan.train.loop import Context, train
+from mgsrgan.train.loop import Context, StopFlag, Stopped, resume_summary, train
 from mgsrgan.io.weightfiles import resolve_imagenet_file, resolve_stlpips_file
 
 
@@ -90,7 +90,7 @@ def shared_run_dir(cfg: Config, args: argparse.Namespace, world: World) -> Path:
     return Path(path)
 
 
-def run(args: argparse.Namespace, world: World) -> int:
+def run(args: argparse.Namespace, world: World, stop: StopFlag | None = None) -> int:
     cfg = load_run_config(args)
     device = resolve_device(cfg.runtime.device)
     if device.type == "cuda" and world.distributed:
@@ -135,21 +135,28 @@ def run(args: argparse.Namespace, world: World) -> int:
               skipped_unreadable=dataset.skipped_unreadable,
               world_size=world.world_size, rank=world.rank)
     ctx = Context(cfg=cfg, run_dir=run_dir, device=device, dataset=dataset, validation=validation, log=log,
-                  progress=not args.no_progress, world=world)
+                  progress=not args.no_progress, world=world, stop=stop or StopFlag())
+    speaks = ctx.writes_checkpoints  # data-parallel: rank 0 alone (the others hold the same members)
     try:
         train(ctx, resume=bool(args.resume), pretrained=args.pretrained)
-    except (KeyboardInterrupt, Terminated) as stop:
-        print(f"{'interrupted' if isinstance(stop, KeyboardInterrupt) else 'stopped (SIGTERM)'} on rank "
-              f"{world.rank}: the last checkpoints in {run_dir} are intact; continue with the same command "
-              f"plus --resume {run_dir}", file=sys.stderr)
-        return 130 if isinstance(stop, KeyboardInterrupt) else 143
+    except Stopped as stopped:
+        if speaks:
+            print(f"stopped by {ctx.stop.reason or 'request'}{_on_rank(world)} and saved; continue with the same "
+                  f"command plus --resume {run_dir}: it starts {stopped.resume}", file=sys.stderr)
+        return 130 if ctx.stop.reason == CTRL_C else 143
+    except (KeyboardInterrupt, Terminated) as interrupt:
+        if speaks:
+            print(f"{'interrupted' if isinstance(interrupt, KeyboardInterrupt) else 'stopped (SIGTERM)'}"
+                  f"{_on_rank(world)} before the current step was saved; continue with the same command plus "
+                  f"--resume {run_dir}: it starts {resume_summary(run_dir, ctx.own_members())}", file=sys.stderr)
+        return 130 if isinstance(interrupt, KeyboardInterrupt) else 143
     except RuntimeError as err:
         if not (world.distributed and _lost_peer(err)):
             raise
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"error: rank {world.rank} lost contact with the other processes ({first_line}). The last "
-              f"checkpoints in {run_dir} are intact; continue with the same torchrun command plus "
-              f"--resume {run_dir}", file=sys.stderr)
+        print(f"error: rank {world.rank} lost contact with the other processes ({first_line}). Continue with "
+              f"the same torchrun command plus --resume {run_dir}: it starts "
+              f"{resume_summary(run_dir, ctx.own_members())}", file=sys.stderr)
         return 1
     finally:
         log.close()
@@ -166,23 +173,50 @@ def _lost_peer(err: RuntimeError) -> bool:
     return isinstance(err, dist.DistError) or any(m in str(err).lower() for m in LOST_PEER_MARKERS)
 
 
+def _on_rank(world: World) -> str:
+    return f" on rank {world.rank}" if world.distributed else ""
+
+
 class Terminated(Exception):
-    """SIGTERM: torchrun stops the surviving workers this way when one of them fails."""
+    """SIGTERM before training could save (torchrun stops the surviving workers this way when one fails)."""
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated
+CTRL_C = "Ctrl-C (SIGINT)"
+
+
+def install_stop_handlers(stop: StopFlag) -> None:
+    """SIGINT (Ctrl-C) and SIGTERM (torchrun, job schedulers, `kill`): while training runs, the first one asks it
+    to finish its step, save it (the whole lockstep group at once) and stop; before then, or a second time, the
+    process stops at once (KeyboardInterrupt / Terminated), keeping the last saved checkpoints."""
+    def handle(signum, frame):
+        if stop.armed and not stop.requested:
+            stop.reason = CTRL_C if signum == signal.SIGINT else "SIGTERM"
+            stop.requested = True
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     world = world_from_env()
-    if world.distributed:
-        signal.signal(signal.SIGTERM, _raise_terminated)
+    stop = StopFlag()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    install_stop_handlers(stop)
     try:
-        return run(args, world)
+        return run(args, world, stop)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Terminated) as interrupt:  # while reading data, before training began
+        print(f"{'interrupted' if isinstance(interrupt, KeyboardInterrupt) else 'stopped (SIGTERM)'} before "
+              "training began", file=sys.stderr)
+        return 130 if isinstance(interrupt, KeyboardInterrupt) else 143
     finally:
+        for sig, handler in previous.items():  # main() may be called again in the same process (tests)
+            signal.signal(sig, handler)
         shutdown()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+import signal
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -315,7 +316,14 @@ def make_loader(dataset: torch.utils.data.Dataset, *, batch_size: int, start_ste
                           world_size=world_size)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size // world_size, sampler=sampler,
                                        num_workers=num_workers, pin_memory=pin_memory, drop_last=True,
-                                       persistent_workers=False)
+                                       persistent_workers=False, worker_init_fn=leave_stop_signals_to_parent)
+
+
+def leave_stop_signals_to_parent(_worker_id: int) -> None:
+    """Loader workers ignore SIGINT and SIGTERM: the training process finishes its step and saves first, and a worker
+    killed by the terminal's Ctrl-C would fail the batch it waits for. Workers still exit with their parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def load_validation(folder: str, scale: int, max_images: int = 0,

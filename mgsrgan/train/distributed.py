@@ -41,14 +41,26 @@ def world_from_env() -> World:
                  int(os.environ.get("LOCAL_RANK", 0)))
 
 
+def process_group_backend(device: torch.device) -> str:
+    """gloo on CPU; on CUDA, NCCL for CUDA tensors and gloo for CPU ones. A group of NCCL alone has no backend for
+    a CPU tensor ("No backend type associated with device type cpu"), and the run log's reductions of Python
+    floats and the object broadcasts are CPU tensors."""
+    return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
+
+
 def init_process_group(world: World, device: torch.device) -> None:
-    """gloo on CPU, NCCL on CUDA (one GPU per local rank). No-op for a single process."""
+    """gloo on CPU, NCCL (+ gloo for CPU tensors) on CUDA, one GPU per local rank. No-op for a single process."""
     if not world.distributed or dist.is_initialized():
         return
     if device.type == "cuda":
         torch.cuda.set_device(world.local_rank)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                            timeout=datetime.timedelta(minutes=COLLECTIVE_TIMEOUT_MIN))
+    dist.init_process_group(process_group_backend(device), timeout=datetime.timedelta(minutes=COLLECTIVE_TIMEOUT_MIN))
+
+
+def reduction_device(backend: str, world: World) -> torch.device:
+    """Where a small reduction tensor lives in a group of `backend`: the CPU when the group has a CPU backend, this
+    rank's GPU when it is NCCL alone (a group made elsewhere, e.g. by a caller of `train`)."""
+    return torch.device("cuda", world.local_rank) if backend == "nccl" else torch.device("cpu")
 
 
 def shutdown() -> None:
@@ -71,11 +83,19 @@ def barrier(world: World) -> None:
 
 
 def all_reduce_sum(values: list[float], world: World) -> list[float]:
+    """The element-wise sum over ranks (float64), on a device the process group's backend serves."""
     if not world.distributed:
         return values
-    tensor = torch.tensor(values, dtype=torch.float64)
+    tensor = torch.tensor(values, dtype=torch.float64, device=reduction_device(str(dist.get_backend()), world))
     dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def any_rank(flag: bool, world: World) -> bool:
+    """True on every rank when `flag` is true on any (e.g. a stop request that reached some ranks only)."""
+    if not world.distributed:
+        return flag
+    return all_reduce_sum([float(flag)], world)[0] > 0
 
 
 class CrossRankBatchNorm2d(nn.BatchNorm2d):

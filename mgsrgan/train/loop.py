@@ -5,14 +5,17 @@ shared batches (`lockstep`: one data stream, one VGG pass over each HR batch for
 code: a phase trains a *group* of members step by step; sequential mode uses groups of one.
 
 Resume is exact: a sample is a pure function of (data seed, sample index) and the n:m plan is a pure function of
-the iteration, so a member's checkpoint (weights, optimizers, RNG, phase, step) is all the state there is.
+the step, so a member's checkpoint (weights, optimizers, RNG, phase, step) is all the state there is. A group's
+`last` files are saved as one (train/commit.py), so a stop at any moment resumes the whole group from one step.
+A stop request (ctx.stop, set by the CLI's SIGINT/SIGTERM handlers) ends the current step, saves the group and
+raises Stopped.
 """
 from __future__ import annotations
 
 import copy
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,18 +23,37 @@ from tqdm import tqdm
 
 from mgsrgan.config import Config
 from mgsrgan.train.data import MemberStreams, TrainPatches, make_loader
-from mgsrgan.train.distributed import World, all_reduce_sum, barrier
+from mgsrgan.train import commit
+from mgsrgan.train.distributed import World, all_reduce_sum, any_rank, barrier
 from mgsrgan.train.losses import ContentLoss
+from mgsrgan.io.atomic import atomic_write
 from mgsrgan.io.checkpoint import arch_of, load_generator
 from mgsrgan.errors import UserError
 from mgsrgan.train.member import (DONE, GAN, PHASES, PRETRAIN, Member, build_member, init_body_from,
-                                  load_training_state, member_dir, save_generator, save_training_state)
+                                  load_training_state, member_dir, save_generator)
 from mgsrgan.train.runlog import RunLog, format_eta
 from mgsrgan.train.schedule import DISCRIMINATOR, gan_phase_steps, update_kind
 from mgsrgan.train.steps import autocast, gan_step, pretrain_step
 from mgsrgan.train.validation import validate_generators
 
 PHASE_SEED_STRIDE = 1_000_003  # keeps phase 2's data stream apart from phase 1's (a prime, so seeds never collide)
+FINISH_POLL_S = 5.0  # how often rank 0 of an ensemble-parallel run looks whether the other ranks' members are done
+
+
+@dataclass
+class StopFlag:
+    """Set from a signal handler to ask training to stop at the end of its current step (saving it first)."""
+    requested: bool = False
+    reason: str = ""  # what asked, for messages (e.g. "Ctrl-C", "SIGTERM")
+    armed: bool = False  # True while train() can honour a request (from building the members to its return)
+
+
+class Stopped(Exception):
+    """Training stopped on request after saving; `resume` says where a --resume starts, member by member."""
+
+    def __init__(self, resume: str):
+        super().__init__(resume)
+        self.resume = resume
 
 
 @dataclass
@@ -45,6 +67,9 @@ class Context:
     progress: bool = True
     world: World = World()
     content_loss: ContentLoss | None = None  # built on first use: the VGG weights are needed only for phase 2
+    stop: StopFlag = field(default_factory=StopFlag)
+    groups: list = field(default_factory=list)  # this rank's groups of members, in training order (set by train)
+    rates: dict = field(default_factory=dict)  # phase -> last measured group steps/s, for the run's ETA
 
     @property
     def data_parallel(self) -> bool:
@@ -137,10 +162,53 @@ def _val_world(ctx: Context) -> World:
 
 
 def _save_last(ctx: Context, group: list[Member]) -> None:
-    if not ctx.writes_checkpoints:
-        return
-    for member in group:
-        save_training_state(member, ctx.cfg, member_dir(ctx.run_dir, member.index) / "last.safetensors")
+    if ctx.writes_checkpoints:
+        commit.save_group(group, ctx.cfg, ctx.run_dir)
+
+
+def _stop_requested(ctx: Context) -> bool:
+    """Data-parallel ranks must stop at the same step (their collectives pair up), so they agree first."""
+    return any_rank(ctx.stop.requested, ctx.world) if ctx.data_parallel else ctx.stop.requested
+
+
+def _stop(ctx: Context, group: list[Member]) -> None:
+    """Save `group` where it stands and raise Stopped, saying where a resume starts."""
+    ctx.log.say(f"{ctx.stop.reason or 'stop'}: saving members {', '.join(str(m.index) for m in group)} at "
+                f"{group[0].phase} step {group[0].step}")
+    _save_last(ctx, group)
+    raise Stopped(resume_summary(ctx.run_dir, ctx.own_members()))
+
+
+def resume_summary(run_dir: Path, indices: list[int]) -> str:
+    """Where a --resume of `run_dir` starts for these members, read from the files."""
+    return describe_points({k: commit.resume_point(run_dir, k) for k in indices})
+
+
+def describe_points(points: dict[int, tuple[str, int] | None]) -> str:
+    """{member: (phase, step) or None} as "members 0, 1 from pretrain step 37; member 2 from scratch"; "from
+    scratch: no checkpoint yet" when no member has a checkpoint."""
+    if all(point is None for point in points.values()):
+        return "from scratch: no checkpoint yet"
+    parts: dict[str, list[int]] = {}
+    for k, point in points.items():
+        text = ("from scratch (no checkpoint yet)" if point is None else "done" if point[0] == DONE
+                else f"from {point[0]} step {point[1]}")
+        parts.setdefault(text, []).append(k)
+    return "; ".join(f"member{'s' if len(ks) > 1 else ''} {', '.join(map(str, ks))} {text}"
+                     for text, ks in parts.items())
+
+
+def run_eta(ctx: Context, current_phase: str, current_rate: float) -> float:
+    """Seconds until this rank's members are all done: the steps left in every group and phase, each phase at its
+    last measured rate (a phase not measured yet at the current phase's rate)."""
+    seconds = 0.0
+    for group in ctx.groups:
+        first = group[0]
+        for phase in PHASES[PHASES.index(first.phase):] if first.phase in PHASES else ():
+            left = phase_steps(ctx.cfg, phase) - (first.step if phase == first.phase else 0)
+            rate = ctx.rates.get(phase, current_rate) if phase != current_phase else current_rate
+            seconds += left / rate if rate > 0 else float("inf")
+    return seconds
 
 
 def _mean_over_ranks(ctx: Context, values: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -157,7 +225,12 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
         return
     cfg, t = ctx.cfg, ctx.cfg.train
     total, start = phase_steps(cfg, phase), group[0].step
-    assert all(m.step == start for m in group), "a lockstep group always shares its step"
+    if any(m.step != start for m in group):  # runs saved member by member (before train/commit.py) could be
+        raise UserError(f"{ctx.run_dir}: the lockstep members' last checkpoints are at different {phase} steps ("
+                        + ", ".join(f"member {m.index}: {m.step}" for m in group) + "); a run saved one member at "
+                        "a time by an older mgsrgan and stopped between two writes cannot resume exactly")
+    if _stop_requested(ctx):
+        _stop(ctx, group)
     names = ",".join(str(m.index) for m in group)
     if start < total:
         shared = shares_batches(cfg, group)
@@ -198,20 +271,28 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
             if done % t.log_every == 0 or done == total:
                 now = time.perf_counter()
                 rate = (done - tick_step) / max(now - tick, 1e-9)
+                ctx.rates[phase] = rate
                 eta = (total - done) / rate if rate > 0 else float("inf")
+                eta_run = run_eta(ctx, phase, rate)
                 for index, values in stats.items():
                     floats = _mean_over_ranks(ctx, values)
                     ctx.log.event("train", member=index, phase=phase, step=done, steps_per_s=rate, eta_s=eta,
-                                  g_learning_rate=group[0].optim_g.param_groups[0]["lr"], **floats)
+                                  eta_run_s=eta_run, g_learning_rate=group[0].optim_g.param_groups[0]["lr"],
+                                  **floats)
                     ctx.log.scalars(f"train/member_{index}/{phase}", floats, done)
                     ctx.log.say(f"[{phase} m{index}] step {done}/{total} "
                                 + " ".join(f"{k} {v:.4g}" for k, v in floats.items())
-                                + f" | {rate:.2f} step/s, ETA {format_eta(eta)}")
+                                + f" | {rate:.2f} step/s, ETA phase {format_eta(eta)}, run {format_eta(eta_run)}")
                 tick, tick_step = now, done
             if t.val_every and done % t.val_every == 0 and done < total:
                 _validate(ctx, group, phase, done)
-            if done % t.checkpoint_every == 0 and done < total:
+            saved = done % t.checkpoint_every == 0 and done < total
+            if saved:
                 _save_last(ctx, group)
+            if done < total and _stop_requested(ctx):
+                if saved:
+                    raise Stopped(resume_summary(ctx.run_dir, ctx.own_members()))
+                _stop(ctx, group)
         bar.close()
     if total > 0:  # a phase of zero steps changed nothing: its scores are the previous phase's
         _validate(ctx, group, phase, total)
@@ -246,8 +327,9 @@ def start_from_pretrained(ctx: Context, member: Member, source: Path) -> None:
         member.ema.load_state_dict(generator.state_dict(), strict=True)
     member.phase, member.step = GAN, 0
     member.history[PRETRAIN] = member.val = meta["history"].get(PRETRAIN, meta["val"])
-    if ctx.writes_checkpoints:
-        shutil.copyfile(path, member_dir(ctx.run_dir, member.index) / f"{PRETRAIN}.safetensors")
+    if ctx.writes_checkpoints:  # atomically, like every checkpoint: a stop mid-copy leaves no half file
+        atomic_write(member_dir(ctx.run_dir, member.index) / f"{PRETRAIN}.safetensors",
+                     lambda tmp: shutil.copyfile(path, tmp))
 
 
 def start_body_from(member: Member, source: Path) -> None:
@@ -267,32 +349,80 @@ def start_body_from(member: Member, source: Path) -> None:
 
 def train(ctx: Context, *, resume: bool, pretrained: Path | None = None) -> list[Member]:
     """Train (or resume) this rank's members of the run in ctx.run_dir; returns them, all in phase DONE.
-    pretrained: a run folder whose phase-1 generators start phase 2 here (a fresh run only)."""
+    pretrained: a run folder whose phase-1 generators start phase 2 here (a fresh run only).
+    Raises Stopped when ctx.stop is requested (after saving where the members stand)."""
     cfg = ctx.cfg
+    if resume and (ctx.world.is_main or not ctx.world.distributed):
+        for line in commit.recover(ctx.run_dir):  # a group save that a stop cut short: finished or dropped
+            ctx.log.say(f"resume: {line}")
+    barrier(ctx.world)  # no rank reads a `last` file before rank 0 has recovered them
     members = [build_member(cfg, k, ctx.device, data_parallel=ctx.data_parallel) for k in ctx.own_members()]
+    ctx.stop.armed = True
+    try:
+        _start_members(ctx, members, resume=resume, pretrained=pretrained)
+        if cfg.train.gan_iterations > 0 and any(m.phase != DONE for m in members):
+            _content_loss(ctx)  # fail at start, not hours later, when the VGG weights are missing
+        ctx.groups = [members] if cfg.train.schedule == "lockstep" else [[m] for m in members]
+        for group in ctx.groups:
+            for phase in PHASES:
+                run_phase(ctx, group, phase)
+        _wait_for_all_members(ctx)
+    finally:
+        ctx.stop.armed = False
+    if ctx.validation and cfg.train.members > 1 and ctx.world.is_main:
+        _validate_final_ensemble(ctx)
+    return members
+
+
+def _start_members(ctx: Context, members: list[Member], *, resume: bool, pretrained: Path | None) -> None:
+    """Each member from its `last` checkpoint (--resume), else from --pretrained, train.init_from or its seed."""
+    cfg = ctx.cfg
+    resumed = {}
     for member in members:
-        last = member_dir(ctx.run_dir, member.index) / "last.safetensors"
+        last = member_dir(ctx.run_dir, member.index) / commit.LAST
         if ctx.writes_checkpoints:
             member_dir(ctx.run_dir, member.index).mkdir(parents=True, exist_ok=True)
         if resume and last.exists():
             load_training_state(member, last)
-            ctx.log.say(f"resumed member {member.index}: {member.phase} step {member.step}")
+            resumed[member.index] = (member.phase, member.step)
         elif pretrained is not None:
             start_from_pretrained(ctx, member, Path(pretrained))
             ctx.log.say(f"member {member.index}: phase 2 from {pretrained}'s pre-trained generator")
         elif cfg.train.init_from:
             start_body_from(member, Path(cfg.train.init_from))
             ctx.log.say(f"member {member.index}: body initialised from {cfg.train.init_from}")
-    if cfg.train.gan_iterations > 0 and any(m.phase != DONE for m in members):
-        _content_loss(ctx)  # fail at start, not hours later, when the VGG weights are missing
-    groups = [members] if cfg.train.schedule == "lockstep" else [[m] for m in members]
-    for group in groups:
-        for phase in PHASES:
-            run_phase(ctx, group, phase)
-    barrier(ctx.world)
-    if ctx.validation and cfg.train.members > 1 and ctx.world.is_main:
-        _validate_final_ensemble(ctx)
-    return members
+    if resume:
+        ctx.log.say(f"resume {ctx.run_dir}: " + describe_points({m.index: resumed.get(m.index) for m in members}))
+        ctx.log.event("resume", members={k: list(point) for k, point in resumed.items()})
+
+
+def _wait_for_all_members(ctx: Context, poll_s: float = FINISH_POLL_S) -> None:
+    """Return once every member of the run is trained (on any rank).
+
+    Data-parallel ranks train the same members and finish together: a barrier. Ensemble ranks own different members
+    and may finish hours apart, longer than any collective may wait (COLLECTIVE_TIMEOUT_MIN), so no rank waits in
+    a collective: the others leave, and rank 0, which validates the final ensemble from every member's files,
+    polls the members' `last` checkpoints until each says done (a stop request ends the wait).
+    """
+    if not ctx.world.distributed:
+        return
+    if ctx.data_parallel:
+        barrier(ctx.world)
+        return
+    if not ctx.world.is_main:
+        return
+    others = [k for k in range(ctx.cfg.train.members) if k not in ctx.own_members()]
+    waiting = None
+    while True:
+        left = [k for k in others if (commit.resume_point(ctx.run_dir, k) or ("",))[0] != DONE]
+        if not left:
+            return
+        if ctx.stop.requested:
+            raise Stopped(resume_summary(ctx.run_dir, ctx.own_members()))
+        if left != waiting:
+            ctx.log.say(f"waiting for members {', '.join(map(str, left))} (trained by the other processes)")
+            waiting = left
+        time.sleep(poll_s)
 
 
 def _validate_final_ensemble(ctx: Context) -> None:
