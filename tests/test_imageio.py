@@ -262,3 +262,26 @@ def test_corrupt_sixteen_bit_color_png_names_the_file(tmp_path):
     assert str(tmp_path / "cut.png") in str(info.value)
     with pytest.raises(BadImageError, match="decompression bomb"):
         read_image(tmp_path / "good.png", max_pixels=32 * 32 - 1)
+
+
+def test_damaged_metadata_reads_without_pillow_warnings(tmp_path):
+    """A TIFF tag whose data lies past the end of the file: Pillow skips it with a UserWarning (a source line on the
+    user's terminal); read_image reads the pixels and says nothing (benchmarks/fuzz_images.py found it)."""
+    import warnings
+
+    pixels = rng_image(4, 5, 3, seed=3)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="TIFF")
+    data = bytearray(buffer.getvalue())
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    (count,) = struct.unpack_from("<H", data, ifd)
+    for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        if struct.unpack_from("<H", data, entry)[0] == 284:  # PlanarConfiguration: 1000 values, stored past the end
+            struct.pack_into("<II", data, entry + 4, 1000, len(data) + 64)
+    (tmp_path / "a.tif").write_bytes(bytes(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tensor, info = read_image(tmp_path / "a.tif")
+    assert [str(w.message) for w in caught] == []
+    assert info.mode == "RGB" and torch.equal((tensor * 255).round().to(torch.uint8).permute(1, 2, 0),
+                                              torch.from_numpy(pixels))

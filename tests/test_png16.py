@@ -186,3 +186,32 @@ def test_writer_refuses_other_arrays(tmp_path):
                 np.zeros((0, 4, 3), np.uint16)):
         with pytest.raises(ValueError, match="uint16"):
             write_png16(tmp_path / "x.png", bad)
+
+
+@pytest.mark.parametrize("size", [(262_144, 1), (1, 262_144)])
+def test_one_pixel_thin_images_are_refused_not_decoded_for_seconds(tmp_path, size):
+    """The decoder's time grows with width + height (one numpy step per anti-diagonal): 262,144 x 1 took 7.5 s from
+    a 1 KB file within any pixel limit (benchmarks/fuzz_images.py). Past MAX_SIDE_SUM it is a one-line refusal."""
+    import time
+
+    from mgsrgan.io.images import BadImageError, read_image
+
+    width, height = size
+    rows = (bytes([png16.FILTER_PAETH]) + bytes(width * 6)) * height
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    (tmp_path / "thin.png").write_bytes(png16.PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows))
+                                        + chunk(b"IEND", b""))
+    start = time.perf_counter()
+    with pytest.raises(Png16Error, match=f"{width}x{height}: width \\+ height over 65,536"):
+        read_png16(tmp_path / "thin.png")
+    with pytest.raises(BadImageError, match="thin.png: 16-bit colour PNG"):
+        read_image(tmp_path / "thin.png")
+    assert time.perf_counter() - start < 1.0
+
+
+def test_thin_images_within_the_side_sum_still_decode(tmp_path):
+    img = random_image(1, 4000, 3, seed=5)
+    write_png16(tmp_path / "a.png", img)
+    assert np.array_equal(read_png16(tmp_path / "a.png"), img)
+    write_png16(tmp_path / "b.png", img.reshape(4000, 1, 3))
+    assert np.array_equal(read_png16(tmp_path / "b.png"), img.reshape(4000, 1, 3))

@@ -199,6 +199,9 @@ def read_image(path: Path, *, max_pixels: int | None = None) -> tuple[torch.Tens
             raise BadImageError(f"{path}: empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own check below is the guard
+            # Pillow warns (with a source line) about metadata it skips in a damaged file ("Corrupt EXIF data",
+            # "Tag data larger than file"); the pixels are still read, and an unusable file is one BadImageError
+            warnings.simplefilter("ignore", UserWarning)
             saved_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
                 with Image.open(path) as img:

@@ -10,7 +10,15 @@ profile and EXIF from Pillow's header parse.
 Undoing the filters: Sub / Average / Paeth predict each byte from its left neighbour, so a row cannot be done in
 one vector operation. Every pixel depends only on its left, upper and upper-left neighbours, so all pixels on one
 anti-diagonal (y + x = d) are independent: the decoder stores the image skewed (diagonal-major) and reconstructs
-one whole diagonal per numpy step, H + W steps instead of H * W.
+one whole diagonal per numpy step, H + W steps instead of H * W (hence MAX_SIDE_SUM).
+
+Why our own codec (measured 2026-11, benchmarks/results/fuzz_images.md, `--compare`, 1024x1024 photo-like 16-bit
+RGB): Pillow 13.0.0 still opens 16-bit RGB/RGBA PNG as 8-bit RGB/RGBA (the high byte) and has no 16-bit RGB mode to
+write one (Image.fromarray of (H, W, 3) uint16 raises); imageio 2.38.1 reads PNG through Pillow (uint8). pypng
+0.20220715.0 (pure Python, last release July 2022) is lossless both ways but reads 4.6x slower (0.87 s vs 0.19 s)
+and writes 22% larger files (no adaptive filtering), as a new dependency for this one path. This codec agrees with
+Pillow's high byte and with a byte-by-byte reference encoder (tests/test_png16.py) and is fuzzed with the rest of
+the image readers (benchmarks/fuzz_images.py).
 """
 from __future__ import annotations
 
@@ -38,6 +46,10 @@ ZLIB_LEVEL = 6  # zlib's default: within a few % of level 9's size on photograph
 IDAT_BYTES = 1 << 20  # compressed bytes per IDAT chunk written: any size is valid, 1 MiB bounds the buffer
 ENCODE_BLOCK_BYTES = 4 << 20  # raw image bytes filtered per step when writing (five int16 candidates: ~40 MiB)
 BAND_BYTES = 64 << 20  # size of the skewed band the decoder reconstructs at once; larger bands = fewer steps
+# Decoding makes one numpy step per anti-diagonal of each band, about width + height of them, whatever the pixel
+# count: 1 x 65,536 takes 2.1 s here, 262,144 x 1 7.5 s (a 1 KB file within any pixel limit;
+# benchmarks/fuzz_images.py). Refused above this sum; 16-bit photos are far inside it (8000 x 6000: 14,000).
+MAX_SIDE_SUM = 1 << 16
 ICC_PROFILE_NAME = b"ICC profile"  # iCCP keyword (1-79 Latin-1 bytes; the name itself carries no meaning)
 
 
@@ -133,6 +145,10 @@ def read_png16(path: Path) -> np.ndarray:
             raise Png16Error(f"{path}: PNG has a critical chunk {kind!r} this reader does not know")
     if not compressed:
         raise Png16Error(f"{path}: corrupt PNG (no IDAT image data)")
+    if header.width + header.height > MAX_SIDE_SUM:
+        raise Png16Error(f"{path}: 16-bit colour PNG of {header.width}x{header.height}: width + height over "
+                         f"{MAX_SIDE_SUM:,} is not supported (decoding time grows with it); re-save it as 8-bit or "
+                         "in pieces")
     channels = CHANNELS[header.color_type]
     pixel_bytes = channels * SAMPLE_BYTES
     row_bytes = 1 + header.width * pixel_bytes  # the filter type byte, then the row's samples
