@@ -83,3 +83,20 @@ def test_readme_gan_and_adaptive_commands_work_on_the_shipped_members(tmp_path, 
     # per pixel the fusion lies between the two ensembles (up to rounding): a convex blend
     low, high = np.minimum(pixel, gan) - 1, np.maximum(pixel, gan) + 1
     assert ((fused >= low) & (fused <= high)).mean() > 0.999
+
+
+def test_readme_x4_command_upscales_the_examples_with_the_shipped_x4_ensemble(tmp_path, capsys):
+    """`--scale 4` picks weights/x4, whose saved config is config_scaled_x4.yaml (run name aside)."""
+    from dataclasses import asdict
+
+    from mgsrgan.config import load_config
+
+    assert main(["--input_dir", str(ROOT / "examples"), "--output_dir", str(tmp_path), "--scale", "4"]) == 0
+    assert "3 written, 0 skipped, 0 failed" in capsys.readouterr().out
+    for name in ("astronaut", "chelsea", "coffee"):
+        lr_img, sr_img = Image.open(ROOT / "examples" / f"{name}.png"), Image.open(tmp_path / f"{name}.png")
+        assert sr_img.size == (4 * lr_img.size[0], 4 * lr_img.size[1])
+    shipped = asdict(load_config(ROOT / "weights" / "x4" / "config.yaml", saved=True))
+    preset = asdict(load_config(ROOT / "config_scaled_x4.yaml"))
+    shipped["train"].pop("name"), preset["train"].pop("name")
+    assert shipped == preset and shipped["model"]["scale"] == 4
