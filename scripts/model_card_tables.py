@@ -62,13 +62,14 @@ def main() -> int:
             print()
     if args.peers:
         peers = json.loads(args.peers.read_text())
-        rows = {}
-        for set_name, models in peers["results"]["2"].items():
-            for model, scores in models.items():
-                rows.setdefault(f"{model} (OpenCV)" if model != "bicubic" else model, {})[set_name] = scores
-        third = "".join(f" / {label}" for key, label in (("stlpips_alex", "ST-LPIPS-Alex"), ("stlpips", "ST-LPIPS"))
-                        if all(key in r for per_set in rows.values() for r in per_set.values()))
-        print(table(f"OpenCV dnn_superres peers, x2 (PSNR dB / SSIM{third}; from `{args.peers}`)", rows))
+        for scale, per_set in peers["results"].items():  # one table per scale the peers file holds
+            rows = {}
+            for set_name, models in per_set.items():
+                for model, scores in models.items():
+                    rows.setdefault(f"{model} (OpenCV)" if model != "bicubic" else model, {})[set_name] = scores
+            third = "".join(f" / {label}" for key, label in (("stlpips_alex", "ST-LPIPS-Alex"), ("stlpips", "ST-LPIPS"))
+                            if all(key in r for per_set in rows.values() for r in per_set.values()))
+            print(table(f"OpenCV dnn_superres peers, x{scale} (PSNR dB / SSIM{third}; from `{args.peers}`)", rows))
     return 0
 
 
