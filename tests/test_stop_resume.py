@@ -50,8 +50,8 @@ def lockstep_straight(tmp_path_factory) -> tuple[dict, Path]:
 
 
 @pytest.mark.parametrize("target,occurrence", [
-    ("member_1/last.safetensors", 2),  # phase-1 end: member 0's `last` moved on, member 1's not yet
-    ("member_1/last.pending.safetensors", 3),  # phase-2 step 1: member 0's new state written, member 1's not
+    ("member_1/last.safetensors", 1),  # step 1: member 0's `last` moved on, member 1's not yet (the commit rolls on)
+    ("member_1/last.pending.safetensors", 2),  # phase-1 end: member 0's new state written, member 1's not (dropped)
     ("commit-m0-1.json", 1),  # the first save ever, every file written but not committed: no checkpoint yet
 ])
 def test_a_lockstep_group_stopped_inside_a_save_resumes_at_one_step_exactly(

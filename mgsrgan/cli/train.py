@@ -52,7 +52,7 @@ def prepare_run_dir(cfg: Config, args: argparse.Namespace) -> Path:
     else:
         name = args.name or cfg.train.name or f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(cfg.train.out_dir) / name
-        if run_dir.exists() and any(run_dir.glob("member_*/last.safetensors")):
+        if run_dir.exists() and (any(run_dir.glob("member_*/last.safetensors")) or any(run_dir.glob("commit-m*"))):
             raise UserError(f"{run_dir}: a run is already there; continue it with --resume {run_dir} "
                             f"or choose another --name")
     try:
