@@ -111,7 +111,7 @@ def profile_train(precisions=("fp32", "bf16"), reps: int = 2, warmup: int = 1, r
 
     lines = ["# Where one x4 SRGAN training iteration's time goes (`python benchmarks/speed.py --profile-train`)",
              f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, commit {git_commit()[:10]}, CPU "
-             f"{cpu_model()} ({os.cpu_count()} cores), torch {torch.__version__}, {torch.get_num_threads()} threads",
+             f"{cpu_model()} ({os.cpu_count()} cores), torch {torch.__version__}, threads {torch.get_num_threads()}",
              "# config.yaml (16 x 64 SRResNet, paper D, VGG19 conv5_4 content loss with random weights), batch 16, "
              "HR 128; steps.gan_step twice (1 D + 1 G update) on a build_member Member; parts timed alone (median "
              f"of {reps} after {warmup} warm-up), then one iteration under torch.profiler.", ""]
