@@ -15,8 +15,9 @@ one whole diagonal per numpy step, H + W steps instead of H * W (hence MAX_SIDE_
 Why our own codec (measured 2026-11, benchmarks/results/fuzz_images.md, `--compare`, 1024x1024 photo-like 16-bit
 RGB): Pillow 13.0.0 still opens 16-bit RGB/RGBA PNG as 8-bit RGB/RGBA (the high byte) and has no 16-bit RGB mode to
 write one (Image.fromarray of (H, W, 3) uint16 raises); imageio 2.38.1 reads PNG through Pillow (uint8). pypng
-0.20220715.0 (pure Python, last release July 2022) is lossless both ways but reads 4.6x slower (0.87 s vs 0.19 s)
-and writes 22% larger files (no adaptive filtering), as a new dependency for this one path. This codec agrees with
+0.20220715.0 (pure Python, last release July 2022) is lossless both ways but reads 4.2x slower (0.86 vs 0.21 CPU s)
+and writes 22% larger files (no adaptive filtering; it writes in 0.32 vs 0.40 CPU s), as a new dependency for this
+one path. This codec agrees with
 Pillow's high byte and with a byte-by-byte reference encoder (tests/test_png16.py) and is fuzzed with the rest of
 the image readers (benchmarks/fuzz_images.py).
 """
