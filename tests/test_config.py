@@ -148,21 +148,41 @@ def test_a_saved_config_of_an_older_mgsrgan_means_the_same_training():
         upgrade_saved_config(with_section("train", gan_steps=7), "RUN/config.yaml")
 
 
-def test_shipped_run_configs_load_as_config_scaled(tmp_path):
-    """weights/x2/config.yaml and the config inside every shipped checkpoint were written with gan_steps: 300;
-    read as saved configs they are config_scaled.yaml (150 iterations), and a user file with the old key is not."""
+@pytest.mark.parametrize("scale,preset_name", [(2, "config_scaled.yaml"), (4, "config_scaled_x4.yaml")])
+def test_shipped_run_configs_load_as_their_presets(scale, preset_name):
+    """weights/x<scale>/config.yaml and the config inside every shipped checkpoint were written with gan_steps: 300;
+    read as saved configs they are their preset's 150 iterations, and a user file with the old key is refused."""
     from dataclasses import asdict
 
     from mgsrgan.config import upgrade_saved_config
     from mgsrgan.io.checkpoint import read_meta
-    preset = asdict(load_config(ROOT / "config_scaled.yaml"))
+    shipped_dir = ROOT / "weights" / f"x{scale}"
+    if not (shipped_dir / "config.yaml").is_file():
+        pytest.skip(f"no shipped x{scale} ensemble in this checkout")
+    preset = asdict(load_config(ROOT / preset_name))
     assert preset["train"]["gan_iterations"] == 150
-    shipped = asdict(load_config(ROOT / "weights" / "x2" / "config.yaml", saved=True))
-    with pytest.raises(ConfigError, match="renamed"):
-        load_config(ROOT / "weights" / "x2" / "config.yaml")
-    gan = ROOT / "weights" / "x2" / "member_0" / "gan.safetensors"
-    embedded = asdict(config_from_dict(upgrade_saved_config(read_meta(gan)["config"])))
+    shipped = asdict(load_config(shipped_dir / "config.yaml", saved=True))
+    if "gan_steps" in (shipped_dir / "config.yaml").read_text():
+        with pytest.raises(ConfigError, match="renamed"):
+            load_config(shipped_dir / "config.yaml")
+    embedded = asdict(config_from_dict(upgrade_saved_config(read_meta(shipped_dir / "member_0" / "gan.safetensors")
+                                                            ["config"])))
+    chosen_per_run = {"name", "init_from"}  # command-line choices (the x4 run started from its own x2 run)
     for resolved in (shipped, embedded):
         assert resolved["train"]["gan_iterations"] == 150 and resolved["train"]["gan_lr_decay_iteration"] == 150
-        assert {k: v for k, v in resolved["train"].items() if k != "name"} == \
-            {k: v for k, v in preset["train"].items() if k != "name"}
+        assert {k: v for k, v in resolved["train"].items() if k not in chosen_per_run} == \
+            {k: v for k, v in preset["train"].items() if k not in chosen_per_run}
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "config_scaled.yaml", "config_scaled_x4.yaml"])
+def test_presets_validate_on_held_out_training_images_never_a_test_set(name):
+    """Set5, Set14 and BSD100 are reported as test sets, so validation (the best checkpoint, weighted and best) must
+    not select on them: each preset holds images out of its own training folders instead (data.val_holdout)."""
+    from mgsrgan.train.data import holdout_paths
+
+    cfg = load_config(ROOT / name)
+    assert cfg.data.val_dir == "" and cfg.data.val_holdout > 0
+    if (ROOT / cfg.data.train_dirs[-1]).is_dir():  # ../shared/data, where present: the split is real images
+        folder = ROOT / cfg.data.train_dirs[-1]
+        held_out = holdout_paths([str(ROOT / d) for d in cfg.data.train_dirs], cfg.data.val_holdout)
+        assert len(held_out) == cfg.data.val_holdout and all(folder in p.parents for p in held_out)
