@@ -140,6 +140,7 @@ def test_ctrl_c_and_sigterm_save_the_step_and_say_where_resume_starts(tmp_path, 
                                                                        said):
     """Ctrl-C at minute 3 said the last checkpoints were intact when none existed, and --resume began at step 0
     without a word."""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # SIG_IGN under nohup, say
     assert train_main(smoke_args(tmp_path, "--name", "straight")) == 0
     real, calls = training.pretrain_step, [0]
 
@@ -162,7 +163,7 @@ def test_ctrl_c_and_sigterm_save_the_step_and_say_where_resume_starts(tmp_path, 
     out = capsys.readouterr().out
     assert f"resume {run}: member 0 from pretrain step 3; member 1 from scratch (no checkpoint yet)" in out
     assert_same_training(tmp_path / "straight", run)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # main() puts the handlers back
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # main() puts them back
 
 
 def test_resume_of_a_run_without_checkpoints_says_it_starts_from_scratch(tmp_path, capsys):
