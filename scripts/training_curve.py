@@ -69,8 +69,8 @@ def plot(curves: dict[str, list[tuple[float, float, str, int]]], title: str, pat
             draw.line(xy, fill=colour, width=3 if name == "mean" else 1)
         for x, y in xy:
             draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
-        draw.text((WIDTH - PAD - 110, HEIGHT - PAD - 14 * (len(curves) - index) - 4), "members' average" if name == "mean" else f"member {name}",
-                  fill=colour)
+        label = "members' average" if name == "mean" else f"member {name}"
+        draw.text((WIDTH - PAD - 110, HEIGHT - PAD - 14 * (len(curves) - index) - 4), label, fill=colour)
     canvas.save(path)
 
 

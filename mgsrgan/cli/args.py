@@ -19,8 +19,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--weights", type=Path, nargs="+", metavar="FILE",
                         help="explicit checkpoint files, one per member (default: the shipped weights/ folder)")
     parser.add_argument("--scale", type=int, choices=ensemble.SHIPPED_SCALES, default=None,
-                        help=f"which shipped ensemble: weights/x2 or weights/x4 (default x{ensemble.DEFAULT_SHIPPED_SCALE}: "
-                             "its members trained longer); with --run/--weights it must match their scale")
+                        help="which shipped ensemble: weights/x2 or weights/x4 (default "
+                             f"x{ensemble.DEFAULT_SHIPPED_SCALE}: its members trained longer); with --run/--weights "
+                             "it must match their scale")
     parser.add_argument("--checkpoint", choices=CHECKPOINT_NAMES, default=None,
                         help="which checkpoint of each run member: best validation PSNR (default), last, pretrain "
                              "(pixel-loss phase: highest PSNR) or gan (adversarial: most texture); default "

@@ -50,10 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, default=None,
-                        help="training run folder (holds member_<k>/); default: the shipped ensemble weights/x<--scale>")
+                        help="training run folder (holds member_<k>/); default: the shipped ensemble "
+                             "weights/x<--scale>")
     parser.add_argument("--scale", type=int, choices=SHIPPED_SCALES, default=None,
-                        help=f"which shipped ensemble without --run (default x{DEFAULT_SHIPPED_SCALE}); with --run it must "
-                             "match the run's scale")
+                        help=f"which shipped ensemble without --run (default x{DEFAULT_SHIPPED_SCALE}); with --run "
+                             "it must match the run's scale")
     parser.add_argument("--data", type=Path, nargs="+", required=True,
                         help="one or more folders of HR images (e.g. Set5 Set14 BSD100); the folder name is the set")
     parser.add_argument("--checkpoint", choices=CHECKPOINT_NAMES, default="best",

@@ -236,8 +236,9 @@ def run_member_paths(run: Path, checkpoint: str) -> list[Path]:
 def shipped_dir(scale: int = DEFAULT_SHIPPED_SCALE) -> Path:
     """weights/x<scale>: the folder of the ensemble shipped for `scale` (UserError for a scale not shipped)."""
     if scale not in SHIPPED_SCALES:
-        raise EnsembleSourceError(f"--scale {scale}: the shipped ensembles are x{' and x'.join(map(str, SHIPPED_SCALES))}"
-                                  "; for another factor pass --run/--weights, or --outscale to resize the output")
+        shipped = " and x".join(map(str, SHIPPED_SCALES))
+        raise EnsembleSourceError(f"--scale {scale}: the shipped ensembles are x{shipped}; for another factor pass "
+                                  "--run/--weights, or --outscale to resize the output")
     return SHIPPED_ROOT / f"x{scale}"
 
 
