@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))  # so `python benchmarks/figure.py` finds the pack
 from mgsrgan.io.checkpoint import CHECKPOINT_NAMES  # noqa: E402
 from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop  # noqa: E402
 from mgsrgan.device import resolve_device  # noqa: E402
-from mgsrgan.infer.ensemble import (Ensemble, EnsembleSourceError, adaptive_blend, has_alex_scores,  # noqa: E402
+from mgsrgan.infer.ensemble import (Ensemble, EnsembleSourceError, adaptive_blend, gan_ensemble,  # noqa: E402
                                     load_members, run_member_paths)
 from mgsrgan.errors import UserError  # noqa: E402
 from mgsrgan.evaluate.protocol import SharedMember, gray_to_rgb, load_hr  # noqa: E402
@@ -148,13 +148,10 @@ def network_tiles(args: argparse.Namespace, lr_img: np.ndarray, hr_crop: np.ndar
                 gan = [SharedMember(g.to(device).eval(), tile=args.tile) for g, _ in gan_loaded]
                 if gan[0].scale != scale:
                     raise UserError(f"{gan_paths[0]}: x{gan[0].scale}, but the members are x{scale}")
-                metas = [meta for _, meta in gan_loaded]
-                # the GAN ensemble as inference.py --checkpoint gan builds it: perceptual weights when scored
-                strategy = "perceptual" if has_alex_scores(metas) else "mean"
-                val_alex = [m["val"]["stlpips_alex"] for m in metas] if strategy == "perceptual" else None
-                gan_mean, gan_std = Ensemble(gan, strategy=strategy, val_alex=val_alex).forward_with_uncertainty(lr)
-                tiles.append(scored(f"GAN ensemble {strategy} ({args.gan_checkpoint})", tensor_to_uint8(gan_mean),
-                                    hr_crop, crop))
+                gan_model = gan_ensemble(gan, [meta for _, meta in gan_loaded])  # as --checkpoint gan builds it
+                gan_mean, gan_std = gan_model.forward_with_uncertainty(lr)
+                tiles.append(scored(f"GAN ensemble {gan_model.strategy} ({args.gan_checkpoint})",
+                                    tensor_to_uint8(gan_mean), hr_crop, crop))
                 if args.tau > 0 and len(gan) > 1:
                     fused = adaptive_blend(mean, gan_mean, gan_std, alpha=1.0, tau=args.tau)
                     tiles.append(scored(f"adaptive fusion (tau {args.tau:g})", tensor_to_uint8(fused), hr_crop, crop))

@@ -29,7 +29,7 @@ from torch import nn
 
 from mgsrgan.evaluate.artifacts import colour_shift, periodic_artifact
 from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop
-from mgsrgan.infer.ensemble import (STRATEGIES, Ensemble, has_alex_scores, load_members, run_member_paths,
+from mgsrgan.infer.ensemble import (STRATEGIES, Ensemble, alex_scores, load_members, run_member_paths,
                                     val_alex_of, val_psnr_of)
 from mgsrgan.errors import UserError
 from mgsrgan.evaluate.metrics import PEAK, psnr, ssim, tensor_to_uint8
@@ -299,7 +299,7 @@ def default_strategies(metas: list[dict]) -> list[str]:
     a held-out ST-LPIPS-Alex score."""
     has_val = all(isinstance(m.get("val"), dict) and isinstance(m["val"].get("psnr"), (int, float)) for m in metas)
     return [s for s in STRATEGIES if (has_val or s not in VAL_STRATEGIES)
-            and (s != "perceptual" or has_alex_scores(metas))]
+            and (s != "perceptual" or alex_scores(metas) is not None)]
 
 
 def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None, device: torch.device | str,

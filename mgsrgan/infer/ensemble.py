@@ -284,10 +284,19 @@ def val_alex_of(path: Path, meta: dict) -> float:
     return float(val["stlpips_alex"])
 
 
-def has_alex_scores(metas: Sequence[dict]) -> bool:
-    """Every member carries a held-out ST-LPIPS-Alex score (what "perceptual" weighting needs)."""
-    return all(isinstance(m.get("val"), dict) and isinstance(m["val"].get("stlpips_alex"), (int, float))
-               for m in metas)
+def alex_scores(metas: Sequence[dict]) -> list[float] | None:
+    """Every member's held-out ST-LPIPS-Alex score (`val.stlpips_alex`, what "perceptual" weighting needs), or None
+    when any member lacks one."""
+    vals = [meta.get("val") for meta in metas]
+    if all(isinstance(v, dict) and isinstance(v.get("stlpips_alex"), (int, float)) for v in vals):
+        return [float(v["stlpips_alex"]) for v in vals]
+    return None
+
+
+def gan_ensemble(generators: Sequence[nn.Module], metas: Sequence[dict]) -> Ensemble:
+    """Several GAN members as one model (eval mode): perceptual weights when every member is scored, else the mean."""
+    scores = alex_scores(metas)
+    return Ensemble(generators, strategy="perceptual" if scores else "mean", val_alex=scores).eval()
 
 
 def val_psnr_of(path: Path, meta: dict, strategy: str) -> float:
@@ -317,13 +326,10 @@ def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_pa
     if len(gan_loaded) == 1:
         gan = gan_loaded[0][0]
     elif gan_loaded:
-        gan_metas = [meta for _, meta in gan_loaded]
-        scored = has_alex_scores(gan_metas)
-        gan = Ensemble([g for g, _ in gan_loaded], strategy="perceptual" if scored else "mean",
-                       val_alex=[m["val"]["stlpips_alex"] for m in gan_metas] if scored else None).eval()
+        gan = gan_ensemble([g for g, _ in gan_loaded], [meta for _, meta in gan_loaded])
     metas = [meta for _, meta in loaded]
     if strategy is None:
-        strategy = "perceptual" if has_alex_scores(metas) else "mean"
+        strategy = "perceptual" if alex_scores(metas) else "mean"
     val_psnr = val_alex = None
     if strategy in ("weighted", "best"):
         val_psnr = [val_psnr_of(Path(p), meta, strategy) for p, meta in zip(paths, metas)]
