@@ -10,6 +10,7 @@ commands:
   infer      upscale a folder of images        (same as: python inference.py ...)
   evaluate   score a run on benchmark folders  (same as: python evaluate.py ...)
   export     export a member or the ensemble to ONNX or TorchScript
+  serve      the web page and HTTP API (http://127.0.0.1:8000)
   download   fetch a dataset (div2k)
 
 `mgsrgan <command> --help` explains each."""
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         from mgsrgan.cli.evaluate import main as command_main
     elif command == "export":
         from mgsrgan.cli.export import main as command_main
+    elif command == "serve":
+        from mgsrgan.cli.serve import main as command_main
     elif command == "download":
         from mgsrgan.cli.download import main as command_main
         rest = argv  # download's parser takes its dataset as a sub-command: `download div2k ...`

@@ -99,6 +99,22 @@ def adaptive_blend(pixel: torch.Tensor, gan: torch.Tensor, spread: torch.Tensor,
     return pixel + weight * (gan - pixel)
 
 
+def combine(stack: torch.Tensor, strategy: str, weights: torch.Tensor, best_index: int) -> torch.Tensor:
+    """(K, ...) member outputs -> (...) by `strategy` (module docstring); `weights` (K,) summing to 1 serve
+    "weighted" and "perceptual", `best_index` serves "best". Pure: Ensemble and the server's cached outputs share it."""
+    if strategy == "mean":
+        return stack.mean(dim=0)
+    if strategy == "median":
+        return median(stack)
+    if strategy in ("weighted", "perceptual"):
+        return (stack * weights.to(stack.dtype).view(-1, *([1] * (stack.dim() - 1)))).sum(dim=0)
+    if strategy == "best":
+        return stack[best_index]
+    if strategy == "consensus":
+        return consensus(stack)
+    raise UserError(f"unknown ensemble strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+
+
 def perceptual_weights(val_alex: Sequence[float]) -> torch.Tensor:
     """(K,) weights proportional to 1 / d, d = each member's held-out ST-LPIPS-Alex distance, summing to 1.
 
@@ -182,15 +198,7 @@ class Ensemble(nn.Module):
         return torch.stack([member(lr_img) for member in self.members], dim=0)  # (K, B, 3, H, W)
 
     def _combine(self, stack: torch.Tensor) -> torch.Tensor:
-        if self.strategy == "mean":
-            return stack.mean(dim=0)
-        if self.strategy == "median":
-            return median(stack)
-        if self.strategy in ("weighted", "perceptual"):
-            return (stack * self.member_weights.to(stack.dtype).view(-1, 1, 1, 1, 1)).sum(dim=0)
-        if self.strategy == "best":
-            return stack[self.best_index]
-        return consensus(stack)
+        return combine(stack, self.strategy, self.member_weights, self.best_index)
 
     def _blend(self, combined: torch.Tensor, lr_img: torch.Tensor) -> torch.Tensor:
         if self.gan_member is None or self.alpha == 0.0:

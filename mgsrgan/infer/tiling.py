@@ -80,21 +80,25 @@ def scaled(tile: Tile, s: int) -> Tile:
 
 
 def tiled_apply(fn: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], lr_img: torch.Tensor, *, scale: int,
-                tile: int, pad: int) -> tuple[torch.Tensor, ...]:
+                tile: int, pad: int, on_tile: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, ...]:
     """Run `fn` tile by tile on (B, C, h, w) and assemble each of its outputs (B, C_i, h*scale, w*scale).
 
     `fn` returns a tuple of maps on the HR grid (e.g. an ensemble's output and its uncertainty); outputs are
-    allocated on first use with the dtype/device `fn` returns.
+    allocated on first use with the dtype/device `fn` returns. `on_tile(done, total)` is called after each tile
+    (progress reporting, e.g. the web page's tiles done / total).
     """
     batch, _, h, w = lr_img.shape
     outputs: list[torch.Tensor] = []
-    for t in plan_tiles(h, w, tile=tile, pad=pad):
+    plan = plan_tiles(h, w, tile=tile, pad=pad)
+    for index, t in enumerate(plan):
         t_hr = scaled(t, scale)
         results = fn(lr_img[(..., *t.src)])
         if not outputs:
             outputs = [r.new_empty((batch, r.shape[1], h * scale, w * scale)) for r in results]
         for out, res in zip(outputs, results):
             out[(..., *t_hr.dst)] = res[(..., *t_hr.crop)]
+        if on_tile is not None:
+            on_tile(index + 1, len(plan))
     return tuple(outputs)
 
 

@@ -1,0 +1,206 @@
+"""The ASGI app behind `mgsrgan serve`: the HTTP API (/v1, documented at /docs) and the page (/).
+
+    POST /v1/upscale            one image in, the upscaled image out (or its uncertainty map with ?uncertainty=1)
+    POST /v1/jobs               the page's upload: runs every member once, answers 202 with the job's id
+    GET  /v1/jobs/{id}          progress: tiles done / total, status
+    GET  /v1/jobs/{id}/image    any view (strategy, alpha, tau, one member, uncertainty, bicubic) from the cache
+    GET  /v1/models             the loaded ensembles, their strategies and validation scores
+    GET  /healthz               liveness and queue depth
+
+Every error is JSON {"error": "..."}: 400 for a bad upload or parameter, 404 for an unknown or expired job, 409
+for a job not finished, 413 for a body over the byte limit, 422 for a malformed form, 429 (Retry-After) when the
+queue is full, 503 while shutting down, 500 with no details (the traceback goes to the server's log only).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from mgsrgan.errors import UserError
+from mgsrgan.infer.ensemble import STRATEGIES
+from mgsrgan.serve.bank import GAN, PIXEL, Bank
+from mgsrgan.serve.compose import View, check_view, render, sides_needed
+from mgsrgan.serve.images import bicubic, decode_upload, encode, encode_uncertainty, response_format
+from mgsrgan.serve.limits import BodyLimit
+from mgsrgan.serve.work import Job, JobStore, QueueFull, ShuttingDown, WorkQueue
+
+STATIC = Path(__file__).with_name("static")
+log = logging.getLogger("mgsrgan.serve")
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """Per-request and whole-server bounds (flags of `mgsrgan serve`; defaults documented in the README)."""
+
+    max_upload_bytes: int = 20 * 2**20  # a 20 MiB upload: a 12 MP JPEG or a 4 MP PNG
+    max_pixels: int = 4_000_000  # input pixels: about 2 s per member per MP on 2 CPU cores at x2
+    queue_size: int = 4  # images queued or running; more wait for 429's Retry-After
+    max_jobs: int = 8  # the page's images whose member outputs stay cached (LRU)
+
+
+def create_app(banks: dict[int, Bank], limits: ServeLimits = ServeLimits()) -> FastAPI:
+    """The app for these ensembles (scale -> Bank); the default scale is x2 where loaded, else the smallest."""
+    if not banks:
+        raise ValueError("serve needs at least one ensemble")
+    default_scale = 2 if 2 in banks else min(banks)
+    queue, jobs = WorkQueue(limits.queue_size), JobStore(limits.max_jobs)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        queue.close()
+
+    app = FastAPI(title="mgsrgan", version="1", lifespan=lifespan,
+                  description="Multi-generator SRGAN super-resolution: upscale images, see where the members "
+                              "disagree, move along the perception-distortion curve.")
+    app.state.queue, app.state.jobs = queue, jobs
+    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    install_error_handlers(app)
+
+    def bank_for(scale: int | None) -> Bank:
+        scale = default_scale if scale is None else scale
+        if scale not in banks:
+            raise UserError(f"scale {scale}: this server has x{', x'.join(map(str, sorted(banks)))}")
+        return banks[scale]
+
+    async def read_upload(image: UploadFile) -> tuple:
+        data = await image.read()
+        return await run_in_threadpool(decode_upload, data, image.filename, max_pixels=limits.max_pixels)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "queue": {"pending": queue.pending, "capacity": queue.capacity}}
+
+    @app.get("/v1/models")
+    def models() -> dict:
+        return {"default_scale": default_scale, "strategies": list(STRATEGIES),
+                "ensembles": [banks[s].describe() for s in sorted(banks)],
+                "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
+                           "queue_size": limits.queue_size}}
+
+    @app.post("/v1/upscale", responses={200: {"content": {"image/png": {}}}})
+    async def upscale(image: UploadFile = File(..., description="the image to upscale"),
+                      strategy: str | None = Form(None), alpha: float = Form(0.0), tau: float = Form(0.0),
+                      checkpoint: str = Form(PIXEL), scale: int | None = Form(None),
+                      self_ensemble: bool = Form(False), format: str = Form("png"),
+                      uncertainty: bool = Query(False, description="return the members' disagreement map instead")
+                      ) -> Response:
+        bank = bank_for(scale)
+        view = View(kind="uncertainty" if uncertainty else "output", checkpoint=checkpoint, strategy=strategy,
+                    alpha=alpha, tau=tau)
+        check_view(view, bank)
+        fmt, media = response_format(format)
+        lr_img, info = await read_upload(image)
+
+        def work() -> bytes:
+            outputs = bank.run(lr_img, sides_needed(view), self_ensemble=self_ensemble)
+            out = render(outputs, bank, view)
+            return encode_uncertainty(out, fmt) if uncertainty else encode(out, info, fmt)
+        content = await asyncio.wrap_future(queue.submit(work))
+        return Response(content, media_type=media)
+
+    @app.post("/v1/jobs", status_code=202)
+    async def create_job(image: UploadFile = File(...), scale: int | None = Form(None),
+                         self_ensemble: bool = Form(False)) -> dict:
+        bank = bank_for(scale)
+        lr_img, info = await read_upload(image)
+        job = Job(scale=bank.scale, lr_img=lr_img, info=info, self_ensemble=self_ensemble)
+
+        def on_tile(done: int, total: int) -> None:
+            job.tiles_done, job.tiles_total = done, total
+
+        def work() -> None:
+            job.status = "running"
+            try:
+                outputs = bank.run(lr_img, tuple(bank.sides), self_ensemble=self_ensemble, on_tile=on_tile)
+                job.outputs = {side: stack.half() for side, stack in outputs.items()}
+                job.status = "done"
+            except UserError as err:
+                job.status, job.error = "failed", str(err)
+            except Exception:  # noqa: BLE001 - the page shows a failure; the traceback goes to the log
+                log.exception("job %s failed", job.id)
+                job.status, job.error = "failed", "internal error while upscaling (see the server log)"
+        queue.submit(work)  # QueueFull -> 429 before the job is stored
+        jobs.add(job)
+        return job.progress()
+
+    def find_job(job_id: str) -> Job:
+        job = jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"job {job_id!r} not found (unknown, or dropped from the cache: upload again)")
+        return job
+
+    @app.get("/v1/jobs/{job_id}")
+    def job_progress(job_id: str) -> dict:
+        return find_job(job_id).progress()
+
+    @app.get("/v1/jobs/{job_id}/image", responses={200: {"content": {"image/png": {}}}})
+    async def job_image(job_id: str, kind: str = "output", checkpoint: str = PIXEL, strategy: str | None = None,
+                        alpha: float = 0.0, tau: float = 0.0, member: int = 0, format: str = "png") -> Response:
+        job = find_job(job_id)
+        bank = banks[job.scale]
+        view = View(kind=kind, checkpoint=checkpoint, strategy=strategy, alpha=alpha, tau=tau, member=member)
+        check_view(view, bank)
+        fmt, media = response_format(format)
+        if kind == "bicubic":
+            content = await run_in_threadpool(lambda: encode(bicubic(job.lr_img, job.scale), job.info, fmt))
+            return Response(content, media_type=media)
+        if job.status != "done":
+            raise HTTPException(409, f"job {job_id!r} is {job.status}" + (f": {job.error}" if job.error else ""))
+
+        def work() -> bytes:
+            outputs = {side: stack.float() for side, stack in job.outputs.items()}
+            out = render(outputs, bank, view)
+            return encode_uncertainty(out, fmt) if kind == "uncertainty" else encode(out, job.info, fmt)
+        return Response(await run_in_threadpool(work), media_type=media,
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+    return app
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error as JSON {"error": message}; never a traceback in a response."""
+
+    def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()]
+        return error(422, "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(UserError)
+    async def user_error(_: Request, exc: UserError) -> JSONResponse:
+        return error(400, str(exc))
+
+    @app.exception_handler(QueueFull)
+    async def busy(_: Request, exc: QueueFull) -> JSONResponse:
+        return error(429, str(exc), {"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(ShuttingDown)
+    async def stopping(_: Request, exc: ShuttingDown) -> JSONResponse:
+        return error(503, str(exc), {"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def internal(_: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error", exc_info=exc)
+        return error(500, "internal server error (see the server log)")

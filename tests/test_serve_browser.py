@@ -1,0 +1,144 @@
+"""The page in a real browser: headless Chromium (Debian's package, /usr/bin/chromium; `.ci/run` installs it)
+driven by Playwright loads http://127.0.0.1:<port>/ from a live server on loopback, uploads an image, waits for
+the result, moves the slider, switches members and the alpha knob, overlays the uncertainty map, and checks what
+the canvases hold against the API's own images. Skipped, with the reason, only where there is no Chromium."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from mgsrgan.serve.app import create_app
+from tests.serve_helpers import image_bytes, tiny_bank
+
+CHROMIUM = os.environ.get("MGSRGAN_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+# Flags for a sandboxed machine with no network and no display (also what the CI image needs as root)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (Debian: apt-get install "
+                                "chromium; .ci/run installs it)")
+
+
+@pytest.fixture()
+def live_server(tmp_path):
+    """The app on a free loopback port, served by uvicorn in a thread, as `mgsrgan serve` serves it."""
+    app = create_app({2: tiny_bank(tmp_path / "run", tile=16)})
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    assert server.started, "the server did not start"
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def canvas_pixels(page, canvas_id: str) -> np.ndarray:
+    """(H, W, 4) uint8 of a canvas, read in the page."""
+    width, height, data = page.evaluate(f"""() => {{
+        const c = document.getElementById('{canvas_id}');
+        return [c.width, c.height, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)];
+    }}""")
+    return np.asarray(data, dtype=np.uint8).reshape(height, width, 4)
+
+
+def wait_ready(page) -> None:
+    page.wait_for_function("document.body.dataset.state === 'ready' || document.body.dataset.state === 'error'",
+                           timeout=60_000)
+    assert page.evaluate("document.body.dataset.state") == "ready", page.inner_text("#error")
+
+
+def test_page_upscales_compares_and_overlays(live_server, tmp_path):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    source = tmp_path / "photo.png"
+    source.write_bytes(image_bytes((60, 44), seed=3))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto(live_server + "/")
+            page.wait_for_function("document.getElementById('scale').options.length > 0")
+            assert page.inner_text("#model-info").startswith("x2 · 3 pixel-loss + 3 GAN members")
+
+            page.set_input_files("#file", str(source))
+            wait_ready(page)
+            assert page.inner_text("#progress-text") == "done"
+            after = canvas_pixels(page, "after")
+            assert after.shape == (88, 120, 4)  # the x2 output at its own pixel size
+            assert after[..., :3].std() > 10 and (after[..., 3] == 255).all()  # drawn, not blank
+            job_id = page.evaluate("state.job.id")
+            api = np.asarray(Image.open(io.BytesIO(page.request.get(
+                f"{live_server}/v1/jobs/{job_id}/image?kind=output&checkpoint=pretrain&strategy=mean&alpha=0").body())))
+            assert np.abs(after[..., :3].astype(int) - api.astype(int)).max() <= 1  # the canvas shows the API's image
+            before = canvas_pixels(page, "before")
+            assert before.shape == after.shape and np.abs(before.astype(int) - after.astype(int)).mean() > 1
+
+            page.fill("#split", "30")  # the before/after slider
+            assert page.evaluate("document.getElementById('after').style.clipPath") == "inset(0px 0px 0px 30%)"
+            box = page.locator("#wrap").bounding_box()
+            divider = page.locator("#divider").bounding_box()
+            assert abs(divider["x"] - (box["x"] + 0.3 * box["width"])) <= 2
+
+            page.click("#members button[data-value='gan:1']")  # one member's own output
+            wait_ready(page)
+            assert page.inner_text("#after-tag") == "GAN member 1"
+            member = canvas_pixels(page, "after")
+            assert np.abs(member.astype(int) - after.astype(int)).mean() > 1
+
+            page.click("#members button[data-value='ensemble']")
+            page.fill("#alpha", "1")  # the perception-distortion knob re-renders from the cache
+            page.wait_for_timeout(300)
+            wait_ready(page)
+            blended = canvas_pixels(page, "after")
+            assert np.abs(blended.astype(int) - after.astype(int)).mean() > 0.5
+
+            page.check("#uncertainty")
+            page.wait_for_function("document.getElementById('overlay').width === 120")
+            overlay = canvas_pixels(page, "overlay")
+            assert overlay.shape == (88, 120, 4) and overlay[..., :3].std() > 0
+            assert page.is_visible("#overlay")
+
+            page.click(".zoom button[data-zoom='4']")  # 400 %: four device pixels per image pixel
+            ratio = page.evaluate("window.devicePixelRatio")
+            assert abs(page.locator("#wrap").bounding_box()["width"] - 120 * 4 / ratio) <= 1
+            shot = tmp_path / "page.png"
+            page.screenshot(path=str(shot))
+            assert Image.open(shot).size == (1280, 800)
+            assert page.get_attribute("#download", "download") == "photo_x2.png"
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def test_page_shows_upload_errors(live_server, tmp_path):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"this is not a picture")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(live_server + "/")
+            page.wait_for_function("document.getElementById('scale').options.length > 0")
+            page.set_input_files("#file", str(bad))
+            page.wait_for_function("document.body.dataset.state === 'error'")
+            assert "notes.png: not an image" in page.inner_text("#error")
+        finally:
+            browser.close()
