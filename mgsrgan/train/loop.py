@@ -13,6 +13,7 @@ raises Stopped.
 from __future__ import annotations
 
 import copy
+import functools
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from mgsrgan.config import Config
+from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS
 from mgsrgan.train.data import MemberStreams, TrainPatches, make_loader
 from mgsrgan.train import commit
 from mgsrgan.train.distributed import World, all_reduce_sum, any_rank, barrier
@@ -130,11 +132,14 @@ def _validate(ctx: Context, group: list[Member], phase: str, step: int) -> None:
     if not ctx.validation:
         return
     scale = ctx.cfg.model.scale
+    selecting = phase == GAN and ctx.cfg.train.gan_select == "stlpips_alex"
     for member in group:
         member.val = validate_generators([member.shipped_generator()], ctx.validation, scale, ctx.device,
-                                         _val_world(ctx))
+                                         _val_world(ctx), perceptual=alex_distance() if selecting else None)
         ctx.log.event("val", member=member.index, phase=phase, step=step, **member.val)
         ctx.log.scalars(f"val/member_{member.index}", member.val, step)
+        if selecting:
+            _keep_if_best_gan(ctx, member, step)
         if member.best_psnr is None or member.val["psnr"] > member.best_psnr:
             member.best_psnr = member.val["psnr"]
             if ctx.writes_checkpoints:
@@ -148,12 +153,35 @@ def _validate(ctx: Context, group: list[Member], phase: str, step: int) -> None:
                               step)
             member.generator.train()
     text = " ".join(f"m{m.index} {m.val['psnr']:.2f}dB/{m.val['ssim']:.4f}" for m in group)
+    if selecting:
+        text += " | ST-LPIPS-Alex " + " ".join(f"m{m.index} {m.val['stlpips_alex']:.4f}" for m in group)
     if len(group) > 1:
         mean = validate_generators([m.shipped_generator() for m in group], ctx.validation, scale, ctx.device,
                                    _val_world(ctx))
         ctx.log.event("val", member="mean", phase=phase, step=step, **mean)
         text += f" | mean {mean['psnr']:.2f}dB/{mean['ssim']:.4f}"
     ctx.log.say(f"[val] {phase} step {step}: {text}")
+
+
+@functools.cache
+def alex_distance() -> ReferenceSTLPIPS:
+    """ST-LPIPS-Alex on the CPU, loaded once per process (train.gan_select; evaluate.py's headline metric)."""
+    return ReferenceSTLPIPS(STLPIPS(net="alex"))
+
+
+def _keep_if_best_gan(ctx: Context, member: Member, step: int) -> None:
+    """train.gan_select: save this validation's weights as `gan` when they pass the guards (PSNR within
+    gan_select_max_psnr_drop of the pixel-loss member's, artifact amplitude within gan_select_max_artifact x the
+    HR's) and beat the member's ST-LPIPS-Alex so far."""
+    t, val = ctx.cfg.train, member.val
+    floor = member.history[PRETRAIN]["psnr"] - t.gan_select_max_psnr_drop
+    ratio = val["artifact"] / max(val["artifact_hr"], 1e-12)
+    passes = val["psnr"] >= floor and ratio <= t.gan_select_max_artifact
+    if passes and (member.gan_pick is None or val["stlpips_alex"] < member.gan_pick["stlpips_alex"]):
+        member.gan_pick = {"step": step, **val}
+        if ctx.writes_checkpoints:
+            save_generator(member, ctx.cfg, member_dir(ctx.run_dir, member.index) / f"{GAN}.safetensors")
+        ctx.log.event("gan_pick", member=member.index, step=step, **val)
 
 
 def _val_world(ctx: Context) -> World:
@@ -298,7 +326,14 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
         _validate(ctx, group, phase, total)
     for member in group:
         member.history[phase] = member.val
-        if ctx.writes_checkpoints:
+        picked = phase == GAN and cfg.train.gan_select != "last" and member.gan_pick is not None
+        if picked:  # `gan` already holds the picked weights (_keep_if_best_gan)
+            member.history[phase] = member.gan_pick
+            ctx.log.say(f"[gan_select] member {member.index}: gan = step {member.gan_pick['step']} "
+                        f"(ST-LPIPS-Alex {member.gan_pick['stlpips_alex']:.4f}, {member.gan_pick['psnr']:.2f} dB)")
+        elif phase == GAN and cfg.train.gan_select != "last" and total > 0:
+            ctx.log.say(f"[gan_select] member {member.index}: no validation passed the guards; gan = the last weights")
+        if ctx.writes_checkpoints and not picked:
             save_generator(member, cfg, member_dir(ctx.run_dir, member.index) / f"{phase}.safetensors")
         member.phase, member.step = (GAN if phase == PRETRAIN else DONE), 0
         if phase == PRETRAIN:

@@ -30,6 +30,7 @@ class Member:
     phase: str = PRETRAIN  # PRETRAIN, GAN or DONE
     step: int = 0  # steps done within `phase`
     best_psnr: float | None = None  # best validation PSNR so far; None before the first validation
+    gan_pick: dict | None = None  # train.gan_select: the phase-2 validation saved as `gan` so far ({"step", scores})
     val: dict | None = None  # last validation scores {"psnr", "ssim"}
     history: dict = field(default_factory=dict)  # phase -> val scores at the end of that phase
     # fp16 autocast needs loss scaling; disabled (a pass-through) otherwise. Not checkpointed: it re-calibrates.
@@ -120,7 +121,7 @@ def member_dir(run_dir: Path, index: int) -> Path:
 def _meta(member: Member, cfg: Config) -> dict:
     return {"arch": vars(arch_of(member.generator)), "member": member.index, "seed": member.seed,
             "phase": member.phase, "step": member.step, "val": member.val, "best_psnr": member.best_psnr,
-            "history": member.history, "config": config_to_dict(cfg)}
+            "gan_pick": member.gan_pick, "history": member.history, "config": config_to_dict(cfg)}
 
 
 def save_generator(member: Member, cfg: Config, path: Path) -> None:
@@ -175,3 +176,4 @@ def load_training_state(member: Member, path: Path) -> None:
     torch.set_rng_state(load_tensors(path, "rng.")["torch"])
     member.phase, member.step = meta["phase"], meta["step"]
     member.val, member.best_psnr, member.history = meta["val"], meta["best_psnr"], meta["history"]
+    member.gan_pick = meta.get("gan_pick")  # files from before train.gan_select have none
