@@ -41,6 +41,9 @@ LONG = (  # (pattern matched against a command line, why it is not run here)
     (r"config_scaled\.yaml", "trains the scaled ensemble: about an hour on 2 CPU cores"),
     (r"train\.py --config config\.yaml", "the paper's x4 training: days, and ImageNet VGG19 weights"),
     (r"evaluate\.py", "evaluation on ../shared/data (Set5, Set14, BSD100): minutes, and needs ../shared"),
+    (r"^mgsrgan serve", "starts a server that runs until Ctrl-C (tests/test_serve*.py run it on loopback)"),
+    (r"^curl .*127\.0\.0\.1:8000", "talks to the server started above (tests/test_serve.py covers each call)"),
+    (r"benchmarks\.serve_load", "200 requests against a live server: a benchmark, minutes"),
 )
 
 

@@ -112,7 +112,7 @@ def test_page_upscales_compares_and_overlays(live_server, tmp_path):
             page.check("#uncertainty")
             page.wait_for_function("document.getElementById('overlay').width === 120")
             overlay = canvas_pixels(page, "overlay")
-            assert overlay.shape == (88, 120, 4) and overlay[..., :3].std() > 0
+            assert overlay.shape == (88, 120, 4) and overlay[..., :3].std() > 0 and overlay[..., 3].max() > 0
             assert page.is_visible("#overlay")
 
             page.click(".zoom button[data-zoom='4']")  # 400 %: four device pixels per image pixel

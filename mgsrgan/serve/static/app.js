@@ -114,7 +114,7 @@ async function render() {
     const canvas = $("after");
     canvas.width = bitmap.width; canvas.height = bitmap.height;
     canvas.getContext("2d").drawImage(bitmap, 0, 0);
-    $("after-tag").textContent = state.show === "ensemble" ? "ensemble" : state.show.replace("pretrain:", "pixel-loss member ").replace("gan:", "GAN member ");
+    $("after-tag").textContent = state.show === "ensemble" ? (state.checkpoint === "gan" ? "GAN ensemble" : "ensemble") : state.show.replace("pretrain:", "pixel-loss member ").replace("gan:", "GAN member ");
     const download = $("download");
     params.set("format", "png");
     download.href = imageUrl(params);
@@ -142,7 +142,14 @@ async function renderOverlay() {
   const bitmap = await createImageBitmap(await response.blob());
   if (token !== state.overlayToken) return;
   canvas.width = bitmap.width; canvas.height = bitmap.height;
-  canvas.getContext("2d").drawImage(bitmap, 0, 0);
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(bitmap, 0, 0);
+  // Where the members agree the map is viridis' dark end: make it transparent, so the overlay marks only the
+  // disagreement (viridis' green channel rises monotonically, 1 -> 231, with the std)
+  const pixels = ctx.getImageData(0, 0, canvas.width, canvas.height);
+  const d = pixels.data;
+  for (let i = 0; i < d.length; i += 4) d[i + 3] = Math.min(255, Math.max(0, (d[i + 1] - 1) * 255 / 230));
+  ctx.putImageData(pixels, 0, 0);
 }
 
 function layout() {
