@@ -269,3 +269,21 @@ def test_bank_runs_tiles_exactly(bank):
     whole = [g(lr_img[None])[0] for g in bank.sides["pretrain"].generators]
     assert seen[-1] == (6, 6) and [d for d, _ in seen] == list(range(1, 7))
     assert torch.allclose(tiled, torch.stack(whole), atol=1e-5)
+
+
+def test_job_store_keeps_within_count_and_bytes():
+    from mgsrgan.io.images import ImageInfo
+    from mgsrgan.serve.work import Job, JobStore
+    info = ImageInfo("RGB", "PNG", None, None)
+
+    def job() -> Job:
+        return Job(scale=2, lr_img=torch.zeros(3, 10, 10), info=info, self_ensemble=False)  # 1200 bytes
+    store = JobStore(capacity=3, max_bytes=5000)
+    jobs = [job() for _ in range(4)]
+    for j in jobs:
+        store.add(j)
+    assert [store.get(j.id) is not None for j in jobs] == [False, True, True, True]  # count: oldest dropped
+    jobs[3].outputs = {"pretrain": torch.zeros(3, 3, 20, 20, dtype=torch.float16)}  # +7200 bytes
+    store.trim()
+    assert [store.get(j.id) is not None for j in jobs] == [False, False, False, True]  # bytes: the newest stays
+    assert store.nbytes() == 1200 + 7200

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="images queued or running at once; beyond it requests get 429 (default %(default)s)")
     parser.add_argument("--max-jobs", type=int, default=limits.max_jobs,
                         help="page images whose member outputs stay cached (default %(default)s)")
+    parser.add_argument("--cache-mb", type=float, default=limits.cache_bytes / 2**20,
+                        help="memory for those cached outputs, in MiB (default %(default)s; the newest image "
+                             "always stays)")
     return parser
 
 
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    for name in ("max_upload_mb", "max_pixels", "queue_size", "max_jobs"):
+    for name in ("max_upload_mb", "max_pixels", "queue_size", "max_jobs", "cache_mb"):
         if getattr(args, name) <= 0:
             print(f"error: --{name.replace('_', '-')} must be > 0", file=sys.stderr)
             return 2
@@ -87,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         banks = {s: load_bank(scale=s, run=args.run, device=args.device, precision=args.precision, tile=args.tile)
                  for s in scales}
         limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
-                             queue_size=args.queue_size, max_jobs=args.max_jobs)
+                             queue_size=args.queue_size, max_jobs=args.max_jobs,
+                             cache_bytes=int(args.cache_mb * 2**20))
         app = create_app(banks, limits)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -43,9 +43,10 @@ class ServeLimits:
     """Per-request and whole-server bounds (flags of `mgsrgan serve`; defaults documented in the README)."""
 
     max_upload_bytes: int = 20 * 2**20  # a 20 MiB upload: a 12 MP JPEG or a 4 MP PNG
-    max_pixels: int = 4_000_000  # input pixels: about 2 s per member per MP on 2 CPU cores at x2
+    max_pixels: int = 2_000_000  # input pixels (1600 x 1250): x2 output 8 MP, about 2 s per member per MP here
     queue_size: int = 4  # images queued or running; more wait for 429's Retry-After
     max_jobs: int = 8  # the page's images whose member outputs stay cached (LRU)
+    cache_bytes: int = 2 * 2**30  # ...and at most this many bytes of them: a 1 MP x2 image's 6 outputs are 144 MB
 
 
 def create_app(banks: dict[int, Bank], limits: ServeLimits = ServeLimits()) -> FastAPI:
@@ -53,7 +54,7 @@ def create_app(banks: dict[int, Bank], limits: ServeLimits = ServeLimits()) -> F
     if not banks:
         raise ValueError("serve needs at least one ensemble")
     default_scale = 2 if 2 in banks else min(banks)
-    queue, jobs = WorkQueue(limits.queue_size), JobStore(limits.max_jobs)
+    queue, jobs = WorkQueue(limits.queue_size), JobStore(limits.max_jobs, limits.cache_bytes)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -130,6 +131,7 @@ def create_app(banks: dict[int, Bank], limits: ServeLimits = ServeLimits()) -> F
                 outputs = bank.run(lr_img, tuple(bank.sides), self_ensemble=self_ensemble, on_tile=on_tile)
                 job.outputs = {side: stack.half() for side, stack in outputs.items()}
                 job.status = "done"
+                jobs.trim()  # the outputs may push older images over the cache budget
             except UserError as err:
                 job.status, job.error = "failed", str(err)
             except Exception:  # noqa: BLE001 - the page shows a failure; the traceback goes to the log

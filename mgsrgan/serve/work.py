@@ -100,6 +100,11 @@ class Job:
     error: str | None = None
     outputs: dict[str, torch.Tensor] | None = None  # side -> (K, 3, H, W) float16: half the memory, 0.1 level
 
+    def nbytes(self) -> int:
+        """Bytes of tensors this job holds (input and cached member outputs)."""
+        outputs = self.outputs or {}
+        return self.lr_img.nbytes + sum(t.nbytes for t in outputs.values())
+
     def progress(self) -> dict:
         height, width = self.lr_img.shape[-2:]
         return {"id": self.id, "status": self.status, "tiles_done": self.tiles_done, "tiles_total": self.tiles_total,
@@ -108,20 +113,29 @@ class Job:
 
 
 class JobStore:
-    """The last `capacity` jobs by id; adding one more drops the oldest (the page then says: upload again)."""
+    """The last `capacity` jobs by id, within `max_bytes` of cached tensors: adding a job, or a job's outputs
+    arriving, drops the oldest others (the page then says: upload again). The newest job always stays."""
 
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError(f"job store capacity must be >= 1, got {capacity}")
-        self.capacity = capacity
+    def __init__(self, capacity: int, max_bytes: int = 2**62) -> None:
+        if capacity < 1 or max_bytes < 1:
+            raise ValueError(f"job store capacity and bytes must be >= 1, got {capacity}, {max_bytes}")
+        self.capacity, self.max_bytes = capacity, max_bytes
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
 
     def add(self, job: Job) -> None:
         with self._lock:
             self._jobs[job.id] = job
-            while len(self._jobs) > self.capacity:
+        self.trim()
+
+    def trim(self) -> None:
+        """Drop the oldest jobs until at most `capacity` remain and their tensors fit in `max_bytes`."""
+        with self._lock:
+            while len(self._jobs) > 1 and (len(self._jobs) > self.capacity or self.nbytes() > self.max_bytes):
                 self._jobs.popitem(last=False)
+
+    def nbytes(self) -> int:
+        return sum(job.nbytes() for job in self._jobs.values())
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
