@@ -43,7 +43,8 @@ LONG = (  # (pattern matched against a command line, why it is not run here)
     (r"evaluate\.py", "evaluation on ../shared/data (Set5, Set14, BSD100): minutes, and needs ../shared"),
     (r"^mgsrgan serve", "starts a server that runs until Ctrl-C (tests/test_serve*.py run it on loopback)"),
     (r"^curl .*127\.0\.0\.1:8000", "talks to the server started above (tests/test_serve.py covers each call)"),
-    (r"benchmarks\.serve_load", "200 requests against a live server: a benchmark, minutes"),
+    (r"benchmarks\.serve_load", "200 requests against a live server; writes benchmarks/results (the repo's)"),
+    (r"benchmarks\.serve_screenshot", "drives Chromium against a live server; writes benchmarks/results"),
 )
 
 
