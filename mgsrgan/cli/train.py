@@ -187,8 +187,11 @@ CTRL_C = "Ctrl-C (SIGINT)"
 def install_stop_handlers(stop: StopFlag) -> None:
     """SIGINT (Ctrl-C) and SIGTERM (torchrun, job schedulers, `kill`): while training runs, the first one asks it
     to finish its step, save it (the whole lockstep group at once) and stop; before then, or a second time, the
-    process stops at once (KeyboardInterrupt / Terminated), keeping the last saved checkpoints."""
+    process stops at once (KeyboardInterrupt / Terminated), keeping the last saved checkpoints. Once training has
+    failed or stopped (stop.closing), a signal changes nothing: the process is already saying how to resume."""
     def handle(signum, frame):
+        if stop.closing:  # training already failed or stopped and saved: let the resume message finish
+            return
         if stop.armed and not stop.requested:
             stop.reason = CTRL_C if signum == signal.SIGINT else "SIGTERM"
             stop.requested = True

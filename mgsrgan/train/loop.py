@@ -48,6 +48,9 @@ class StopFlag:
     requested: bool = False
     reason: str = ""  # what asked, for messages (e.g. "Ctrl-C", "SIGTERM")
     armed: bool = False  # True while train() can honour a request (from building the members to its return)
+    # True once train() has failed or stopped: the CLI is saying how to resume. torchrun's SIGTERM to the survivors
+    # of a lost rank lands right then; it must not cut that message short (CI, 2026-12-03: it did)
+    closing: bool = False
 
 
 class Stopped(Exception):
@@ -402,6 +405,9 @@ def train(ctx: Context, *, resume: bool, pretrained: Path | None = None) -> list
             for phase in PHASES:
                 run_phase(ctx, group, phase)
         _wait_for_all_members(ctx)
+    except BaseException:
+        ctx.stop.closing = True  # set while still armed: no gap in which a signal raises
+        raise
     finally:
         ctx.stop.armed = False
     if ctx.validation and cfg.train.members > 1 and ctx.world.is_main:
