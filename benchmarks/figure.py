@@ -112,7 +112,7 @@ def peer_outputs(peers: Path, lr_img: np.ndarray, scale: int, notes: list[str]) 
     try:
         import cv2  # noqa: F401  (benchmark-only extra)
     except ImportError:
-        notes.append("peers skipped: cv2 not importable (pip install opencv-contrib-python-headless)")
+        notes.append("peers skipped: cv2 not importable (pip install \"opencv-contrib-python-headless<5\")")
         return {}
     from benchmarks.peers import PEERS, opencv_upscaler  # after the cv2 check: builds the peers with it
     outputs = {}

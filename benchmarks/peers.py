@@ -1,6 +1,6 @@
 """Peer SR models (OpenCV dnn_superres: FSRCNN, ESPCN, LapSRN) under mgsrgan's evaluation protocol.
 
-    pip install opencv-contrib-python-headless   # benchmark-only extra
+    pip install "opencv-contrib-python-headless<5"   # benchmark-only extra (OpenCV 5 cannot read the .pb peers)
     python -m benchmarks.peers [--peers ../shared/peers/opencv_dnn_superres] [--data ../shared/data]
                                [--sets Set5 Set14 BSD100] [--scales 2 4] [--run RUN_DIR --checkpoint best]
                                [--stlpips] [--out-dir benchmarks/results]
@@ -53,7 +53,7 @@ def opencv_upscaler(model_file: Path, algorithm: str, scale: int) -> ImageUpscal
         import cv2
     except ImportError:
         raise UserError("benchmarks/peers.py needs OpenCV's contrib modules: "
-                        "pip install opencv-contrib-python-headless") from None
+                        "pip install \"opencv-contrib-python-headless<5\"") from None
     if not model_file.is_file():
         raise UserError(f"{model_file}: peer model file not found (--peers)")
     net = cv2.dnn_superres.DnnSuperResImpl_create()

@@ -150,8 +150,9 @@ def test_a_saved_config_of_an_older_mgsrgan_means_the_same_training():
 
 @pytest.mark.parametrize("scale,preset_name", [(2, "config_scaled.yaml"), (4, "config_scaled_x4.yaml")])
 def test_shipped_run_configs_load_as_their_presets(scale, preset_name):
-    """weights/x<scale>/config.yaml and the config inside every shipped checkpoint were written with gan_steps: 300;
-    read as saved configs they are their preset's 150 iterations, and a user file with the old key is refused."""
+    """weights/x<scale>/config.yaml and the config inside every shipped checkpoint resolve to their preset. Those
+    written before the rename (gan_steps: 300; x4) read as saved configs are the preset's 150 iterations, and a user
+    file with the old key is refused."""
     from dataclasses import asdict
 
     from mgsrgan.config import upgrade_saved_config
@@ -160,16 +161,16 @@ def test_shipped_run_configs_load_as_their_presets(scale, preset_name):
     if not (shipped_dir / "config.yaml").is_file():
         pytest.skip(f"no shipped x{scale} ensemble in this checkout")
     preset = asdict(load_config(ROOT / preset_name))
-    assert preset["train"]["gan_iterations"] == 150
     shipped = asdict(load_config(shipped_dir / "config.yaml", saved=True))
     if "gan_steps" in (shipped_dir / "config.yaml").read_text():
+        assert preset["train"]["gan_iterations"] == shipped["train"]["gan_iterations"] == 150  # 300 steps / 2
         with pytest.raises(ConfigError, match="renamed"):
             load_config(shipped_dir / "config.yaml")
     embedded = asdict(config_from_dict(upgrade_saved_config(read_meta(shipped_dir / "member_0" / "gan.safetensors")
                                                             ["config"])))
     chosen_per_run = {"name", "init_from"}  # command-line choices (the x4 run started from its own x2 run)
     for resolved in (shipped, embedded):
-        assert resolved["train"]["gan_iterations"] == 150 and resolved["train"]["gan_lr_decay_iteration"] == 150
+        assert resolved["train"]["gan_lr_decay_iteration"] == resolved["train"]["gan_iterations"]
         assert {k: v for k, v in resolved["train"].items() if k not in chosen_per_run} == \
             {k: v for k, v in preset["train"].items() if k not in chosen_per_run}
 
