@@ -14,9 +14,9 @@ inside the image, so its edges are not image borders.
 Tiles, in order: HR crop; bicubic; each OpenCV dnn_superres peer at the run's scale (with --peers; needs
 opencv-contrib-python-headless, skipped with a note if cv2 is missing or a model file is absent); member_<k> at
 --checkpoint; the mean ensemble; the mean ensemble of the --gan-checkpoint members when every member has one
-(skipped with a note otherwise; "none" skips it); the uncertainty map, `colorize_uncertainty` of the per-pixel std
-across the --checkpoint members (`Ensemble.forward_with_uncertainty`). Small crops are enlarged by an integer
-nearest-neighbour factor (--zoom; 0 = the largest that keeps a tile within TARGET_TILE_SIDE) so pixels stay visible.
+(skipped with a note otherwise; "none" skips it); adaptive (--tau) and guided (--guided) fusion of the two; the
+uncertainty map, `colorize_uncertainty` of the per-pixel std across the --checkpoint members
+(`Ensemble.forward_with_uncertainty`). Small crops are enlarged by an integer nearest-neighbour factor (--zoom; 0 = the largest that keeps a tile within TARGET_TILE_SIDE) so pixels stay visible.
 """
 from __future__ import annotations
 
@@ -36,8 +36,9 @@ sys.path.insert(0, str(REPO))  # so `python benchmarks/figure.py` finds the pack
 from mgsrgan.io.checkpoint import CHECKPOINT_NAMES  # noqa: E402
 from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop  # noqa: E402
 from mgsrgan.device import resolve_device  # noqa: E402
-from mgsrgan.infer.ensemble import (Ensemble, EnsembleSourceError, adaptive_blend, gan_ensemble,  # noqa: E402
+from mgsrgan.infer.ensemble import (Ensemble, EnsembleSourceError, gan_ensemble,  # noqa: E402
                                     load_members, run_member_paths)
+from mgsrgan.infer.fusion import adaptive_blend, guided_blend  # noqa: E402
 from mgsrgan.errors import UserError  # noqa: E402
 from mgsrgan.evaluate.protocol import SharedMember, gray_to_rgb, load_hr  # noqa: E402
 from mgsrgan.io.images import UNCERTAINTY_FULL_SCALE, colorize_uncertainty  # noqa: E402
@@ -155,6 +156,10 @@ def network_tiles(args: argparse.Namespace, lr_img: np.ndarray, hr_crop: np.ndar
                 if args.tau > 0 and len(gan) > 1:
                     fused = adaptive_blend(mean, gan_mean, gan_std, alpha=1.0, tau=args.tau)
                     tiles.append(scored(f"adaptive fusion (tau {args.tau:g})", tensor_to_uint8(fused), hr_crop, crop))
+                if args.guided > 0 and len(shared) > 1:
+                    fused = guided_blend(mean, gan_mean, std, alpha=1.0, tau=args.guided)
+                    tiles.append(scored(f"guided fusion (tau {args.guided:g})", tensor_to_uint8(fused), hr_crop,
+                                        crop))
     if len(shared) > 1:
         std_crop = crop.of(std[0, 0].cpu())
         heat = np.asarray(colorize_uncertainty(std_crop))
@@ -197,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of OpenCV dnn_superres models (e.g. ../shared/peers/opencv_dnn_superres)")
     parser.add_argument("--tau", type=float, default=0.0,
                         help="also show adaptive fusion of the pixel and GAN ensembles at this tau (8-bit levels)")
+    parser.add_argument("--guided", type=float, default=0.0, metavar="TAU",
+                        help="also show guided fusion (mgsrgan/infer/fusion.py) at this tau (8-bit levels)")
     parser.add_argument("--columns", type=int, default=4, help="tiles per row (default 4)")
     parser.add_argument("--zoom", type=int, default=0, help="nearest-neighbour enlargement; 0 = automatic")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")

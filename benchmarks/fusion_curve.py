@@ -1,12 +1,15 @@
-"""Perception-distortion curves of the two ways to add the GAN members to the pixel-loss ensemble.
+"""Perception-distortion curves of the three ways to add the GAN members to the pixel-loss ensemble.
 
     python benchmarks/fusion_curve.py --run weights --sets ../shared/data/Set14 ../shared/data/BSD100 \
-        [--alphas 0 0.25 0.5 0.75 1] [--taus 2 4 8 16] [--out benchmarks/results/fusion_curve]
+        [--alphas 0 0.25 0.5 0.75 1] [--taus 2 4 8 16] [--guided-taus 0.25 0.5 1 2] \
+        [--out benchmarks/results/fusion_curve]
 
 Per image: P = mean of the members' `pretrain` outputs, G_k = each member's `gan` output, G = their mean and s =
-their per-pixel std. Global blend: P + alpha (G - P) for each --alphas; adaptive fusion (mgsrgan.infer.ensemble.
+their per-pixel std. Global blend: P + alpha (G - P) for each --alphas; adaptive fusion (mgsrgan.infer.fusion.
 adaptive_blend, alpha 1): P + w (G - P), w = tau^2 / (tau^2 + d^2), d = s in 8-bit levels averaged over a 7x7
-window, for each --taus. Every output is scored like evaluate.py does (Y PSNR crop = scale, ST-LPIPS-Alex on RGB,
+window, for each --taus; guided fusion (mgsrgan.infer.fusion.guided_blend, alpha 1): P + w (G - P),
+w = d^2 / (d^2 + tau^2), d = the pixel-loss members' std, likewise, for each --guided-taus. Every output is
+scored like evaluate.py does (Y PSNR crop = scale, ST-LPIPS-Alex on RGB,
 periodic-artifact amplitude and colour shift); every GAN member alone is scored too. Writes OUT.json, OUT.md and
 OUT.png (PSNR across, ST-LPIPS-Alex up: a curve further down-right is better). The members run once per image; the
 blends are cheap tensor ops on their outputs.
@@ -27,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # so `python benchmarks/fusion_curve.py` finds the package without installing it
 
 from mgsrgan.device import autocast_to, resolve_precision  # noqa: E402
-from mgsrgan.infer.ensemble import adaptive_blend, load_members, run_member_paths  # noqa: E402
+from mgsrgan.infer.ensemble import load_members, run_member_paths  # noqa: E402
+from mgsrgan.infer.fusion import adaptive_blend, guided_blend, member_spread  # noqa: E402
 from mgsrgan.evaluate.protocol import artifact_scores, gray_to_rgb, list_images, load_hr  # noqa: E402
 from mgsrgan.io.degradation import bicubic_downscale, modcrop  # noqa: E402
 from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
@@ -51,7 +55,8 @@ def load_pair(path: Path, scale: int) -> tuple[np.ndarray, torch.Tensor]:
 
 def settings(args: argparse.Namespace) -> list[tuple[str, str, float]]:
     return ([("global", f"alpha {a:g}", a) for a in args.alphas]
-            + [("adaptive", f"tau {t:g}", t) for t in args.taus])
+            + [("adaptive", f"tau {t:g}", t) for t in args.taus]
+            + [("guided", f"tau {t:g}", t) for t in args.guided_taus])
 
 
 def score_set(folder: Path, pixel, gan, args, distance, dtype) -> dict[str, dict[str, float]]:
@@ -59,13 +64,18 @@ def score_set(folder: Path, pixel, gan, args, distance, dtype) -> dict[str, dict
     scale = pixel[0].scale
     for path in tqdm(list_images(folder), desc=folder.name, unit="img"):
         hr, lr = load_pair(path, scale)
-        p = _run(pixel, lr, dtype).mean(0)
+        pk = _run(pixel, lr, dtype)
+        p, pixel_spread = pk.mean(0), member_spread(pk)
         gk = _run(gan, lr, dtype)
-        g, spread = gk.mean(0), gk.std(0, correction=0).mean(dim=1, keepdim=True)
+        g, spread = gk.mean(0), member_spread(gk)
         outputs = {f"GAN member {k}": gk[k] for k in range(len(gan))}
         for kind, name, value in settings(args):
-            outputs[f"{kind} {name}"] = (p + value * (g - p) if kind == "global"
-                                         else adaptive_blend(p, g, spread, alpha=1.0, tau=value))
+            if kind == "global":
+                outputs[f"{kind} {name}"] = p + value * (g - p)
+            elif kind == "adaptive":
+                outputs[f"{kind} {name}"] = adaptive_blend(p, g, spread, alpha=1.0, tau=value)
+            else:
+                outputs[f"{kind} {name}"] = guided_blend(p, g, pixel_spread, alpha=1.0, tau=value)
         for name, out in outputs.items():
             sr = tensor_to_uint8(out)
             c = scale
@@ -76,14 +86,18 @@ def score_set(folder: Path, pixel, gan, args, distance, dtype) -> dict[str, dict
     return {name: {k: float(np.mean([r[k] for r in values])) for k in values[0]} for name, values in rows.items()}
 
 
+KINDS = {"global": (30, 80, 200), "adaptive": (200, 40, 40), "guided": (20, 140, 60)}  # curve colours
+LEGEND = {"global": "global alpha", "adaptive": "adaptive tau (alpha 1)", "guided": "guided tau (alpha 1)"}
+
+
 def plot(results: dict, args: argparse.Namespace, path: Path) -> None:
-    """PSNR (x) vs ST-LPIPS-Alex (y), one panel per set; global blend in blue, adaptive in red."""
+    """PSNR (x) vs ST-LPIPS-Alex (y), one panel per set; global blend in blue, adaptive in red, guided in green."""
     width, height, pad = 520, 400, 60
     canvas = Image.new("RGB", (width * len(results), height), "white")
     draw = ImageDraw.Draw(canvas)
     for i, (name, rows) in enumerate(results.items()):
         curves = {kind: [rows[f"{kind} {label}"] for k, label, _ in settings(args) if k == kind]
-                  for kind in ("global", "adaptive")}
+                  for kind in KINDS}
         points = [r for c in curves.values() for r in c]
         xs, ys = [r["psnr"] for r in points], [r["stlpips_alex"] for r in points]
         x0, x1 = min(xs) - 0.1, max(xs) + 0.1
@@ -99,14 +113,14 @@ def plot(results: dict, args: argparse.Namespace, path: Path) -> None:
         draw.text((ox + width - pad - 30, height - pad + 8), f"{x1:.2f}", fill="black")
         draw.text((ox + 5, height - pad - 10), f"{y0:.3f}", fill="black")
         draw.text((ox + 5, pad), f"{y1:.3f}", fill="black")
-        for kind, colour in (("global", (30, 80, 200)), ("adaptive", (200, 40, 40))):
+        for kind, colour in KINDS.items():
             pts = [at(r) for r in curves[kind]]
             draw.line(pts, fill=colour, width=2)
             for (x, y), (_k, label, _v) in zip(pts, [s for s in settings(args) if s[0] == kind]):
                 draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
-                draw.text((x + 5, y - 12 if kind == "global" else y + 2), label, fill=colour)
-        draw.text((ox + width - pad - 150, pad + 8), "global alpha", fill=(30, 80, 200))
-        draw.text((ox + width - pad - 150, pad + 22), "adaptive tau (alpha 1)", fill=(200, 40, 40))
+                draw.text((x + 5, y - 12 if kind != "adaptive" else y + 2), label, fill=colour)
+        for row, (kind, colour) in enumerate(KINDS.items()):
+            draw.text((ox + width - pad - 150, pad + 8 + 14 * row), LEGEND[kind], fill=colour)
     canvas.save(path)
 
 
@@ -128,6 +142,8 @@ def main() -> int:
     parser.add_argument("--sets", type=Path, nargs="+", required=True, help="HR image folders")
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     parser.add_argument("--taus", type=float, nargs="+", default=[2.0, 4.0, 8.0, 16.0])
+    # 0.25 .. 2 levels: the pixel-loss members' std is 0.6-1.5 levels on average (benchmarks/results/figure_*.png)
+    parser.add_argument("--guided-taus", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0])
     parser.add_argument("--precision", default="auto", help="auto|fp32|bf16 for the generator passes")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/fusion_curve")
     args = parser.parse_args()

@@ -120,6 +120,9 @@ def test_usage_and_config_errors_exit_2(tmp_path, weights, capsys, monkeypatch):
         ([], ["--run RUN_DIR or --weights"]),  # no shipped weights yet
         (["--weights", *weights, "--half", "--device", "cpu"], ["--half"]),
         (["--weights", *weights, "--alpha", "2"], ["--alpha"]),
+        (["--weights", *weights, "--guided", "0.5"], ["--guided needs --alpha"]),
+        (["--weights", *weights, "--alpha", "1", "--gan-member", *weights, "--guided", "0.5", "--adaptive", "2"],
+         ["not both"]),
         (["--weights", *weights, "--ext", "xyz"], ["xyz"]),
     ]
     for extra, messages in cases:

@@ -74,6 +74,7 @@ def test_health_and_models(client):
     ({"checkpoint": "gan"}, {"checkpoint": "gan"}),  # perceptual weights: the CLI default for scored members
     ({"alpha": 0.5}, {"checkpoint": "pretrain", "alpha": 0.5}),
     ({"alpha": 1.0, "tau": 4}, {"checkpoint": "pretrain", "alpha": 1.0, "adaptive_tau": 4.0}),
+    ({"alpha": 1.0, "guided": 0.5}, {"checkpoint": "pretrain", "alpha": 1.0, "guided_tau": 0.5}),
 ])
 def test_upscale_matches_the_cli(client, tmp_path, form, options):
     data = image_bytes((23, 17))
@@ -128,6 +129,8 @@ def test_bad_uploads_are_400(client, data, name, words):
     ({"alpha": 1.5}, ["alpha must be in [0, 1]"]),
     ({"checkpoint": "gan", "alpha": 0.5}, ["checkpoint pretrain"]),
     ({"tau": 3}, ["tau"]),
+    ({"guided": 0.5}, ["guided", "alpha > 0"]),
+    ({"alpha": 1.0, "tau": 2, "guided": 0.5}, ["not both"]),
     ({"checkpoint": "best"}, ["unknown checkpoint 'best'", "pretrain, gan"]),
     ({"format": "gif"}, ["png, webp, jpeg"]),
     ({"scale": 4}, ["scale 4", "x2"]),

@@ -23,11 +23,8 @@ Perception-distortion knob (Blau & Michaeli, CVPR 2018): with a GAN side (one GA
 several: their mean) and alpha in [0, 1], the output is P + alpha * (G - P), P = strategy(distortion members),
 G = the GAN side's output. Global: one alpha for every pixel.
 
-Adaptive fusion (`adaptive_tau` > 0, needs several GAN members): the GAN members were trained independently, so
-where they agree their detail is likely real, and where they disagree it is likely hallucinated or an artefact
-(each member's own checkerboard or texture). Per output pixel, d = the GAN members' std (8-bit levels, mean over
-channels, averaged over a (2r+1)^2 window), and the GAN share is alpha * tau^2 / (tau^2 + d^2): alpha where they
-agree, half of it at d = tau, toward P where they disagree. tau is the one strength knob (8-bit levels).
+Per-pixel fusions (mgsrgan/infer/fusion.py): `adaptive_tau` > 0 steers the GAN share by the GAN members'
+disagreement (needs several GAN members), `guided_tau` > 0 by the pixel-loss members' (needs several of them).
 """
 from __future__ import annotations
 
@@ -37,21 +34,17 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mgsrgan.io.checkpoint import CHECKPOINT_NAMES, CheckpointError, GeneratorArch, load_generator
 from mgsrgan.errors import UserError
 from mgsrgan.models.fuse import fold_batchnorm
+from mgsrgan.infer.fusion import CONSENSUS_RADIUS, adaptive_blend, guided_blend, local_mean, member_spread
 from mgsrgan.infer.self_ensemble import SelfEnsemble
 
 STRATEGIES = ("mean", "median", "weighted", "perceptual", "best", "consensus")
-CONSENSUS_RADIUS = 3  # HR pixels: a 7x7 window, 147 samples per variance estimate (3 channels); small enough to
-#                       localise an artefact, large enough that the estimate's relative noise is ~12% (sqrt(2/147),
-#                       independent Gaussian errors)
 VARIANCE_FLOOR = (1.0 / 255.0) ** 2 / 12.0  # variance of 8-bit quantisation: agreement finer than the output can
 #                                             store carries no information, so no member gets more weight for it
-EIGHT_BIT_LEVELS = 255.0  # [0, 1] image units -> 8-bit levels, the unit of adaptive fusion's tau
 SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "weights"  # weights/x<scale>/member_<k>/{pretrain,gan}.safetensors
 SHIPPED_SCALES = (2, 4)  # the ensembles shipped in the repo
 # x2 unless asked: its members trained longer and lead the x4 ones on every measure (see the README)
@@ -72,11 +65,6 @@ def median(stack: torch.Tensor) -> torch.Tensor:
     return 0.5 * (ordered[k // 2 - 1] + ordered[k // 2])
 
 
-def local_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """(N, C, H, W) -> the same shape: the mean over each (2r+1)^2 window; border windows average real pixels only."""
-    return F.avg_pool2d(x, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
-
-
 def consensus(stack: torch.Tensor, radius: int = CONSENSUS_RADIUS) -> torch.Tensor:
     """(K, B, C, H, W) -> (B, C, H, W): local inverse-variance weighting against the per-pixel median (see module)."""
     stack = stack.float()  # 1 / VARIANCE_FLOOR = 7.8e5 overflows float16 (max 65504): weights in float32
@@ -85,18 +73,6 @@ def consensus(stack: torch.Tensor, radius: int = CONSENSUS_RADIUS) -> torch.Tens
     local = local_mean(deviation.reshape(k * b, 1, h, w), radius).reshape(k, b, 1, h, w)
     weights = 1.0 / (local + VARIANCE_FLOOR)
     return (stack * weights).sum(dim=0) / weights.sum(dim=0)
-
-
-def adaptive_blend(pixel: torch.Tensor, gan: torch.Tensor, spread: torch.Tensor, *, alpha: float, tau: float,
-                   radius: int = CONSENSUS_RADIUS) -> torch.Tensor:
-    """P + w * (G - P) with w = alpha * tau^2 / (tau^2 + d^2) per pixel (see the module docstring).
-
-    pixel, gan: (B, C, H, W) in [0, 1]; spread: (B, 1, H, W) std of the GAN members in [0, 1] units; tau in 8-bit
-    levels. d is spread in 8-bit levels averaged over a (2r+1)^2 window (border windows average real pixels).
-    """
-    levels = local_mean(spread * EIGHT_BIT_LEVELS, radius)
-    weight = alpha * tau * tau / (tau * tau + levels.square())
-    return pixel + weight * (gan - pixel)
 
 
 def combine(stack: torch.Tensor, strategy: str, weights: torch.Tensor, best_index: int) -> torch.Tensor:
@@ -146,7 +122,7 @@ class Ensemble(nn.Module):
     def __init__(self, members: Sequence[nn.Module], *, strategy: str = "mean",
                  val_psnr: Sequence[float] | None = None, val_alex: Sequence[float] | None = None,
                  gan_member: nn.Module | None = None,
-                 alpha: float = 0.0, adaptive_tau: float = 0.0) -> None:
+                 alpha: float = 0.0, adaptive_tau: float = 0.0, guided_tau: float = 0.0) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -166,6 +142,13 @@ class Ensemble(nn.Module):
         if adaptive_tau > 0 and not (isinstance(gan_member, Ensemble) and len(gan_member.members) > 1):
             raise UserError("adaptive fusion needs several GAN members (their disagreement steers it); "
                             "with one GAN member use the global --alpha blend")
+        if guided_tau < 0:
+            raise UserError(f"guided tau must be >= 0 (8-bit levels; 0 = a global blend), got {guided_tau}")
+        if guided_tau > 0 and adaptive_tau > 0:
+            raise UserError("choose one per-pixel fusion: --adaptive (the GAN members' disagreement) or --guided "
+                            "(the pixel-loss members'), not both")
+        if guided_tau > 0 and len(members) < 2:
+            raise UserError("guided fusion needs several pixel-loss members (their disagreement steers it)")
         scales = {m.scale for m in members} | ({gan_member.scale} if gan_member is not None else set())
         if len(scales) != 1:
             raise UserError(f"ensemble members have different scales {sorted(scales)}")
@@ -175,6 +158,7 @@ class Ensemble(nn.Module):
         self.strategy = strategy
         self.alpha = float(alpha)
         self.adaptive_tau = float(adaptive_tau)
+        self.guided_tau = float(guided_tau)
         if strategy == "perceptual":
             weights = perceptual_weights(val_alex)
         elif val_psnr is not None:
@@ -187,7 +171,7 @@ class Ensemble(nn.Module):
     def receptive_radius(self) -> int:
         """LR pixels of context an output pixel depends on: the widest member, plus the consensus window."""
         radius = max(m.receptive_radius() for m in self._all_generators())
-        if self.strategy == "consensus" or self.adaptive_tau > 0:  # one smoothing window either way
+        if self.strategy == "consensus" or self.adaptive_tau > 0 or self.guided_tau > 0:  # one window either way
             radius += math.ceil(CONSENSUS_RADIUS / self.scale)
         return radius
 
@@ -200,25 +184,28 @@ class Ensemble(nn.Module):
     def _combine(self, stack: torch.Tensor) -> torch.Tensor:
         return combine(stack, self.strategy, self.member_weights, self.best_index)
 
-    def _blend(self, combined: torch.Tensor, lr_img: torch.Tensor) -> torch.Tensor:
+    def _blend(self, combined: torch.Tensor, lr_img: torch.Tensor, spread: torch.Tensor | None) -> torch.Tensor:
+        """combined: P; spread: the members' std (member_spread), needed by guided fusion only."""
         if self.gan_member is None or self.alpha == 0.0:
             return combined
+        if self.guided_tau > 0.0:
+            return guided_blend(combined, self.gan_member(lr_img), spread, alpha=self.alpha, tau=self.guided_tau)
         if self.adaptive_tau == 0.0:
             return (1.0 - self.alpha) * combined + self.alpha * self.gan_member(lr_img)
-        gan, spread = self.gan_member.forward_with_uncertainty(lr_img)
-        return adaptive_blend(combined, gan, spread, alpha=self.alpha, tau=self.adaptive_tau)
+        gan, gan_spread = self.gan_member.forward_with_uncertainty(lr_img)
+        return adaptive_blend(combined, gan, gan_spread, alpha=self.alpha, tau=self.adaptive_tau)
 
     def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
-        if self.strategy == "best":  # run one member, not K
-            return self._blend(self.members[self.best_index](lr_img), lr_img)
-        return self._blend(self._combine(self._stack(lr_img)), lr_img)
+        if self.strategy == "best" and self.guided_tau == 0.0:  # run one member, not K
+            return self._blend(self.members[self.best_index](lr_img), lr_img, None)
+        return self.forward_with_uncertainty(lr_img)[0]
 
     def forward_with_uncertainty(self, lr_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(output (B, 3, H, W), std (B, 1, H, W)): per-pixel std across the (distortion) members, population
         form (0 for K = 1), averaged over the 3 channels; same units as the image ([0, 1] scale)."""
         stack = self._stack(lr_img)
-        std = stack.std(dim=0, correction=0).mean(dim=1, keepdim=True)
-        return self._blend(self._combine(stack), lr_img), std
+        std = member_spread(stack)
+        return self._blend(self._combine(stack), lr_img, std), std
 
 
 # ---- where members come from -------------------------------------------------------------------------------------
@@ -316,7 +303,8 @@ def val_psnr_of(path: Path, meta: dict, strategy: str) -> float:
 
 
 def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_paths: Sequence[Path] = (),
-                   alpha: float = 0.0, adaptive_tau: float = 0.0, self_ensemble: bool = False) -> Ensemble:
+                   alpha: float = 0.0, adaptive_tau: float = 0.0, guided_tau: float = 0.0,
+                   self_ensemble: bool = False) -> Ensemble:
     """Load checkpoints into an Ensemble (eval mode). The GAN side, if any (one file: that generator; several: the
     mean of them, whose disagreement adaptive fusion reads), must match the members' architecture.
     self_ensemble: every generator runs on the 8 flips/rotations of the input (mgsrgan/infer/self_ensemble.py, 8x cost).
@@ -344,4 +332,4 @@ def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_pa
     if strategy == "perceptual":
         val_alex = [val_alex_of(Path(p), meta) for p, meta in zip(paths, metas)]
     return Ensemble([g for g, _ in loaded], strategy=strategy, val_psnr=val_psnr, val_alex=val_alex, gan_member=gan,
-                    alpha=alpha, adaptive_tau=adaptive_tau).eval()
+                    alpha=alpha, adaptive_tau=adaptive_tau, guided_tau=guided_tau).eval()

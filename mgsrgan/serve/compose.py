@@ -1,7 +1,7 @@
 """A view of one image from its members' cached outputs: pure maths, no network runs.
 
 The view is built as the CLI's own `Ensemble`, over members that replay cached outputs (`Replay`), so every
-strategy, the alpha knob, adaptive fusion and their checks are the same code as `inference.py` runs: the page and
+strategy, the alpha knob, adaptive and guided fusion and their checks are the same code as `inference.py` runs: the page and
 the API cannot drift from the command line.
 """
 from __future__ import annotations
@@ -22,13 +22,15 @@ VIEWS = ("output", "member", "uncertainty", "bicubic")
 class View:
     """What to render. checkpoint: PIXEL or GAN members as the base; strategy None = the CLI default (perceptual
     for scored members, else mean); alpha in [0, 1] blends the GAN side into the pixel-loss base (checkpoint
-    PIXEL only); tau > 0: adaptive fusion (8-bit levels); member: one member's own output (kind "member")."""
+    PIXEL only); tau > 0: adaptive fusion, guided > 0: guided fusion (8-bit levels, one of the two); member: one
+    member's own output (kind "member")."""
 
     kind: str = "output"
     checkpoint: str = PIXEL
     strategy: str | None = None
     alpha: float = 0.0
     tau: float = 0.0
+    guided: float = 0.0
     member: int = 0
 
 
@@ -65,6 +67,8 @@ def check_view(view: View, bank: Bank) -> None:
         raise UserError(f"alpha > 0 needs GAN members; the x{bank.scale} ensemble has none")
     if view.tau < 0 or (view.tau > 0 and view.alpha == 0):
         raise UserError("tau (adaptive fusion, 8-bit levels) must be >= 0, and > 0 only with alpha > 0")
+    if view.guided < 0 or (view.guided > 0 and view.alpha == 0):
+        raise UserError("guided (guided fusion, 8-bit levels) must be >= 0, and > 0 only with alpha > 0")
     count = len(bank.sides[view.checkpoint].generators)
     if view.kind == "member" and not 0 <= view.member < count:
         raise UserError(f"member {view.member}: the {view.checkpoint} side has members 0..{count - 1}")
@@ -86,7 +90,7 @@ def build_view(outputs: dict[str, torch.Tensor], bank: Bank, view: View) -> Ense
         gan = gan_members[0] if len(gan_members) == 1 else Ensemble(
             gan_members, strategy="perceptual" if gan_side.val_alex else "mean", val_alex=gan_side.val_alex)
     return Ensemble(members, strategy=strategy, val_psnr=side.val_psnr, val_alex=side.val_alex, gan_member=gan,
-                    alpha=view.alpha, adaptive_tau=view.tau)
+                    alpha=view.alpha, adaptive_tau=view.tau, guided_tau=view.guided)
 
 
 def render(outputs: dict[str, torch.Tensor], bank: Bank, view: View) -> torch.Tensor:

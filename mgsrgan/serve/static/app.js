@@ -54,6 +54,7 @@ function fillStrategies() {
   const blend = state.checkpoint === "pretrain" && ensembleOf(currentScale()).gan;
   $("alpha").disabled = !blend;
   $("tau").disabled = !blend;
+  $("guided").disabled = !blend;
 }
 
 function fillMembers() {
@@ -82,9 +83,10 @@ function viewParams(kind) {
   p.set("checkpoint", state.checkpoint);
   p.set("strategy", $("strategy").value);
   if (state.checkpoint === "pretrain" && !$("alpha").disabled) {
-    const alpha = Number($("alpha").value), tau = Number($("tau").value);
+    const alpha = Number($("alpha").value), tau = Number($("tau").value), guided = Number($("guided").value);
     p.set("alpha", alpha);
     if (alpha > 0 && tau > 0) p.set("tau", tau);
+    if (alpha > 0 && guided > 0) p.set("guided", guided);
   }
   return p;
 }
@@ -233,7 +235,15 @@ function bind() {
   }
   $("strategy").onchange = render;
   $("alpha").oninput = () => { $("alpha-value").textContent = Number($("alpha").value).toFixed(2); renderSoon(); };
-  $("tau").oninput = () => { const t = Number($("tau").value); $("tau-value").textContent = t ? `${t} levels` : "off"; renderSoon(); };
+  // one per-pixel fusion at a time (the server refuses both): moving one slider turns the other off
+  const fusion = (id, other) => () => {
+    const t = Number($(id).value);
+    $(`${id}-value`).textContent = t ? `${t} levels` : "off";
+    if (t) { $(other).value = 0; $(`${other}-value`).textContent = "off"; }
+    renderSoon();
+  };
+  $("tau").oninput = fusion("tau", "guided");
+  $("guided").oninput = fusion("guided", "tau");
   $("uncertainty").onchange = renderOverlay;
   $("overlay-opacity").oninput = () => { $("overlay").style.opacity = $("overlay-opacity").value; };
   $("split").oninput = () => { state.split = Number($("split").value); layout(); };

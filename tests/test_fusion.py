@@ -1,0 +1,81 @@
+"""Guided fusion (mgsrgan/infer/fusion.py): the GAN share follows the pixel-loss members' disagreement."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mgsrgan.errors import UserError
+from mgsrgan.infer.ensemble import Ensemble
+from mgsrgan.infer.fusion import guided_blend, member_spread
+from mgsrgan.infer.upscaler import Upscaler
+from tests.test_upscaler import make_run
+
+
+class Constant(nn.Module):
+    """A fake member: a fixed (1, 3, 8, 8) image whatever the (1, 3, 4, 4) input; scale 2."""
+
+    def __init__(self, value: float | torch.Tensor) -> None:
+        super().__init__()
+        self.image = value if isinstance(value, torch.Tensor) else torch.full((1, 3, 8, 8), value)
+        self.scale = 2
+
+    def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
+        return self.image.expand(lr_img.shape[0], -1, -1, -1)
+
+    def receptive_radius(self) -> int:
+        return 1
+
+
+def test_guided_blend_adds_texture_only_where_the_pixel_members_disagree():
+    pixel, gan = torch.full((1, 3, 16, 16), 0.2), torch.full((1, 3, 16, 16), 0.6)
+    spread = torch.zeros(1, 1, 16, 16)
+    torch.testing.assert_close(guided_blend(pixel, gan, spread, alpha=1.0, tau=0.5), pixel)  # agreement: P only
+    spread[..., :, 8:] = 0.5 / 255.0  # right half: the pixel-loss members differ by tau levels
+    out = guided_blend(pixel, gan, spread, alpha=0.8, tau=0.5, radius=1)
+    assert torch.allclose(out[..., :, :7], pixel[..., :, :7])
+    torch.testing.assert_close(out[..., :, 9:], torch.full_like(out[..., :, 9:], 0.2 + 0.4 * 0.4))  # share 0.8 / 2
+    far = guided_blend(pixel, gan, torch.full((1, 1, 16, 16), 1.0), alpha=0.8, tau=0.5)
+    torch.testing.assert_close(far, 0.2 + 0.8 * 0.4 * torch.ones_like(far), atol=1e-5, rtol=0)  # alpha's share
+
+
+def test_member_spread_is_the_population_std_over_members_averaged_over_channels():
+    stack = torch.stack([torch.full((1, 3, 2, 2), v) for v in (0.1, 0.3)])
+    stack[1, :, 0] = 0.1  # channel 0 agrees
+    torch.testing.assert_close(member_spread(stack), torch.full((1, 1, 2, 2), 0.1 * 2 / 3))
+
+
+def test_guided_ensemble_reads_the_pixel_members_disagreement_and_refuses_what_it_cannot_do():
+    x = torch.zeros(1, 3, 4, 4)
+    gan = Constant(0.7)
+    agree = Ensemble([Constant(0.3), Constant(0.3)], gan_member=gan, alpha=1.0, guided_tau=0.5)
+    torch.testing.assert_close(agree(x), torch.full((1, 3, 8, 8), 0.3))  # members agree: no texture at all
+    apart = Ensemble([Constant(0.28), Constant(0.32)], gan_member=gan, alpha=1.0, guided_tau=0.5, strategy="best",
+                     val_psnr=[30.0, 31.0])  # "best" still runs every member: the map needs them all
+    d2 = (0.02 * 255) ** 2  # their std, 5.1 levels
+    torch.testing.assert_close(apart(x), 0.32 + d2 / (d2 + 0.25) * (0.7 - 0.32) * torch.ones(1, 3, 8, 8))
+    assert apart.receptive_radius() == 1 + 2  # the 7x7 window at x2: 2 LR pixels
+    out, std = apart.forward_with_uncertainty(x)
+    torch.testing.assert_close(out, apart(x))
+    torch.testing.assert_close(std, torch.full((1, 1, 8, 8), 0.02))
+    with pytest.raises(UserError, match="several pixel-loss members"):
+        Ensemble([Constant(0.3)], gan_member=gan, alpha=1.0, guided_tau=0.5)
+    with pytest.raises(UserError, match="not both"):
+        Ensemble([Constant(0.3), Constant(0.3)], gan_member=Ensemble([gan, gan]), alpha=1.0, guided_tau=0.5,
+                 adaptive_tau=2.0)
+    with pytest.raises(UserError, match=">= 0"):
+        Ensemble([Constant(0.3), Constant(0.3)], gan_member=gan, alpha=1.0, guided_tau=-1.0)
+
+
+def test_guided_fusion_tiles_exactly_and_needs_alpha(tmp_path):
+    make_run(tmp_path / "run", members=2)
+    lr_img = torch.rand(1, 3, 21, 17)
+    whole = Upscaler.from_run(tmp_path / "run", alpha=1.0, guided_tau=0.5, precision="fp32")
+    plain = Upscaler.from_run(tmp_path / "run", alpha=1.0, precision="fp32").upscale_tensor(lr_img)
+    expected = whole.upscale_tensor(lr_img)
+    assert not torch.equal(expected, plain)  # the map changes the output
+    for tile in (5, 9):
+        tiled = Upscaler.from_run(tmp_path / "run", alpha=1.0, guided_tau=0.5, precision="fp32", tile=tile)
+        assert torch.equal(tiled.upscale_tensor(lr_img), expected), tile
+    with pytest.raises(UserError, match="--guided needs --alpha"):
+        Upscaler.from_run(tmp_path / "run", guided_tau=0.5)
