@@ -90,47 +90,59 @@ KINDS = {"global": (30, 80, 200), "adaptive": (200, 40, 40), "guided": (20, 140,
 LEGEND = {"global": "global alpha", "adaptive": "adaptive tau (alpha 1)", "guided": "guided tau (alpha 1)"}
 
 
+AXES = (("psnr", "PSNR (dB, across)", "{:.3f}"), ("artifact", "grid-pattern amplitude (levels, across)", "{:.3f}"))
+
+
 def plot(results: dict, args: argparse.Namespace, path: Path) -> None:
-    """PSNR (x) vs ST-LPIPS-Alex (y), one panel per set; global blend in blue, adaptive in red, guided in green."""
+    """One panel per set and x axis (PSNR; grid-pattern amplitude), ST-LPIPS-Alex up; global blend in blue,
+    adaptive in red, guided in green. Axes span the points: the differences are small."""
     width, height, pad = 520, 400, 60
-    canvas = Image.new("RGB", (width * len(results), height), "white")
+    canvas = Image.new("RGB", (width * len(results), height * len(AXES)), "white")
     draw = ImageDraw.Draw(canvas)
     for i, (name, rows) in enumerate(results.items()):
         curves = {kind: [rows[f"{kind} {label}"] for k, label, _ in settings(args) if k == kind]
                   for kind in KINDS}
         points = [r for c in curves.values() for r in c]
-        xs, ys = [r["psnr"] for r in points], [r["stlpips_alex"] for r in points]
-        x0, x1 = min(xs) - 0.1, max(xs) + 0.1
-        y0, y1 = min(ys) - 0.005, max(ys) + 0.005
-
-        def at(r, ox=i * width):
-            return (ox + pad + (r["psnr"] - x0) / (x1 - x0) * (width - 2 * pad),
-                    height - pad - (r["stlpips_alex"] - y0) / (y1 - y0) * (height - 2 * pad))
-        ox = i * width
-        draw.rectangle([ox + pad, pad, ox + width - pad, height - pad], outline="black")
-        draw.text((ox + pad, 20), f"{name}: PSNR (dB, across) vs ST-LPIPS-Alex (up)", fill="black")
-        draw.text((ox + pad, height - pad + 8), f"{x0:.2f}", fill="black")
-        draw.text((ox + width - pad - 30, height - pad + 8), f"{x1:.2f}", fill="black")
-        draw.text((ox + 5, height - pad - 10), f"{y0:.3f}", fill="black")
-        draw.text((ox + 5, pad), f"{y1:.3f}", fill="black")
-        for kind, colour in KINDS.items():
-            pts = [at(r) for r in curves[kind]]
-            draw.line(pts, fill=colour, width=2)
-            for (x, y), (_k, label, _v) in zip(pts, [s for s in settings(args) if s[0] == kind]):
-                draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
-                draw.text((x + 5, y - 12 if kind != "adaptive" else y + 2), label, fill=colour)
-        for row, (kind, colour) in enumerate(KINDS.items()):
-            draw.text((ox + width - pad - 150, pad + 8 + 14 * row), LEGEND[kind], fill=colour)
+        for j, (key, title, fmt) in enumerate(AXES):
+            draw_panel(draw, i * width, j * height, (width, height, pad), f"{name}: {title} vs ST-LPIPS-Alex (up)",
+                       curves, points, key, fmt, args)
     canvas.save(path)
+
+
+def draw_panel(draw: ImageDraw.ImageDraw, ox: int, oy: int, size: tuple[int, int, int], title: str,
+               curves: dict, points: list[dict], key: str, fmt: str, args: argparse.Namespace) -> None:
+    width, height, pad = size
+    xs, ys = [r[key] for r in points], [r["stlpips_alex"] for r in points]
+    x_pad, y_pad = 0.08 * (max(xs) - min(xs)) + 1e-4, 0.08 * (max(ys) - min(ys)) + 1e-4
+    x0, x1, y0, y1 = min(xs) - x_pad, max(xs) + x_pad, min(ys) - y_pad, max(ys) + y_pad
+
+    def at(r):
+        return (ox + pad + (r[key] - x0) / (x1 - x0) * (width - 2 * pad),
+                oy + height - pad - (r["stlpips_alex"] - y0) / (y1 - y0) * (height - 2 * pad))
+    draw.rectangle([ox + pad, oy + pad, ox + width - pad, oy + height - pad], outline="black")
+    draw.text((ox + pad, oy + 20), title, fill="black")
+    draw.text((ox + pad, oy + height - pad + 8), fmt.format(x0), fill="black")
+    draw.text((ox + width - pad - 40, oy + height - pad + 8), fmt.format(x1), fill="black")
+    draw.text((ox + 5, oy + height - pad - 10), f"{y0:.4f}", fill="black")
+    draw.text((ox + 5, oy + pad), f"{y1:.4f}", fill="black")
+    for kind, colour in KINDS.items():
+        pts = [at(r) for r in curves[kind]]
+        draw.line(pts, fill=colour, width=2)
+        for (x, y), (_k, label, _v) in zip(pts, [s for s in settings(args) if s[0] == kind]):
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+            draw.text((x + 5, y - 12 if kind != "adaptive" else y + 2), label, fill=colour)
+    for row, (kind, colour) in enumerate(KINDS.items()):
+        draw.text((ox + width - pad - 150, oy + pad + 8 + 14 * row), LEGEND[kind], fill=colour)
 
 
 def markdown(results: dict, args: argparse.Namespace) -> str:
     out = []
     for name, rows in results.items():
-        out += [f"### {name} x{args.scale}", "", "| output | PSNR (dB) | ST-LPIPS-Alex | artifact (HR) | shift R / G / B |",
+        out += [f"### {name} x{args.scale}", "",
+                "| output | PSNR (dB) | ST-LPIPS-Alex | artifact (HR) | shift R / G / B |",
                 "| --- | ---: | ---: | ---: | --- |"]
         for row_name, r in rows.items():
-            out.append(f"| {row_name} | {r['psnr']:.2f} | {r['stlpips_alex']:.4f} | {r['artifact']:.3f} "
+            out.append(f"| {row_name} | {r['psnr']:.3f} | {r['stlpips_alex']:.4f} | {r['artifact']:.3f} "
                        f"({r['artifact_hr']:.3f}) | {r['shift_r']:+.2f} / {r['shift_g']:+.2f} / {r['shift_b']:+.2f} |")
         out.append("")
     return "\n".join(out)
@@ -146,7 +158,14 @@ def main() -> int:
     parser.add_argument("--guided-taus", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0])
     parser.add_argument("--precision", default="auto", help="auto|fp32|bf16 for the generator passes")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/fusion_curve")
+    parser.add_argument("--replot", action="store_true", help="redraw OUT.md and OUT.png from OUT.json, no networks")
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(args.out.with_suffix(".json").read_text())
+        args.scale = saved["scale"]
+        args.out.with_suffix(".md").write_text(markdown(saved["results"], args))
+        plot(saved["results"], args, args.out.with_suffix(".png"))
+        return 0
     pixel = [g for g, _ in load_members(run_member_paths(args.run, "pretrain"))]
     gan = [g for g, _ in load_members(run_member_paths(args.run, "gan"))]
     args.scale = pixel[0].scale
@@ -155,7 +174,7 @@ def main() -> int:
     results = {folder.name: score_set(folder, pixel, gan, args, distance, dtype) for folder in args.sets}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"run": str(args.run), "precision": str(dtype),
-                                                         "results": results}, indent=1))
+                                                         "scale": args.scale, "results": results}, indent=1))
     args.out.with_suffix(".md").write_text(markdown(results, args))
     plot(results, args, args.out.with_suffix(".png"))
     print(markdown(results, args))
