@@ -1,8 +1,10 @@
 """Perception-distortion curves of the three ways to add the GAN members to the pixel-loss ensemble.
 
-    python benchmarks/fusion_curve.py --run weights --sets ../shared/data/Set14 ../shared/data/BSD100 \
+    python benchmarks/fusion_curve.py --run weights/x2 --sets ../shared/data/Set14 ../shared/data/BSD100 \
         [--alphas 0 0.25 0.5 0.75 1] [--taus 2 4 8 16] [--guided-taus 0.25 0.5 1 2] \
         [--out benchmarks/results/fusion_curve]
+    python benchmarks/fusion_curve.py --run weights/x2 --held-out config_scaled.yaml \
+        --out benchmarks/results/fusion_curve_holdout     # where a setting is chosen: the validation images
 
 Per image: P = mean of the members' `pretrain` outputs, G_k = each member's `gan` output, G = their mean and s =
 their per-pixel std. Global blend: P + alpha (G - P) for each --alphas; adaptive fusion (mgsrgan.infer.fusion.
@@ -30,7 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # so `python benchmarks/fusion_curve.py` finds the package without installing it
 
 from mgsrgan.device import autocast_to, resolve_precision  # noqa: E402
+from mgsrgan.config import load_config  # noqa: E402
 from mgsrgan.infer.ensemble import load_members, run_member_paths  # noqa: E402
+from mgsrgan.train.data import holdout_paths  # noqa: E402
 from mgsrgan.infer.fusion import adaptive_blend, guided_blend, member_spread  # noqa: E402
 from mgsrgan.evaluate.protocol import artifact_scores, gray_to_rgb, list_images, load_hr  # noqa: E402
 from mgsrgan.io.degradation import bicubic_downscale, modcrop  # noqa: E402
@@ -59,10 +63,10 @@ def settings(args: argparse.Namespace) -> list[tuple[str, str, float]]:
             + [("guided", f"tau {t:g}", t) for t in args.guided_taus])
 
 
-def score_set(folder: Path, pixel, gan, args, distance, dtype) -> dict[str, dict[str, float]]:
+def score_set(name: str, paths: list[Path], pixel, gan, args, distance, dtype) -> dict[str, dict[str, float]]:
     rows: dict[str, list[dict[str, float]]] = {}
     scale = pixel[0].scale
-    for path in tqdm(list_images(folder), desc=folder.name, unit="img"):
+    for path in tqdm(paths, desc=name, unit="img"):
         hr, lr = load_pair(path, scale)
         pk = _run(pixel, lr, dtype)
         p, pixel_spread = pk.mean(0), member_spread(pk)
@@ -151,7 +155,9 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="run folder (or weights/) with pretrain and gan")
-    parser.add_argument("--sets", type=Path, nargs="+", required=True, help="HR image folders")
+    parser.add_argument("--sets", type=Path, nargs="+", default=[], help="HR image folders")
+    parser.add_argument("--held-out", type=Path, metavar="CONFIG",
+                        help="also score the validation images this config holds out of training (data.val_holdout)")
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     parser.add_argument("--taus", type=float, nargs="+", default=[2.0, 4.0, 8.0, 16.0])
     # 0.25 .. 2 levels: the pixel-loss members' std is 0.6-1.5 levels on average (benchmarks/results/figure_*.png)
@@ -171,7 +177,13 @@ def main() -> int:
     args.scale = pixel[0].scale
     dtype = resolve_precision(args.precision, torch.device("cpu"))
     distance = ReferenceSTLPIPS(STLPIPS(net="alex"))
-    results = {folder.name: score_set(folder, pixel, gan, args, distance, dtype) for folder in args.sets}
+    sets = {folder.name: list_images(folder) for folder in args.sets}
+    if args.held_out is not None:  # the run's validation images: where settings may be chosen (never a test set)
+        cfg = load_config(args.held_out)
+        sets["held-out"] = holdout_paths(cfg.data.train_dirs, cfg.data.val_holdout)
+    if not sets:
+        parser.error("give --sets FOLDER [...] and/or --held-out CONFIG")
+    results = {name: score_set(name, paths, pixel, gan, args, distance, dtype) for name, paths in sets.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"run": str(args.run), "precision": str(dtype),
                                                          "scale": args.scale, "results": results}, indent=1))
