@@ -6,8 +6,9 @@
     python benchmarks/fusion_curve.py --run weights/x2 --held-out config_scaled.yaml \
         --out benchmarks/results/fusion_curve_holdout     # where a setting is chosen: the validation images
 
-Per image: P = mean of the members' `pretrain` outputs, G_k = each member's `gan` output, G = their mean and s =
-their per-pixel std. Global blend: P + alpha (G - P) for each --alphas; adaptive fusion (mgsrgan.infer.fusion.
+Per image: P = mean of the members' `pretrain` outputs, G_k = each member's `gan` output, G = their combination as
+inference.py makes it (perceptual weights for scored members; --gan-side mean: the plain mean) and s = their
+per-pixel std. Global blend: P + alpha (G - P) for each --alphas; adaptive fusion (mgsrgan.infer.fusion.
 adaptive_blend, alpha 1): P + w (G - P), w = tau^2 / (tau^2 + d^2), d = s in 8-bit levels averaged over a 7x7
 window, for each --taus; guided fusion (mgsrgan.infer.fusion.guided_blend, alpha 1): P + w (G - P),
 w = d^2 / (d^2 + tau^2), d = the pixel-loss members' std, likewise, for each --guided-taus. Every output is
@@ -33,7 +34,7 @@ sys.path.insert(0, str(REPO))  # so `python benchmarks/fusion_curve.py` finds th
 
 from mgsrgan.device import autocast_to, resolve_precision  # noqa: E402
 from mgsrgan.config import load_config  # noqa: E402
-from mgsrgan.infer.ensemble import load_members, run_member_paths  # noqa: E402
+from mgsrgan.infer.ensemble import alex_scores, combine, load_members, perceptual_weights, run_member_paths  # noqa: E402
 from mgsrgan.train.data import holdout_paths  # noqa: E402
 from mgsrgan.infer.fusion import adaptive_blend, guided_blend, member_spread  # noqa: E402
 from mgsrgan.evaluate.protocol import artifact_scores, gray_to_rgb, list_images, load_hr  # noqa: E402
@@ -71,7 +72,7 @@ def score_set(name: str, paths: list[Path], pixel, gan, args, distance, dtype) -
         pk = _run(pixel, lr, dtype)
         p, pixel_spread = pk.mean(0), member_spread(pk)
         gk = _run(gan, lr, dtype)
-        g, spread = gk.mean(0), member_spread(gk)
+        g, spread = combine(gk, "weighted", args.gan_weights, 0), member_spread(gk)
         outputs = {f"GAN member {k}": gk[k] for k in range(len(gan))}
         for kind, name, value in settings(args):
             if kind == "global":
@@ -162,6 +163,9 @@ def main() -> int:
     parser.add_argument("--taus", type=float, nargs="+", default=[2.0, 4.0, 8.0, 16.0])
     # 0.25 .. 2 levels: the pixel-loss members' std is 0.6-1.5 levels on average (benchmarks/results/figure_*.png)
     parser.add_argument("--guided-taus", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0])
+    parser.add_argument("--gan-side", choices=("cli", "mean"), default="cli",
+                        help="G: as inference.py builds it (perceptual weights for scored members; default) or the "
+                             "plain mean of the GAN members")
     parser.add_argument("--precision", default="auto", help="auto|fp32|bf16 for the generator passes")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/fusion_curve")
     parser.add_argument("--replot", action="store_true", help="redraw OUT.md and OUT.png from OUT.json, no networks")
@@ -173,7 +177,11 @@ def main() -> int:
         plot(saved["results"], args, args.out.with_suffix(".png"))
         return 0
     pixel = [g for g, _ in load_members(run_member_paths(args.run, "pretrain"))]
-    gan = [g for g, _ in load_members(run_member_paths(args.run, "gan"))]
+    gan_loaded = load_members(run_member_paths(args.run, "gan"))
+    gan = [g for g, _ in gan_loaded]
+    scores = alex_scores([meta for _, meta in gan_loaded])  # as inference.py's GAN side: perceptual when scored
+    args.gan_weights = (perceptual_weights(scores) if scores and args.gan_side == "cli"
+                        else torch.full((len(gan),), 1 / len(gan)))
     args.scale = pixel[0].scale
     dtype = resolve_precision(args.precision, torch.device("cpu"))
     distance = ReferenceSTLPIPS(STLPIPS(net="alex"))
@@ -186,7 +194,9 @@ def main() -> int:
     results = {name: score_set(name, paths, pixel, gan, args, distance, dtype) for name, paths in sets.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"run": str(args.run), "precision": str(dtype),
-                                                         "scale": args.scale, "results": results}, indent=1))
+                                                         "scale": args.scale, "gan_side": args.gan_side,
+                                                         "gan_weights": args.gan_weights.tolist(),
+                                                         "results": results}, indent=1))
     args.out.with_suffix(".md").write_text(markdown(results, args))
     plot(results, args, args.out.with_suffix(".png"))
     print(markdown(results, args))

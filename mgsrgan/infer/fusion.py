@@ -15,8 +15,8 @@ LR image pins the HR one down (flat areas, clean edges) and GAN texture there ca
 disagree, detail is missing that no pixel loss recovers, and that is where texture helps. Per output pixel, d = the
 pixel-loss members' std and the GAN share is alpha * d^2 / (d^2 + tau^2): 0 where they agree, alpha/2 at d = tau,
 alpha where they disagree by much more. The pixel-loss members are needed anyway for P, so the map costs nothing.
-Measured on the 10 held-out validation images (weights/x2, alpha 1): tau 0.25 -> ST-LPIPS-Alex 0.0238 with a
-grid-pattern amplitude of 0.048 (the HR's 0.051), where the global blend at that score carries ~0.061.
+Measured on the 10 held-out validation images (weights/x2, alpha 1): tau 0.25 -> ST-LPIPS-Alex 0.0220 with a
+grid-pattern amplitude of 0.044 (the HR's 0.051), where the global blend at that score carries ~0.053.
 
 In both, d is in 8-bit levels, the mean over the 3 channels, averaged over a (2r+1)^2 window of the output.
 """
