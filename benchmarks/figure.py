@@ -16,7 +16,8 @@ opencv-contrib-python-headless, skipped with a note if cv2 is missing or a model
 --checkpoint; the mean ensemble; the mean ensemble of the --gan-checkpoint members when every member has one
 (skipped with a note otherwise; "none" skips it); adaptive (--tau) and guided (--guided) fusion of the two; the
 uncertainty map, `colorize_uncertainty` of the per-pixel std across the --checkpoint members
-(`Ensemble.forward_with_uncertainty`). Small crops are enlarged by an integer nearest-neighbour factor (--zoom; 0 = the largest that keeps a tile within TARGET_TILE_SIDE) so pixels stay visible.
+(`Ensemble.forward_with_uncertainty`). Small crops are enlarged by an integer nearest-neighbour factor (--zoom;
+0 = the largest that keeps a tile within TARGET_TILE_SIDE) so pixels stay visible.
 """
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ sys.path.insert(0, str(REPO))  # so `python benchmarks/fusion_curve.py` finds th
 
 from mgsrgan.device import autocast_to, resolve_precision  # noqa: E402
 from mgsrgan.config import load_config  # noqa: E402
-from mgsrgan.infer.ensemble import alex_scores, combine, load_members, perceptual_weights, run_member_paths  # noqa: E402
+from mgsrgan.infer.ensemble import (alex_scores, combine, load_members, perceptual_weights,  # noqa: E402
+                                    run_member_paths)
 from mgsrgan.train.data import holdout_paths  # noqa: E402
 from mgsrgan.infer.fusion import adaptive_blend, guided_blend, member_spread  # noqa: E402
 from mgsrgan.evaluate.protocol import artifact_scores, gray_to_rgb, list_images, load_hr  # noqa: E402

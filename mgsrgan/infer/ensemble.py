@@ -198,7 +198,9 @@ class Ensemble(nn.Module):
     def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
         if self.strategy == "best" and self.guided_tau == 0.0:  # run one member, not K
             return self._blend(self.members[self.best_index](lr_img), lr_img, None)
-        return self.forward_with_uncertainty(lr_img)[0]
+        stack = self._stack(lr_img)
+        spread = member_spread(stack) if self.guided_tau > 0.0 else None  # only guided fusion reads it
+        return self._blend(self._combine(stack), lr_img, spread)
 
     def forward_with_uncertainty(self, lr_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(output (B, 3, H, W), std (B, 1, H, W)): per-pixel std across the (distortion) members, population

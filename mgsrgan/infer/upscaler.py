@@ -186,7 +186,8 @@ class Upscaler:
                  **options) -> "Upscaler":
         """All members of a run folder (`checkpoint` of each: default best, or pretrain where there is none; alpha > 0
         blends in the mean of the members' GAN checkpoints, or member `gan_index`'s alone; adaptive_tau or
-        guided_tau > 0: per-pixel fusion (fusion.py); self_ensemble: each generator on the 8 flips/rotations, 8x the time)."""
+        guided_tau > 0: per-pixel fusion (fusion.py); self_ensemble: each generator on the 8 flips/rotations, 8x the
+        time)."""
         if alpha > 0.0 and checkpoint == "best":
             checkpoint = "pretrain"  # the distortion side of the knob (see ensemble_from_source)
         model = ensemble_from_source(run=Path(run), checkpoint=checkpoint, strategy=strategy, alpha=alpha,

@@ -1,8 +1,8 @@
 """A view of one image from its members' cached outputs: pure maths, no network runs.
 
 The view is built as the CLI's own `Ensemble`, over members that replay cached outputs (`Replay`), so every
-strategy, the alpha knob, adaptive and guided fusion and their checks are the same code as `inference.py` runs: the page and
-the API cannot drift from the command line.
+strategy, the alpha knob, adaptive and guided fusion and their checks are the same code as `inference.py` runs: the
+page and the API cannot drift from the command line.
 """
 from __future__ import annotations
 
