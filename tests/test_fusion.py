@@ -79,3 +79,80 @@ def test_guided_fusion_tiles_exactly_and_needs_alpha(tmp_path):
         assert torch.equal(tiled.upscale_tensor(lr_img), expected), tile
     with pytest.raises(UserError, match="--guided needs --alpha"):
         Upscaler.from_run(tmp_path / "run", guided_tau=0.5)
+
+
+# ---- the texture-preserving mean of the GAN members ---------------------------------------------------------------
+
+def _textured(seed: int, base: torch.Tensor, amplitude: float = 0.05) -> torch.Tensor:
+    """base + zero-mean white texture of the given std (an independent draw per seed)."""
+    generator = torch.Generator().manual_seed(seed)
+    return base + amplitude * torch.randn(base.shape, generator=generator)
+
+
+def _energy(x: torch.Tensor) -> float:
+    return float((x - x.mean()).square().mean())
+
+
+def test_texture_mean_restores_independent_texture_and_keeps_what_members_share():
+    from mgsrgan.infer.fusion import texture_mean
+
+    pixel = torch.full((1, 3, 48, 48), 0.5)
+    shift = 0.02  # a colour offset every member shares: low frequency, kept as the weighted mean keeps it
+    stack = torch.stack([_textured(k, pixel + shift) for k in range(3)])
+    weights = torch.full((3,), 1 / 3)
+    mean = stack.mean(0)
+    out = texture_mean(pixel, stack, weights)
+    inner = (..., slice(8, -8), slice(8, -8))  # away from the border windows
+    member_energy = _energy(stack[0][inner])
+    assert _energy(mean[inner]) == pytest.approx(member_energy / 3, rel=0.15)  # averaging shrinks it by sum w^2
+    assert _energy(out[inner]) == pytest.approx(member_energy, rel=0.15)  # restored to one member's
+    assert float(out.mean() - pixel.mean()) == pytest.approx(shift, abs=2e-3)  # the shared offset stays, not x1.7
+    assert float((out - pixel).mean()) == pytest.approx(float((mean - pixel).mean()), abs=1e-3)
+
+
+def test_texture_mean_of_agreeing_members_is_their_mean_and_the_gain_is_capped():
+    from mgsrgan.infer.fusion import texture_mean
+
+    pixel = torch.full((1, 3, 32, 32), 0.4)
+    one = _textured(0, pixel)
+    same = torch.stack([one, one, one])
+    torch.testing.assert_close(texture_mean(pixel, same, torch.tensor([0.2, 0.3, 0.5])), one)  # gain 1
+    # members that cancel (t and -t): the mean has no texture left; the gain cannot exceed 1 / sqrt(sum w^2)
+    opposite = torch.stack([one, 2 * pixel - one])
+    out = texture_mean(pixel, opposite, torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(out, pixel)
+    flat = texture_mean(pixel, torch.stack([pixel, pixel]), torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(flat, pixel)  # no texture at all: nothing to restore, nothing divided by zero
+
+
+def test_texture_strategy_needs_its_pixel_reference_and_is_the_default_for_scored_gan_members(tmp_path):
+    from mgsrgan.infer.ensemble import build_ensemble, run_member_paths
+    from mgsrgan.io.checkpoint import update_val
+
+    made = make_run(tmp_path / "run", members=3)
+    lr_img = torch.rand(1, 3, 19, 15)
+    with pytest.raises(UserError, match="texture"):
+        Ensemble(made["gan"], strategy="texture")
+    gan_paths = run_member_paths(tmp_path / "run", "gan")
+    assert build_ensemble(gan_paths).strategy == "mean"  # unscored GAN members: the plain mean, as before
+    for path, score in zip(gan_paths, (0.02, 0.03, 0.04)):
+        update_val(path, {"stlpips_alex": score})
+    model = build_ensemble(gan_paths)
+    assert model.strategy == "texture" and model.reference is not None
+    with torch.no_grad():
+        pixel = torch.stack([g(lr_img) for g in made["pretrain"]]).mean(0)
+        stack = torch.stack([g(lr_img) for g in made["gan"]])
+        from mgsrgan.infer.fusion import texture_mean
+        expected = texture_mean(pixel, stack, torch.tensor([6.0, 4.0, 3.0]) / 13.0)  # 1/d weights
+        torch.testing.assert_close(model(lr_img), expected)
+    # the GAN side of a blend is the same texture mean around the blend's own P: alpha 1 = --checkpoint gan
+    whole = Upscaler.from_run(tmp_path / "run", checkpoint="gan", precision="fp32").upscale_tensor(lr_img)
+    blend = Upscaler.from_run(tmp_path / "run", alpha=1.0, precision="fp32").upscale_tensor(lr_img)
+    torch.testing.assert_close(blend, whole)
+    for tile in (5, 8):  # its windows are inside the receptive radius: tiles stitch exactly
+        tiled = Upscaler.from_run(tmp_path / "run", checkpoint="gan", precision="fp32", tile=tile)
+        assert torch.equal(tiled.upscale_tensor(lr_img), whole), tile
+    (tmp_path / "run" / "member_1" / "pretrain.safetensors").unlink()  # no reference beside a member
+    assert build_ensemble(gan_paths).strategy == "perceptual"
+    with pytest.raises(UserError, match="pretrain"):
+        build_ensemble(gan_paths, strategy="texture")

@@ -71,7 +71,8 @@ def test_health_and_models(client):
     ({}, {"checkpoint": "pretrain"}),
     ({"strategy": "median"}, {"checkpoint": "pretrain", "strategy": "median"}),
     ({"strategy": "consensus"}, {"checkpoint": "pretrain", "strategy": "consensus"}),
-    ({"checkpoint": "gan"}, {"checkpoint": "gan"}),  # perceptual weights: the CLI default for scored members
+    ({"checkpoint": "gan"}, {"checkpoint": "gan"}),  # the texture-preserving mean: the CLI default (scored members)
+    ({"checkpoint": "gan", "strategy": "perceptual"}, {"checkpoint": "gan", "strategy": "perceptual"}),
     ({"alpha": 0.5}, {"checkpoint": "pretrain", "alpha": 0.5}),
     ({"alpha": 1.0, "tau": 4}, {"checkpoint": "pretrain", "alpha": 1.0, "adaptive_tau": 4.0}),
     ({"alpha": 1.0, "guided": 0.5}, {"checkpoint": "pretrain", "alpha": 1.0, "guided_tau": 0.5}),
@@ -135,6 +136,7 @@ def test_bad_uploads_are_400(client, data, name, words):
     ({"format": "gif"}, ["png, webp, jpeg"]),
     ({"scale": 4}, ["scale 4", "x2"]),
     ({"checkpoint": "gan", "strategy": "weighted"}, []),  # gan members have PSNRs: allowed
+    ({"strategy": "texture"}, ["strategy 'texture' is for the GAN members"]),  # the pixel-loss side has no P
 ])
 def test_bad_parameters(client, form, words):
     response = upload(client, **form)

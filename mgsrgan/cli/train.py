@@ -126,7 +126,8 @@ def run(args: argparse.Namespace, world: World, stop: StopFlag | None = None) ->
     per_rank_logs = world.distributed and cfg.runtime.distributed == "ensemble"
     log = RunLog(run_dir, enabled=world.is_main or per_rank_logs,
                  filename="log.jsonl" if world.is_main else f"log.rank{world.rank}.jsonl")
-    log.say(f"run folder {run_dir} | device {device} | {cfg.train.members} members, {cfg.train.schedule} | "
+    members = f"{cfg.train.members} member" + ("s" if cfg.train.members != 1 else "")
+    log.say(f"run folder {run_dir} | device {device} | {members}, {cfg.train.schedule} | "
             f"{len(dataset.sources)} training images ({dataset.skipped_small} smaller than a patch and "
             f"{dataset.skipped_unreadable} unreadable skipped), {len(validation)} validation images"
             + (f" | {world.world_size} processes, {cfg.runtime.distributed}-parallel" if world.distributed else ""))

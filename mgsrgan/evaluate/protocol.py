@@ -29,8 +29,8 @@ from torch import nn
 
 from mgsrgan.evaluate.artifacts import colour_shift, periodic_artifact
 from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop
-from mgsrgan.infer.ensemble import (STRATEGIES, Ensemble, alex_scores, load_members, run_member_paths,
-                                    val_alex_of, val_psnr_of)
+from mgsrgan.infer.ensemble import (STRATEGIES, Ensemble, alex_scores, load_members, pixel_siblings,
+                                    run_member_paths, val_alex_of, val_psnr_of)
 from mgsrgan.errors import UserError
 from mgsrgan.evaluate.metrics import PEAK, psnr, ssim, tensor_to_uint8
 from mgsrgan.infer.self_ensemble import SUFFIX as SELF_ENSEMBLE_SUFFIX
@@ -294,12 +294,13 @@ class RunModels:
     members: list[dict]
 
 
-def default_strategies(metas: list[dict]) -> list[str]:
+def default_strategies(metas: list[dict], has_pixel_siblings: bool = False) -> list[str]:
     """Every strategy the checkpoints support: weighted and best need a validation PSNR in every member, perceptual
-    a held-out ST-LPIPS-Alex score."""
+    a held-out ST-LPIPS-Alex score, texture that and the pretrain checkpoints beside the members (its reference)."""
     has_val = all(isinstance(m.get("val"), dict) and isinstance(m["val"].get("psnr"), (int, float)) for m in metas)
+    scored = alex_scores(metas) is not None
     return [s for s in STRATEGIES if (has_val or s not in VAL_STRATEGIES)
-            and (s != "perceptual" or alex_scores(metas) is not None)]
+            and (s != "perceptual" or scored) and (s != "texture" or (scored and has_pixel_siblings))]
 
 
 def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None, device: torch.device | str,
@@ -323,13 +324,25 @@ def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None,
               for generator in generators]
     upscalers: dict[str, ImageUpscaler] = {n: tensor_upscaler(m, device=device) for n, m in zip(names, shared)}
     uses: dict[str, list[str]] = {}
-    chosen = default_strategies(metas) if strategies is None else list(strategies)
+    siblings = pixel_siblings(paths)
+    chosen = default_strategies(metas, siblings is not None) if strategies is None else list(strategies)
+    reference = None
+    if "texture" in chosen and len(shared) > 1:
+        if siblings is None:
+            raise UserError(f"strategy 'texture' needs GAN members with their pretrain checkpoints beside them; "
+                            f"{run} --checkpoint {checkpoint} has none")
+        pixel = [SelfEnsemble(g) if self_ensemble else g for g, _ in load_members(siblings)]
+        reference = Ensemble([SharedMember(with_precision(g.to(device).eval(), precision), tile=tile)
+                              for g in pixel]).eval()
     for strategy in chosen if len(shared) > 1 else []:
         val_psnr = None
         if strategy in VAL_STRATEGIES:
             val_psnr = [val_psnr_of(p, meta, strategy) for p, meta in zip(paths, metas)]
         val_alex = [val_alex_of(p, meta) for p, meta in zip(paths, metas)] if strategy == "perceptual" else None
-        ensemble = Ensemble(shared, strategy=strategy, val_psnr=val_psnr, val_alex=val_alex).eval()
+        if strategy == "texture":
+            val_alex = alex_scores(metas)
+        ensemble = Ensemble(shared, strategy=strategy, val_psnr=val_psnr, val_alex=val_alex,
+                            reference=reference if strategy == "texture" else None).eval()
         name = f"ensemble-{strategy}{suffix}"
         upscalers[name] = tensor_upscaler(ensemble, device=device)
         uses[name] = [names[ensemble.best_index]] if strategy == "best" else list(names)

@@ -39,10 +39,11 @@ from torch import nn
 from mgsrgan.io.checkpoint import CHECKPOINT_NAMES, CheckpointError, GeneratorArch, load_generator
 from mgsrgan.errors import UserError
 from mgsrgan.models.fuse import fold_batchnorm
-from mgsrgan.infer.fusion import CONSENSUS_RADIUS, adaptive_blend, guided_blend, local_mean, member_spread
+from mgsrgan.infer.fusion import (CONSENSUS_RADIUS, adaptive_blend, guided_blend, local_mean, member_spread,
+                                  texture_mean)
 from mgsrgan.infer.self_ensemble import SelfEnsemble
 
-STRATEGIES = ("mean", "median", "weighted", "perceptual", "best", "consensus")
+STRATEGIES = ("mean", "median", "weighted", "perceptual", "best", "consensus", "texture")
 VARIANCE_FLOOR = (1.0 / 255.0) ** 2 / 12.0  # variance of 8-bit quantisation: agreement finer than the output can
 #                                             store carries no information, so no member gets more weight for it
 SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "weights"  # weights/x<scale>/member_<k>/{pretrain,gan}.safetensors
@@ -75,9 +76,11 @@ def consensus(stack: torch.Tensor, radius: int = CONSENSUS_RADIUS) -> torch.Tens
     return (stack * weights).sum(dim=0) / weights.sum(dim=0)
 
 
-def combine(stack: torch.Tensor, strategy: str, weights: torch.Tensor, best_index: int) -> torch.Tensor:
+def combine(stack: torch.Tensor, strategy: str, weights: torch.Tensor, best_index: int,
+            reference: torch.Tensor | None = None) -> torch.Tensor:
     """(K, ...) member outputs -> (...) by `strategy` (module docstring); `weights` (K,) summing to 1 serve
-    "weighted" and "perceptual", `best_index` serves "best". Pure: Ensemble and the server's cached outputs share it."""
+    "weighted", "perceptual" and "texture", `best_index` serves "best", `reference` (the pixel-loss ensemble's
+    output) serves "texture". Pure: Ensemble and the server's cached outputs share it."""
     if strategy == "mean":
         return stack.mean(dim=0)
     if strategy == "median":
@@ -88,6 +91,11 @@ def combine(stack: torch.Tensor, strategy: str, weights: torch.Tensor, best_inde
         return stack[best_index]
     if strategy == "consensus":
         return consensus(stack)
+    if strategy == "texture":
+        if reference is None:
+            raise UserError("strategy 'texture' needs the pixel-loss ensemble's output (the GAN members' texture is "
+                            "measured against it)")
+        return texture_mean(reference, stack, weights)
     raise UserError(f"unknown ensemble strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
 
 
@@ -115,13 +123,15 @@ class Ensemble(nn.Module):
     """Members combined by `strategy`. forward: (B, 3, h, w) in [0, 1] -> (B, 3, h*scale, w*scale).
 
     `val_psnr` (one per member, dB) is needed by "weighted" and "best", `val_alex` (held-out ST-LPIPS-Alex, one per
-    member) by "perceptual". `gan_member` with `alpha` in [0, 1] blends a
+    member) by "perceptual" (and weights "texture" when given). "texture" (GAN members) needs `reference`: the
+    pixel-loss ensemble whose output P the members' texture is measured against (fusion.texture_mean).
+    `gan_member` with `alpha` in [0, 1] blends a
     perception-oriented generator in: out = (1 - alpha) * combined + alpha * gan_member(x).
     """
 
     def __init__(self, members: Sequence[nn.Module], *, strategy: str = "mean",
                  val_psnr: Sequence[float] | None = None, val_alex: Sequence[float] | None = None,
-                 gan_member: nn.Module | None = None,
+                 gan_member: nn.Module | None = None, reference: nn.Module | None = None,
                  alpha: float = 0.0, adaptive_tau: float = 0.0, guided_tau: float = 0.0) -> None:
         super().__init__()
         if not members:
@@ -133,6 +143,9 @@ class Ensemble(nn.Module):
         if strategy == "perceptual" and (val_alex is None or len(val_alex) != len(members)):
             raise UserError("strategy 'perceptual' needs one held-out ST-LPIPS-Alex score per member "
                             "(scripts/score_members.py writes them into the checkpoints)")
+        if strategy == "texture" and reference is None:
+            raise UserError("strategy 'texture' is for GAN members and needs their pixel-loss ensemble (the "
+                            "pretrain checkpoints beside them)")
         if not 0.0 <= alpha <= 1.0:
             raise UserError(f"alpha must be in [0, 1], got {alpha}")
         if alpha > 0.0 and gan_member is None:
@@ -149,17 +162,19 @@ class Ensemble(nn.Module):
                             "(the pixel-loss members'), not both")
         if guided_tau > 0 and len(members) < 2:
             raise UserError("guided fusion needs several pixel-loss members (their disagreement steers it)")
-        scales = {m.scale for m in members} | ({gan_member.scale} if gan_member is not None else set())
+        scales = ({m.scale for m in members} | ({gan_member.scale} if gan_member is not None else set())
+                  | ({reference.scale} if reference is not None else set()))
         if len(scales) != 1:
             raise UserError(f"ensemble members have different scales {sorted(scales)}")
         self.members = nn.ModuleList(members)
         self.gan_member = gan_member
+        self.reference = reference
         self.scale = scales.pop()
         self.strategy = strategy
         self.alpha = float(alpha)
         self.adaptive_tau = float(adaptive_tau)
         self.guided_tau = float(guided_tau)
-        if strategy == "perceptual":
+        if strategy == "perceptual" or (strategy == "texture" and val_alex is not None):
             weights = perceptual_weights(val_alex)
         elif val_psnr is not None:
             weights = psnr_weights(val_psnr)
@@ -173,25 +188,46 @@ class Ensemble(nn.Module):
         radius = max(m.receptive_radius() for m in self._all_generators())
         if self.strategy == "consensus" or self.adaptive_tau > 0 or self.guided_tau > 0:  # one window either way
             radius += math.ceil(CONSENSUS_RADIUS / self.scale)
+        if self.strategy == "texture":  # the texture's local mean, then the energies' window
+            radius += math.ceil(2 * CONSENSUS_RADIUS / self.scale)
+        if isinstance(self.gan_member, Ensemble) and self.gan_member.strategy == "texture":
+            radius = max(radius, self.gan_member.receptive_radius())
         return radius
 
     def _all_generators(self) -> list[nn.Module]:
-        return list(self.members) + ([self.gan_member] if self.gan_member is not None else [])
+        return (list(self.members) + ([self.gan_member] if self.gan_member is not None else [])
+                + ([self.reference] if self.reference is not None else []))
 
     def _stack(self, lr_img: torch.Tensor) -> torch.Tensor:
         return torch.stack([member(lr_img) for member in self.members], dim=0)  # (K, B, 3, H, W)
 
-    def _combine(self, stack: torch.Tensor) -> torch.Tensor:
-        return combine(stack, self.strategy, self.member_weights, self.best_index)
+    def _combine(self, stack: torch.Tensor, lr_img: torch.Tensor, reference: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+        """reference: P when the caller has it already (a texture GAN side inside a blend), else computed."""
+        if self.strategy == "texture" and reference is None:
+            reference = self.reference(lr_img)
+        return combine(stack, self.strategy, self.member_weights, self.best_index, reference)
+
+    def texture_given(self, lr_img: torch.Tensor, pixel: torch.Tensor) -> torch.Tensor:
+        """A "texture" GAN side's output with P given (the blending ensemble's own combination): no second pass
+        through the pixel-loss members."""
+        return self._combine(self._stack(lr_img), lr_img, pixel)
+
+    def _gan_output(self, lr_img: torch.Tensor, combined: torch.Tensor) -> torch.Tensor:
+        gan = self.gan_member
+        if isinstance(gan, Ensemble) and gan.strategy == "texture":
+            return gan.texture_given(lr_img, combined)
+        return gan(lr_img)
 
     def _blend(self, combined: torch.Tensor, lr_img: torch.Tensor, spread: torch.Tensor | None) -> torch.Tensor:
         """combined: P; spread: the members' std (member_spread), needed by guided fusion only."""
         if self.gan_member is None or self.alpha == 0.0:
             return combined
         if self.guided_tau > 0.0:
-            return guided_blend(combined, self.gan_member(lr_img), spread, alpha=self.alpha, tau=self.guided_tau)
+            return guided_blend(combined, self._gan_output(lr_img, combined), spread, alpha=self.alpha,
+                                tau=self.guided_tau)
         if self.adaptive_tau == 0.0:
-            return (1.0 - self.alpha) * combined + self.alpha * self.gan_member(lr_img)
+            return (1.0 - self.alpha) * combined + self.alpha * self._gan_output(lr_img, combined)
         gan, gan_spread = self.gan_member.forward_with_uncertainty(lr_img)
         return adaptive_blend(combined, gan, gan_spread, alpha=self.alpha, tau=self.adaptive_tau)
 
@@ -200,14 +236,14 @@ class Ensemble(nn.Module):
             return self._blend(self.members[self.best_index](lr_img), lr_img, None)
         stack = self._stack(lr_img)
         spread = member_spread(stack) if self.guided_tau > 0.0 else None  # only guided fusion reads it
-        return self._blend(self._combine(stack), lr_img, spread)
+        return self._blend(self._combine(stack, lr_img), lr_img, spread)
 
     def forward_with_uncertainty(self, lr_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(output (B, 3, H, W), std (B, 1, H, W)): per-pixel std across the (distortion) members, population
         form (0 for K = 1), averaged over the 3 channels; same units as the image ([0, 1] scale)."""
         stack = self._stack(lr_img)
         std = member_spread(stack)
-        return self._blend(self._combine(stack), lr_img, std), std
+        return self._blend(self._combine(stack, lr_img), lr_img, std), std
 
 
 # ---- where members come from -------------------------------------------------------------------------------------
@@ -290,10 +326,24 @@ def alex_scores(metas: Sequence[dict]) -> list[float] | None:
     return None
 
 
-def gan_ensemble(generators: Sequence[nn.Module], metas: Sequence[dict]) -> Ensemble:
-    """Several GAN members as one model (eval mode): perceptual weights when every member is scored, else the mean."""
+def gan_ensemble(generators: Sequence[nn.Module], metas: Sequence[dict], reference: nn.Module | None = None
+                 ) -> Ensemble:
+    """Several GAN members as one model (eval mode). Scored members (held-out ST-LPIPS-Alex in every checkpoint):
+    the texture-preserving mean with perceptual weights around `reference` (the pixel-loss ensemble) when given,
+    else the perceptual-weights mean; unscored: the mean."""
     scores = alex_scores(metas)
+    if scores and reference is not None:
+        return Ensemble(generators, strategy="texture", val_alex=scores, reference=reference).eval()
     return Ensemble(generators, strategy="perceptual" if scores else "mean", val_alex=scores).eval()
+
+
+def pixel_siblings(paths: Sequence[Path]) -> list[Path] | None:
+    """The pretrain (pixel-loss) checkpoint beside each GAN member file (member_<k>/pretrain.safetensors next to
+    member_<k>/gan.safetensors), or None when any is missing or the members are pretrain files themselves."""
+    siblings = [Path(p).parent / "pretrain.safetensors" for p in paths]
+    if any(Path(p).name == s.name or not s.is_file() for p, s in zip(paths, siblings)):
+        return None
+    return siblings
 
 
 def val_psnr_of(path: Path, meta: dict, strategy: str) -> float:
@@ -310,8 +360,9 @@ def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_pa
     """Load checkpoints into an Ensemble (eval mode). The GAN side, if any (one file: that generator; several: the
     mean of them, whose disagreement adaptive fusion reads), must match the members' architecture.
     self_ensemble: every generator runs on the 8 flips/rotations of the input (mgsrgan/infer/self_ensemble.py, 8x cost).
-    strategy None: "perceptual" when every member carries a held-out ST-LPIPS-Alex score (scored GAN members),
-    else "mean". A several-member GAN side is weighted the same way: "perceptual" when scored, else "mean"."""
+    strategy None: "texture" when every member carries a held-out ST-LPIPS-Alex score (scored GAN members) and has
+    its pretrain checkpoint beside it (the reference P: their mean), "perceptual" when scored without those, else
+    "mean". A several-member GAN side of a blend: "texture" around the blend's own P when scored, else "mean"."""
     if strategy is not None and strategy not in STRATEGIES:
         raise UserError(f"unknown ensemble strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if not paths:
@@ -324,14 +375,23 @@ def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_pa
     if len(gan_loaded) == 1:
         gan = gan_loaded[0][0]
     elif gan_loaded:
-        gan = gan_ensemble([g for g, _ in gan_loaded], [meta for _, meta in gan_loaded])
+        pixel = Ensemble([g for g, _ in loaded]).eval()  # P for the texture mean when the GAN side runs alone
+        gan = gan_ensemble([g for g, _ in gan_loaded], [meta for _, meta in gan_loaded], reference=pixel)
     metas = [meta for _, meta in loaded]
+    siblings = pixel_siblings(paths)
     if strategy is None:
-        strategy = "perceptual" if alex_scores(metas) else "mean"
+        scored = alex_scores(metas) is not None
+        strategy = ("texture" if siblings else "perceptual") if scored else "mean"
+    reference = None
+    if strategy == "texture" and siblings:
+        generators = [g for g, _ in load_members(siblings)]
+        reference = Ensemble([SelfEnsemble(g) for g in generators] if self_ensemble else generators).eval()
     val_psnr = val_alex = None
     if strategy in ("weighted", "best"):
         val_psnr = [val_psnr_of(Path(p), meta, strategy) for p, meta in zip(paths, metas)]
     if strategy == "perceptual":
         val_alex = [val_alex_of(Path(p), meta) for p, meta in zip(paths, metas)]
+    if strategy == "texture":
+        val_alex = alex_scores(metas)  # perceptual weights when scored, else equal ones
     return Ensemble([g for g, _ in loaded], strategy=strategy, val_psnr=val_psnr, val_alex=val_alex, gan_member=gan,
-                    alpha=alpha, adaptive_tau=adaptive_tau, guided_tau=guided_tau).eval()
+                    reference=reference, alpha=alpha, adaptive_tau=adaptive_tau, guided_tau=guided_tau).eval()

@@ -110,7 +110,7 @@ def create_app(banks: dict[int, Bank], limits: ServeLimits = ServeLimits()) -> F
         lr_img, info = await read_upload(image)
 
         def work() -> bytes:
-            outputs = bank.run(lr_img, sides_needed(view), self_ensemble=self_ensemble)
+            outputs = bank.run(lr_img, sides_needed(view, bank), self_ensemble=self_ensemble)
             out = render(outputs, bank, view)
             return encode_uncertainty(out, fmt) if uncertainty else encode(out, info, fmt)
         content = await asyncio.wrap_future(queue.submit(work))

@@ -59,6 +59,9 @@ def check_view(view: View, bank: Bank) -> None:
                         f"{', '.join(bank.sides)}")
     if view.strategy is not None and view.strategy not in STRATEGIES:
         raise UserError(f"unknown strategy {view.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if view.strategy == "texture" and not (view.checkpoint == GAN and texture_ready(bank)):
+        raise UserError("strategy 'texture' is for the GAN members (checkpoint gan) with held-out scores and the "
+                        "pixel-loss members beside them")
     if not 0.0 <= view.alpha <= 1.0:
         raise UserError(f"alpha must be in [0, 1], got {view.alpha}")
     if view.alpha > 0 and view.checkpoint != PIXEL:
@@ -74,22 +77,43 @@ def check_view(view: View, bank: Bank) -> None:
         raise UserError(f"member {view.member}: the {view.checkpoint} side has members 0..{count - 1}")
 
 
-def sides_needed(view: View) -> tuple[str, ...]:
-    return (PIXEL, GAN) if view.alpha > 0 else (view.checkpoint,)
+def texture_ready(bank: Bank) -> bool:
+    """The texture-preserving mean needs scored GAN members and the pixel-loss ones (its reference P)."""
+    return GAN in bank.sides and PIXEL in bank.sides and bool(bank.sides[GAN].val_alex)
+
+
+def gan_strategy(view: View, bank: Bank) -> str:
+    """The GAN view's strategy: the asked one, else what inference.py picks (texture, perceptual, mean)."""
+    if view.strategy is not None:
+        return view.strategy
+    return "texture" if texture_ready(bank) else ("perceptual" if bank.sides[GAN].val_alex else "mean")
+
+
+def sides_needed(view: View, bank: Bank) -> tuple[str, ...]:
+    if view.alpha > 0 or (view.checkpoint == GAN and view.kind != "member" and gan_strategy(view, bank) == "texture"):
+        return (PIXEL, GAN)
+    return (view.checkpoint,)
 
 
 def build_view(outputs: dict[str, torch.Tensor], bank: Bank, view: View) -> Ensemble:
     """The Ensemble that `inference.py` would build for `view`, over replayed member outputs."""
     side = bank.sides[view.checkpoint]
     members = [Replay(o, bank.scale) for o in outputs[view.checkpoint]]
-    strategy = view.strategy or ("perceptual" if side.val_alex else "mean")
+    pixel = Ensemble([Replay(o, bank.scale) for o in outputs[PIXEL]]) if PIXEL in outputs else None  # P, mean
+    if view.checkpoint == GAN:
+        strategy = gan_strategy(view, bank)
+    else:
+        strategy = view.strategy or ("perceptual" if side.val_alex else "mean")
     gan = None
     if view.alpha > 0:
         gan_side = bank.sides[GAN]
         gan_members = [Replay(o, bank.scale) for o in outputs[GAN]]
+        texture = texture_ready(bank) and len(gan_members) > 1
         gan = gan_members[0] if len(gan_members) == 1 else Ensemble(
-            gan_members, strategy="perceptual" if gan_side.val_alex else "mean", val_alex=gan_side.val_alex)
+            gan_members, strategy="texture" if texture else ("perceptual" if gan_side.val_alex else "mean"),
+            val_alex=gan_side.val_alex, reference=pixel if texture else None)
     return Ensemble(members, strategy=strategy, val_psnr=side.val_psnr, val_alex=side.val_alex, gan_member=gan,
+                    reference=pixel if strategy == "texture" else None,
                     alpha=view.alpha, adaptive_tau=view.tau, guided_tau=view.guided)
 
 

@@ -41,6 +41,7 @@ function strategiesFor(side) {  // a strategy needs the scores it weighs by
   return state.models.strategies.filter((s) => {
     if (s === "weighted" || s === "best") return Boolean(side.val_psnr_db);
     if (s === "perceptual") return Boolean(side.val_stlpips_alex);
+    if (s === "texture") return state.checkpoint === "gan" && Boolean(side.val_stlpips_alex);  // needs P too
     return true;
   });
 }
@@ -50,7 +51,8 @@ function fillStrategies() {
   const select = $("strategy");
   select.replaceChildren();
   for (const s of strategiesFor(side)) select.add(new Option(s, s));
-  select.value = side.val_stlpips_alex ? "perceptual" : "mean";
+  // what inference.py picks: the texture-preserving mean for scored GAN members, else perceptual or mean
+  select.value = side.val_stlpips_alex ? (state.checkpoint === "gan" ? "texture" : "perceptual") : "mean";
   const blend = state.checkpoint === "pretrain" && ensembleOf(currentScale()).gan;
   $("alpha").disabled = !blend;
   $("tau").disabled = !blend;
