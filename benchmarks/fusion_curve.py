@@ -7,7 +7,8 @@
         --out benchmarks/results/fusion_curve_holdout     # where a setting is chosen: the validation images
 
 Per image: P = mean of the members' `pretrain` outputs, G_k = each member's `gan` output, G = their combination as
-inference.py makes it (perceptual weights for scored members; --gan-side mean: the plain mean) and s = their
+inference.py makes it (the texture-preserving mean around P with perceptual weights for scored members;
+--gan-side perceptual: the perceptual-weights mean; --gan-side mean: the plain mean) and s = their
 per-pixel std. Global blend: P + alpha (G - P) for each --alphas; adaptive fusion (mgsrgan.infer.fusion.
 adaptive_blend, alpha 1): P + w (G - P), w = tau^2 / (tau^2 + d^2), d = s in 8-bit levels averaged over a 7x7
 window, for each --taus; guided fusion (mgsrgan.infer.fusion.guided_blend, alpha 1): P + w (G - P),
@@ -73,7 +74,8 @@ def score_set(name: str, paths: list[Path], pixel, gan, args, distance, dtype) -
         pk = _run(pixel, lr, dtype)
         p, pixel_spread = pk.mean(0), member_spread(pk)
         gk = _run(gan, lr, dtype)
-        g, spread = combine(gk, "weighted", args.gan_weights, 0), member_spread(gk)
+        g = combine(gk, args.gan_strategy, args.gan_weights, 0, reference=p)
+        spread = member_spread(gk)
         outputs = {f"GAN member {k}": gk[k] for k in range(len(gan))}
         for kind, name, value in settings(args):
             if kind == "global":
@@ -164,9 +166,9 @@ def main() -> int:
     parser.add_argument("--taus", type=float, nargs="+", default=[2.0, 4.0, 8.0, 16.0])
     # 0.25 .. 2 levels: the pixel-loss members' std is 0.6-1.5 levels on average (benchmarks/results/figure_*.png)
     parser.add_argument("--guided-taus", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0])
-    parser.add_argument("--gan-side", choices=("cli", "mean"), default="cli",
-                        help="G: as inference.py builds it (perceptual weights for scored members; default) or the "
-                             "plain mean of the GAN members")
+    parser.add_argument("--gan-side", choices=("cli", "perceptual", "mean"), default="cli",
+                        help="G: as inference.py builds it (texture-preserving mean with perceptual weights for "
+                             "scored members; default), the perceptual-weights mean, or the plain mean")
     parser.add_argument("--precision", default="auto", help="auto|fp32|bf16 for the generator passes")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/fusion_curve")
     parser.add_argument("--replot", action="store_true", help="redraw OUT.md and OUT.png from OUT.json, no networks")
@@ -181,8 +183,9 @@ def main() -> int:
     gan_loaded = load_members(run_member_paths(args.run, "gan"))
     gan = [g for g, _ in gan_loaded]
     scores = alex_scores([meta for _, meta in gan_loaded])  # as inference.py's GAN side: perceptual when scored
-    args.gan_weights = (perceptual_weights(scores) if scores and args.gan_side == "cli"
+    args.gan_weights = (perceptual_weights(scores) if scores and args.gan_side != "mean"
                         else torch.full((len(gan),), 1 / len(gan)))
+    args.gan_strategy = "texture" if scores and args.gan_side == "cli" else "weighted"
     args.scale = pixel[0].scale
     dtype = resolve_precision(args.precision, torch.device("cpu"))
     distance = ReferenceSTLPIPS(STLPIPS(net="alex"))

@@ -53,7 +53,7 @@ def test_config_inside_the_shipped_checkpoints_is_config_scaled():
     """The resolved config saved inside every shipped checkpoint (what the run trained with), in today's keys
     (upgrade_saved_config: gan_steps 300 -> gan_iterations 150), against config_scaled.yaml resolved today: on every
     key both have (fields added since, absent from the saved one, and the run name aside) the gan checkpoints agree
-    and the pretrain ones differ exactly on PRETRAIN_RUN_DIFFERS."""
+    and the pretrain ones differ exactly on PRETRAIN_RUN_DIFFERS; a re-drawn gan slot on its seed and member count."""
     from mgsrgan.config import config_to_dict, load_config, upgrade_saved_config
     from mgsrgan.io.checkpoint import read_meta
 
@@ -61,11 +61,15 @@ def test_config_inside_the_shipped_checkpoints_is_config_scaled():
     paths = sorted((ROOT / "weights" / "x2").glob("member_*/*.safetensors"))
     assert [p.stem for p in paths] == ["gan", "pretrain"] * 3
     for path in paths:
-        saved = _flat(upgrade_saved_config(read_meta(path)["config"], str(path)))  # every field it had, renamed
+        meta = read_meta(path)
+        saved = _flat(upgrade_saved_config(meta["config"], str(path)))  # every field it had, renamed
         assert not set(saved) - set(preset), f"{path}: keys today's config does not know"
         compared = set(saved) - {"train.name"}
         differ = {key for key in compared if saved[key] != preset[key]}
         expected = set() if path.stem == "gan" else PRETRAIN_RUN_DIFFERS
+        if "redrawn_from" in meta:  # a slot re-drawn by a one-member phase-2 run (ship_weights.py --gan-into)
+            expected = {"train.seed", "train.members"}
+            assert saved["train.members"] == 1 and saved["train.seed"] == meta["seed"] != preset["train.seed"]
         assert differ == expected, {key: (saved[key], preset[key]) for key in differ ^ expected}
         assert {"train.pretrain_steps", "train.gan_iterations", "model.channels", "loss.pixel"} <= compared
 

@@ -32,11 +32,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "validation PSNR; perceptual: 1/d weights from each member's held-out ST-LPIPS-Alex d "
                              "(GAN members scored by scripts/score_members.py); best: one member, K times faster; "
                              "consensus: per-pixel weights that drop a member only where it disagrees with the rest "
-                             "(see mgsrgan/infer/ensemble.py). Default: perceptual for scored members (the shipped "
-                             "gan checkpoints), else mean")
+                             "(see mgsrgan/infer/ensemble.py); texture (GAN members): the perceptual-weights mean "
+                             "with the texture that averaging removes restored, measured around the pixel-loss "
+                             "members beside them (mgsrgan/infer/fusion.py). Default: texture for scored GAN "
+                             "members with their pretrain checkpoints (the shipped gan checkpoints), perceptual "
+                             "for scored ones without, else mean")
     parser.add_argument("--alpha", type=float, default=0.0,
                         help="perception-distortion knob in [0, 1]: (1-A) * distortion ensemble + A * GAN side "
-                             "(the mean of the GAN members); 0 (default) = best PSNR, 1 = most texture "
+                             "(the GAN members' texture-preserving mean when scored, else their mean); 0 (default) "
+                             "= best PSNR, 1 = most texture "
                              "(Blau & Michaeli 2018)")
     parser.add_argument("--adaptive", type=float, default=0.0, metavar="TAU",
                         help="adaptive fusion: per pixel, the GAN share is A where the GAN members agree and falls "
