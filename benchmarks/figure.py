@@ -129,7 +129,7 @@ def peer_outputs(peers: Path, lr_img: np.ndarray, scale: int, notes: list[str]) 
 
 def network_tiles(args: argparse.Namespace, lr_img: np.ndarray, hr_crop: np.ndarray, crop: Crop, scale: int,
                   generators: list[torch.nn.Module], notes: list[str]) -> list[Tile]:
-    """member_<k>, the mean ensemble, the GAN mean ensemble and the uncertainty map, as tiles."""
+    """member_<k>, the mean ensemble, the GAN ensemble (as --checkpoint gan) and the uncertainty map, as tiles."""
     device = resolve_device(args.device)
     lr = torch.from_numpy(lr_img.copy()).permute(2, 0, 1)[None].to(device, torch.float32) / PEAK  # (1, 3, h, w)
     shared = [SharedMember(g.to(device).eval(), tile=args.tile) for g in generators]  # one pass per member
@@ -150,7 +150,9 @@ def network_tiles(args: argparse.Namespace, lr_img: np.ndarray, hr_crop: np.ndar
                 gan = [SharedMember(g.to(device).eval(), tile=args.tile) for g, _ in gan_loaded]
                 if gan[0].scale != scale:
                     raise UserError(f"{gan_paths[0]}: x{gan[0].scale}, but the members are x{scale}")
-                gan_model = gan_ensemble(gan, [meta for _, meta in gan_loaded])  # as --checkpoint gan builds it
+                # as --checkpoint gan builds it: the texture mean around the pixel-loss members when scored
+                reference = Ensemble(shared).eval() if args.checkpoint == "pretrain" else None
+                gan_model = gan_ensemble(gan, [meta for _, meta in gan_loaded], reference=reference)
                 gan_mean, gan_std = gan_model.forward_with_uncertainty(lr)
                 tiles.append(scored(f"GAN ensemble {gan_model.strategy} ({args.gan_checkpoint})",
                                     tensor_to_uint8(gan_mean), hr_crop, crop))
