@@ -190,8 +190,6 @@ class Ensemble(nn.Module):
             radius += math.ceil(CONSENSUS_RADIUS / self.scale)
         if self.strategy == "texture":  # the texture's local mean, then the energies' window
             radius += math.ceil(2 * CONSENSUS_RADIUS / self.scale)
-        if isinstance(self.gan_member, Ensemble) and self.gan_member.strategy == "texture":
-            radius = max(radius, self.gan_member.receptive_radius())
         return radius
 
     def _all_generators(self) -> list[nn.Module]:
