@@ -1,0 +1,130 @@
+"""Does the GAN members' disagreement say where their texture costs PSNR and buys no perception? Probes.
+
+    python benchmarks/adaptive_probe.py --run weights/x2 --held-out config_scaled.yaml \
+        [--out benchmarks/results/adaptive_probe]
+
+The shipped adaptive fusion (mgsrgan.infer.fusion.adaptive_blend) lies on the global alpha blend's curve: no better,
+no worse. This scores, on the validation images only, three other readings of the same signal, each as
+P + w (G - P) per pixel (P = the pixel-loss mean, G = the texture-preserving GAN combination, as inference.py):
+  structure   w = tau^2 / (tau^2 + d^2), d = the std of the GAN members' 7x7 local means (colour and shape
+              disagreement; independent fine texture is expected and left alone)
+  coherence   w = min(1, c / c0), c = |mean of the members' texture|^2 / mean of |texture|^2 over 7x7 (1 where
+              their texture agrees, 1/K where it is independent): toward P where the texture is each one's own
+  incoherence w = min(1, (1 - c) / (1 - c0)): the reverse, toward P where they agree
+Each is compared with the global blend at the same PSNR (linear interpolation along alpha in [0.5, 1], the branch
+where PSNR falls as alpha grows). Also reported, the diagnostic: over 7x7 windows binned by the adaptive d, the PSNR
+cost of G over P ((G-HR)^2 - (P-HR)^2) per unit of texture energy (G-P)^2. A flat ratio means the disagreement
+says nothing about which texture is wrong: no per-pixel weighting by it can beat the global alpha.
+Writes OUT.json and OUT.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.fusion_curve import _run, load_pair  # noqa: E402
+from mgsrgan.config import load_config  # noqa: E402
+from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
+from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS  # noqa: E402
+from mgsrgan.infer.ensemble import (alex_scores, combine, load_members, perceptual_weights,  # noqa: E402
+                                    run_member_paths)
+from mgsrgan.infer.fusion import CONSENSUS_RADIUS, adaptive_blend, local_mean, member_spread  # noqa: E402
+from mgsrgan.train.data import holdout_paths  # noqa: E402
+
+ALPHAS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # the global curve's falling-PSNR branch, where every probe lands
+STRUCTURE_TAUS = (0.5, 1.0, 2.0)  # levels: the members' local means differ by 0.3-1 level (their colour shifts)
+COHERENCE_C0 = (0.5, 0.7, 0.9)
+D_BINS = (0.0, 1.0, 2.0, 4.0, 8.0, np.inf)  # adaptive d in levels
+
+
+def _split(stack: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    k, b, c, h, w = stack.shape
+    low = local_mean(stack.reshape(k * b, c, h, w), r).reshape(k, b, c, h, w)
+    return low, stack - low
+
+
+def probes(p: torch.Tensor, g: torch.Tensor, gk: torch.Tensor) -> dict[str, torch.Tensor]:
+    r = CONSENSUS_RADIUS
+    out = {f"global alpha {a:g}": p + a * (g - p) for a in ALPHAS}
+    low, _ = _split(gk, r)
+    for tau in STRUCTURE_TAUS:
+        out[f"structure tau {tau:g}"] = adaptive_blend(p, g, member_spread(low), alpha=1.0, tau=tau, radius=r)
+    _, high = _split(gk - p, r)
+    agree = local_mean(high.mean(0).square().mean(1, keepdim=True), r)
+    total = local_mean(high.square().mean(0).mean(1, keepdim=True), r).clamp_min(1e-9)
+    c = agree / total
+    for c0 in COHERENCE_C0:
+        out[f"coherence c0 {c0:g}"] = p + (c / c0).clamp(max=1.0) * (g - p)
+        out[f"incoherence c0 {c0:g}"] = p + ((1 - c) / (1 - c0)).clamp(max=1.0) * (g - p)
+    return out
+
+
+def cost_by_disagreement(p, g, gk, hr_t) -> tuple[np.ndarray, np.ndarray]:
+    """Per D_BINS bin: summed PSNR cost of G over P and summed texture energy, over 7x7 windows (8-bit levels^2)."""
+    r = CONSENSUS_RADIUS
+    d = local_mean(member_spread(gk).float() * PEAK, r).flatten()
+    cost = local_mean(((g - hr_t).square() - (p - hr_t).square()).mean(1, keepdim=True), r).flatten() * PEAK ** 2
+    energy = local_mean((g - p).square().mean(1, keepdim=True), r).flatten() * PEAK ** 2
+    idx = np.digitize(d.numpy(), D_BINS[1:-1])
+    return (np.bincount(idx, cost.numpy(), len(D_BINS) - 1), np.bincount(idx, energy.numpy(), len(D_BINS) - 1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--held-out", type=Path, required=True, metavar="CONFIG")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/adaptive_probe")
+    args = parser.parse_args()
+    pixel = [m for m, _ in load_members(run_member_paths(args.run, "pretrain"))]
+    loaded = load_members(run_member_paths(args.run, "gan"))
+    gan, weights = [m for m, _ in loaded], perceptual_weights(alex_scores([meta for _, meta in loaded]))
+    distance = ReferenceSTLPIPS(STLPIPS(net="alex"))
+    cfg = load_config(args.held_out)
+    rows: dict[str, list[tuple[float, float]]] = {}
+    cost, energy = np.zeros(len(D_BINS) - 1), np.zeros(len(D_BINS) - 1)
+    scale = pixel[0].scale
+    for path in tqdm(holdout_paths(cfg.data.train_dirs, cfg.data.val_holdout), desc="held-out", unit="img"):
+        hr, lr = load_pair(path, scale)
+        pk, gk = _run(pixel, lr, torch.float32), _run(gan, lr, torch.float32)
+        p = pk.mean(0)
+        g = combine(gk, "texture", weights, 0, reference=p)
+        c_, e_ = cost_by_disagreement(p, g, gk, torch.from_numpy(hr.copy()).permute(2, 0, 1)[None].float() / PEAK)
+        cost, energy = cost + c_, energy + e_
+        for name, out in probes(p, g, gk).items():
+            sr, s = tensor_to_uint8(out), scale
+            rows.setdefault(name, []).append((psnr(sr, hr, crop_border=s), distance(
+                np.ascontiguousarray(sr[s:-s, s:-s]), np.ascontiguousarray(hr[s:-s, s:-s]))))
+    means = {name: (float(np.mean([a for a, _ in v])), float(np.mean([b for _, b in v]))) for name, v in rows.items()}
+    curve = sorted(v for k, v in means.items() if k.startswith("global"))
+    lines = ["| output | PSNR (dB) | ST-LPIPS-Alex | global blend at this PSNR | difference |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for name, (db, alex) in means.items():
+        inside = curve[0][0] <= db <= curve[-1][0]
+        ref = float(np.interp(db, [c[0] for c in curve], [c[1] for c in curve])) if inside else None
+        lines.append(f"| {name} | {db:.4f} | {alex:.4f} | " + (f"{ref:.4f} | {alex - ref:+.4f} |" if ref is not None
+                     else "outside the curve's PSNR range | - |"))
+    lines += ["", "| adaptive d (levels) | share of windows' texture energy | PSNR cost / texture energy |",
+              "| --- | ---: | ---: |"]
+    for i in range(len(D_BINS) - 1):
+        lines.append(f"| {D_BINS[i]:g} - {D_BINS[i + 1]:g} | {energy[i] / energy.sum():.3f} | "
+                     f"{cost[i] / max(energy[i], 1e-12):.3f} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps({"run": str(args.run), "means": means,
+                                                         "cost_by_d": cost.tolist(), "energy_by_d": energy.tolist(),
+                                                         "d_bins": [str(b) for b in D_BINS]}, indent=1))
+    args.out.with_suffix(".md").write_text("Held-out images, alpha 1 for every probe.\n\n" + "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""How much more can the pixel-loss ensemble gain from its members? A bias-variance split of their error.
+
+    python benchmarks/ensemble_bound.py --run weights/x2 --held-out config_scaled.yaml \
+        --sets ../shared/data/Set14 ../shared/data/BSD100 [--self-ensemble-sets held-out Set14] \
+        [--out benchmarks/results/ensemble_bound]
+
+Per image (crop = scale px, Y of BT.601 in 8-bit levels, the members' float outputs clipped to [0, 1]):
+mgsrgan.evaluate.decompose.ensemble_split gives the average member's MSE, the mean's MSE, the members' spread (the
+exact difference) and the MSE a mean of infinitely many members of the same recipe would reach. Reported per set:
+the protocol PSNR (8-bit, as evaluate.py) of the best member and of the mean, the spread as a share of the member
+MSE, and the limit's gain over the 3-member mean. Two more ways to buy variance reduction, measured: the geometric
+self-ensemble of every member (K x 8 passes, `--self-ensemble-sets`), and the LR-consistency projection of the mean
+(decompose.lr_projection), which removes the part of the error the LR itself shows. Writes OUT.json and OUT.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.fusion_curve import load_pair  # noqa: E402
+from mgsrgan.config import load_config  # noqa: E402
+from mgsrgan.device import autocast_to, resolve_precision  # noqa: E402
+from mgsrgan.evaluate.decompose import downscale, ensemble_split, gain_db, lr_projection  # noqa: E402
+from mgsrgan.evaluate.metrics import PEAK, Y_OFFSET, Y_WEIGHTS, psnr, tensor_to_uint8  # noqa: E402
+from mgsrgan.evaluate.protocol import list_images  # noqa: E402
+from mgsrgan.infer.ensemble import load_members, run_member_paths  # noqa: E402
+from mgsrgan.infer.self_ensemble import SelfEnsemble  # noqa: E402
+from mgsrgan.train.data import holdout_paths  # noqa: E402
+
+
+def y_levels(rgb: torch.Tensor, crop: int) -> torch.Tensor:
+    """(..., 3, H, W) in [0, 1] (clipped here) -> (..., H - 2 crop, W - 2 crop) float64 Y in 8-bit levels."""
+    weights = torch.tensor(Y_WEIGHTS, dtype=torch.float64).view(3, 1, 1)
+    y = Y_OFFSET + (rgb.double().clamp(0.0, 1.0) * weights).sum(dim=-3)
+    return y[..., crop:-crop, crop:-crop]
+
+
+def image_row(outputs: torch.Tensor, hr: np.ndarray, lr: torch.Tensor, scale: int,
+              x8: torch.Tensor | None) -> dict[str, float]:
+    """outputs (K, 1, 3, H, W) float in [0, 1]; hr (H, W, 3) uint8; lr (1, 3, h, w) in [0, 1]; x8 the members'
+    self-ensembles (K, 1, 3, H, W) or None."""
+    hr_t = torch.from_numpy(hr.copy()).permute(2, 0, 1).double() / PEAK
+    split = ensemble_split(y_levels(outputs[:, 0], scale), y_levels(hr_t, scale))
+    mean = outputs.mean(dim=0)
+    row = {"member_psnr": [psnr(tensor_to_uint8(o), hr, crop_border=scale) for o in outputs],
+           "mean_psnr": psnr(tensor_to_uint8(mean), hr, crop_border=scale),
+           "spread_share": split["spread"] / split["member_mse"],
+           "limit_gain_db": gain_db(split["mean_mse"], split["limit_mse"]),
+           "lr_error_levels": float((downscale(mean, scale) - lr.double()).abs().mean() * PEAK),
+           "projected_psnr": psnr(tensor_to_uint8(lr_projection(mean, lr, scale).float()), hr, crop_border=scale)}
+    if x8 is not None:
+        row["x8_member_psnr"] = [psnr(tensor_to_uint8(o), hr, crop_border=scale) for o in x8]
+        row["x8_mean_psnr"] = psnr(tensor_to_uint8(x8.mean(dim=0)), hr, crop_border=scale)
+    return row
+
+
+def set_summary(rows: list[dict]) -> dict:
+    out = {key: float(np.mean([r[key] for r in rows])) for key in rows[0] if not key.endswith("member_psnr")}
+    for key in ("member_psnr", "x8_member_psnr"):
+        if key in rows[0]:
+            out[key] = np.mean([r[key] for r in rows], axis=0).tolist()
+    out["best_member_psnr"] = max(out["member_psnr"])
+    out["gain_over_best"] = out["mean_psnr"] - out["best_member_psnr"]
+    return out
+
+
+def markdown(results: dict, k: int) -> str:
+    lines = ["| set | best member (dB) | mean of K (dB) | gain | spread / member MSE | "
+             f"mean of infinitely many: gain over the mean of {k} | every member x8, mean ({8 * k} passes): gain over best member | LR error of the mean "
+             "(levels) | mean, LR-projected: gain |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, r in results.items():
+        x8 = f"{r['x8_mean_psnr'] - r['best_member_psnr']:+.3f}" if "x8_mean_psnr" in r else "not run"
+        lines.append(f"| {name} | {r['best_member_psnr']:.3f} | {r['mean_psnr']:.3f} | {r['gain_over_best']:+.3f} | "
+                     f"{100 * r['spread_share']:.2f} % | {r['limit_gain_db']:+.3f} | {x8} | "
+                     f"{r['lr_error_levels']:.2f} | {r['projected_psnr'] - r['mean_psnr']:+.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="run folder (or weights/x2) with pretrain members")
+    parser.add_argument("--checkpoint", default="pretrain")
+    parser.add_argument("--sets", type=Path, nargs="*", default=[], help="HR image folders")
+    parser.add_argument("--held-out", type=Path, metavar="CONFIG", help="also the images this config holds out")
+    parser.add_argument("--self-ensemble-sets", nargs="*", default=[], metavar="NAME",
+                        help="sets (folder names, or held-out) where every member also runs x8 (8x the time)")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/ensemble_bound")
+    args = parser.parse_args()
+    members = [g for g, _ in load_members(run_member_paths(args.run, args.checkpoint))]
+    if len(members) < 2:
+        parser.error(f"{args.run} has {len(members)} member: a split needs at least 2")
+    x8_members = [SelfEnsemble(g) for g in members]
+    scale = members[0].scale
+    dtype = resolve_precision(args.precision, torch.device("cpu"))
+    sets = {}
+    if args.held_out is not None:
+        cfg = load_config(args.held_out)
+        sets["held-out"] = holdout_paths(cfg.data.train_dirs, cfg.data.val_holdout)
+    sets.update({folder.name: list_images(folder) for folder in args.sets})
+    if not sets:
+        parser.error("give --held-out CONFIG and/or --sets FOLDER [...]")
+    results = {}
+    for name, paths in sets.items():
+        rows = []
+        for path in tqdm(paths, desc=name, unit="img"):
+            hr, lr = load_pair(path, scale)
+            with torch.no_grad(), autocast_to(dtype, lr.device):
+                outputs = torch.stack([g(lr).float() for g in members])
+                x8 = (torch.stack([g(lr).float() for g in x8_members])
+                      if name in args.self_ensemble_sets else None)
+            rows.append(image_row(outputs, hr, lr, scale, x8))
+        results[name] = set_summary(rows)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps({"run": str(args.run), "checkpoint": args.checkpoint,
+                                                         "precision": str(dtype), "results": results}, indent=1))
+    table = markdown(results, len(members))
+    args.out.with_suffix(".md").write_text(f"`{args.run}` {args.checkpoint} members, {dtype}.\n\n" + table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

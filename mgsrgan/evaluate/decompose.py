@@ -1,0 +1,84 @@
+"""How much an ensemble of K members can gain, and where the members' error lies: pure tensor maths.
+
+Bias-variance split of a mean of members (an identity, Krogh and Vedelsby 1995, "ambiguity decomposition"): per
+pixel, the members' mean squared error = the ensemble mean's squared error + the members' spread (population
+variance around their mean). So the mean gains exactly the spread over the average member, and no more. If the
+members are independent draws around one shared function (the same recipe, other seeds), E[MSE of a K-mean] =
+bias^2 + sigma^2 / K, with sigma^2 estimated without bias by K/(K-1) x the spread: the MSE of the mean of infinitely
+many such members is MSE_mean - sigma^2 / K. That bounds the gain any number of members of this kind can bring.
+
+LR consistency: the protocol's LR is the HR downscaled by PIL's antialiased bicubic (mgsrgan.io.degradation), a
+linear map D = A_h (.) A_w^T per channel. The part of an SR image's error that D keeps is visible in the LR: the
+orthogonal projection x + A_h^+ (lr - D x) A_w^+T (A^+ = A^T (A A^T)^-1) removes it, moving x the least distance
+to an image whose downscale is the LR (the consistency-enforcing projection of Bahat and Michaeli, CVPR 2020).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+BICUBIC_A = -0.5  # PIL's bicubic kernel parameter (Keys 1981 with a = -0.5; PIL Resample.c, bicubic_filter)
+BICUBIC_SUPPORT = 2.0  # the cubic kernel is 0 beyond |x| = 2 input pixels (stretched by the scale when shrinking)
+
+
+def cubic(x: torch.Tensor, a: float = BICUBIC_A) -> torch.Tensor:
+    """Keys' cubic convolution kernel at x (any shape): 1 at 0, 0 at the integers, 0 for |x| >= 2."""
+    x = x.abs()
+    inner = (a + 2) * x ** 3 - (a + 3) * x ** 2 + 1
+    outer = a * x ** 3 - 5 * a * x ** 2 + 8 * a * x - 4 * a
+    return torch.where(x < 1, inner, torch.where(x < BICUBIC_SUPPORT, outer, torch.zeros_like(x)))
+
+
+def bicubic_matrix(n_hr: int, scale: int) -> torch.Tensor:
+    """(n_hr // scale, n_hr) float64: PIL's antialiased bicubic downscale along one axis as a matrix.
+
+    Output sample j sits at HR coordinate (j + 0.5) * scale; the kernel is stretched by the scale (antialiasing);
+    taps past the border are dropped and each row renormalised to sum 1, as PIL does. Within 1 level of PIL on
+    smooth images (PIL also rounds to 8 bits between its horizontal and vertical passes)."""
+    if n_hr % scale:
+        raise ValueError(f"size {n_hr} is not a multiple of scale {scale}; modcrop first")
+    j = torch.arange(n_hr // scale, dtype=torch.float64)[:, None]
+    i = torch.arange(n_hr, dtype=torch.float64)[None, :]
+    weights = cubic((i + 0.5 - (j + 0.5) * scale) / scale)
+    return weights / weights.sum(dim=1, keepdim=True)
+
+
+def downscale(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """(..., H, W) -> (..., H/scale, W/scale) float64 by bicubic_matrix along both axes (unrounded)."""
+    a_h, a_w = bicubic_matrix(x.shape[-2], scale), bicubic_matrix(x.shape[-1], scale)
+    return a_h @ x.double() @ a_w.T
+
+
+def lr_projection(sr: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """(..., H, W) SR and (..., H/scale, W/scale) LR -> (..., H, W) float64: the nearest image (least squares) whose
+    `downscale` is exactly lr (module docstring)."""
+    a_h, a_w = bicubic_matrix(sr.shape[-2], scale), bicubic_matrix(sr.shape[-1], scale)
+    pinv_h = a_h.T @ torch.linalg.inv(a_h @ a_h.T)
+    pinv_w = a_w.T @ torch.linalg.inv(a_w @ a_w.T)
+    residual = lr.double() - a_h @ sr.double() @ a_w.T
+    return sr.double() + pinv_h @ residual @ pinv_w.T
+
+
+def ensemble_split(members: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """members (K, ...) and target (...) in one unit (e.g. Y in 8-bit levels), K >= 2 -> mean squared errors:
+
+    member_mse   the average member's MSE (mean over members and pixels)
+    mean_mse     the MSE of the members' mean
+    spread       the mean population variance of the members per pixel: member_mse - mean_mse, exactly
+    limit_mse    mean_mse - spread / (K - 1): the MSE of the mean of infinitely many members drawn alike
+    """
+    k = members.shape[0]
+    if k < 2:
+        raise ValueError("an ensemble split needs at least 2 members")
+    members, target = members.double(), target.double()
+    mean = members.mean(dim=0)
+    spread = float(members.var(dim=0, correction=0).mean())
+    mean_mse = float((mean - target).square().mean())
+    return {"member_mse": float((members - target).square().mean()), "mean_mse": mean_mse, "spread": spread,
+            "limit_mse": mean_mse - spread / (k - 1)}  # sigma^2 / K with sigma^2 = K / (K - 1) x spread
+
+
+def gain_db(mse_from: float, mse_to: float) -> float:
+    """The PSNR gain, in dB, of going from MSE mse_from to mse_to."""
+    return 10.0 * math.log10(mse_from / mse_to)
