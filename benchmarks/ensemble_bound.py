@@ -75,8 +75,9 @@ def set_summary(rows: list[dict]) -> dict:
 
 def markdown(results: dict, k: int) -> str:
     lines = ["| set | best member (dB) | mean of K (dB) | gain | spread / member MSE | "
-             f"mean of infinitely many: gain over the mean of {k} | every member x8, mean ({8 * k} passes): gain over best member | LR error of the mean "
-             "(levels) | mean, LR-projected: gain |",
+             f"mean of infinitely many: gain over the mean of {k} | "
+             f"every member x8, mean ({8 * k} passes): gain over best member | "
+             "LR error of the mean (levels) | mean, LR-projected: gain |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, r in results.items():
         x8 = f"{r['x8_mean_psnr'] - r['best_member_psnr']:+.3f}" if "x8_mean_psnr" in r else "not run"
