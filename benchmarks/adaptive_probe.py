@@ -1,20 +1,25 @@
 """Does the GAN members' disagreement say where their texture costs PSNR and buys no perception? Probes.
 
     python benchmarks/adaptive_probe.py --run weights/x2 --held-out config_scaled.yaml \
-        [--out benchmarks/results/adaptive_probe]
+        [--sets ../shared/data/Set14 ../shared/data/BSD100] [--out benchmarks/results/adaptive_probe]
 
 The shipped adaptive fusion (mgsrgan.infer.fusion.adaptive_blend) lies on the global alpha blend's curve: no better,
-no worse. This scores, on the validation images only, three other readings of the same signal, each as
-P + w (G - P) per pixel (P = the pixel-loss mean, G = the texture-preserving GAN combination, as inference.py):
+no worse. This scores, on the validation images (where a setting may be chosen; --sets only checks one), three
+other readings of the same signal (and one reversed), each as P + w (G - P) per pixel (P = the pixel-loss mean,
+G = the texture-preserving GAN combination, as inference.py):
   structure   w = tau^2 / (tau^2 + d^2), d = the std of the GAN members' 7x7 local means (colour and shape
               disagreement; independent fine texture is expected and left alone)
   coherence   w = min(1, c / c0), c = |mean of the members' texture|^2 / mean of |texture|^2 over 7x7 (1 where
               their texture agrees, 1/K where it is independent): toward P where the texture is each one's own
   incoherence w = min(1, (1 - c) / (1 - c0)): the reverse, toward P where they agree
+  reversed    w = d^2 / (d^2 + tau^2), d = the adaptive fusion's (the GAN members' std): adaptive turned around,
+              toward P where they agree (guided fusion's form, with the GAN members' spread)
 Each is compared with the global blend at the same PSNR (linear interpolation along alpha in [0.5, 1], the branch
-where PSNR falls as alpha grows). Also reported, the diagnostic: over 7x7 windows binned by the adaptive d, the PSNR
-cost of G over P ((G-HR)^2 - (P-HR)^2) per unit of texture energy (G-P)^2. A flat ratio means the disagreement
-says nothing about which texture is wrong: no per-pixel weighting by it can beat the global alpha.
+where PSNR falls as alpha grows) and at the same ST-LPIPS-Alex (along every alpha: it falls as alpha grows).
+Also reported, the diagnostic: over 7x7 windows binned by the adaptive d, the PSNR cost of G over P
+((G-HR)^2 - (P-HR)^2) per unit of texture energy (G-P)^2 (1: texture independent of the truth; below 1: partly
+right). Adaptive fusion assumes the ratio rises with d (disagreement = wrong texture); a flat ratio would make d
+useless, a falling one means the members disagree where their texture is most often right.
 Writes OUT.json and OUT.md.
 """
 from __future__ import annotations
@@ -34,15 +39,18 @@ sys.path.insert(0, str(REPO))
 from benchmarks.fusion_curve import _run, load_pair  # noqa: E402
 from mgsrgan.config import load_config  # noqa: E402
 from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
+from mgsrgan.evaluate.protocol import list_images  # noqa: E402
 from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS  # noqa: E402
 from mgsrgan.infer.ensemble import (alex_scores, combine, load_members, perceptual_weights,  # noqa: E402
                                     run_member_paths)
-from mgsrgan.infer.fusion import CONSENSUS_RADIUS, adaptive_blend, local_mean, member_spread  # noqa: E402
+from mgsrgan.infer.fusion import (CONSENSUS_RADIUS, adaptive_blend, guided_blend, local_mean,  # noqa: E402
+                                  member_spread)
 from mgsrgan.train.data import holdout_paths  # noqa: E402
 
-ALPHAS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # the global curve's falling-PSNR branch, where every probe lands
+ALPHAS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # 0.5 .. 1: the falling-PSNR branch, where most probes land
 STRUCTURE_TAUS = (0.5, 1.0, 2.0)  # levels: the members' local means differ by 0.3-1 level (their colour shifts)
-COHERENCE_C0 = (0.5, 0.7, 0.9)
+COHERENCE_C0 = (0.5, 0.7, 0.8, 0.9, 1.0)
+REVERSED_TAUS = (1.0, 2.0, 4.0)  # levels: the GAN members' local std is 1-4 levels over 93 % of the texture energy
 D_BINS = (0.0, 1.0, 2.0, 4.0, 8.0, np.inf)  # adaptive d in levels
 
 
@@ -64,7 +72,10 @@ def probes(p: torch.Tensor, g: torch.Tensor, gk: torch.Tensor) -> dict[str, torc
     c = agree / total
     for c0 in COHERENCE_C0:
         out[f"coherence c0 {c0:g}"] = p + (c / c0).clamp(max=1.0) * (g - p)
-        out[f"incoherence c0 {c0:g}"] = p + ((1 - c) / (1 - c0)).clamp(max=1.0) * (g - p)
+        if c0 < 1.0:  # 1 - c0 = 0: no reverse at c0 1
+            out[f"incoherence c0 {c0:g}"] = p + ((1 - c) / (1 - c0)).clamp(max=1.0) * (g - p)
+    for tau in REVERSED_TAUS:
+        out[f"reversed tau {tau:g}"] = guided_blend(p, g, member_spread(gk), alpha=1.0, tau=tau, radius=r)
     return out
 
 
@@ -78,51 +89,91 @@ def cost_by_disagreement(p, g, gk, hr_t) -> tuple[np.ndarray, np.ndarray]:
     return (np.bincount(idx, cost.numpy(), len(D_BINS) - 1), np.bincount(idx, energy.numpy(), len(D_BINS) - 1))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, required=True)
-    parser.add_argument("--held-out", type=Path, required=True, metavar="CONFIG")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/adaptive_probe")
-    args = parser.parse_args()
-    pixel = [m for m, _ in load_members(run_member_paths(args.run, "pretrain"))]
-    loaded = load_members(run_member_paths(args.run, "gan"))
-    gan, weights = [m for m, _ in loaded], perceptual_weights(alex_scores([meta for _, meta in loaded]))
-    distance = ReferenceSTLPIPS(STLPIPS(net="alex"))
-    cfg = load_config(args.held_out)
+def table(means: dict[str, tuple[float, float]]) -> list[str]:
+    """Markdown rows: each output's (PSNR, ST-LPIPS-Alex) against the global blend's curve, both ways."""
+    branch = sorted(v for k, v in means.items() if k.startswith("global") and float(k.split()[-1]) >= 0.5)
+    by_alex = sorted((v[1], v[0]) for k, v in means.items() if k.startswith("global"))
+    lines = ["| output | PSNR (dB) | ST-LPIPS-Alex | global blend's ST-LPIPS-Alex at this PSNR: difference | "
+             "global blend's PSNR at this ST-LPIPS-Alex: difference (dB) |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, (db, alex) in means.items():
+        cells = []
+        for value, curve, fmt in ((db, branch, "{:+.4f}"), (alex, by_alex, "{:+.4f}")):
+            if curve[0][0] <= value <= curve[-1][0]:
+                ref = float(np.interp(value, [c[0] for c in curve], [c[1] for c in curve]))
+                cells.append(fmt.format(alex - ref if curve is branch else db - ref))
+            else:
+                cells.append("outside the curve")
+        if name.startswith("global") and float(name.split()[-1]) < 0.5:
+            cells[0] = "rising branch"  # alpha < 0.5: PSNR still grows with alpha, not the branch compared
+        lines.append(f"| {name} | {db:.4f} | {alex:.4f} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
+def score_set(name: str, paths: list[Path], pixel, gan, weights, distance) -> dict:
+    """Mean (PSNR, ST-LPIPS-Alex) of every probe over the images, and the cost-by-disagreement sums."""
     rows: dict[str, list[tuple[float, float]]] = {}
     cost, energy = np.zeros(len(D_BINS) - 1), np.zeros(len(D_BINS) - 1)
     scale = pixel[0].scale
-    for path in tqdm(holdout_paths(cfg.data.train_dirs, cfg.data.val_holdout), desc="held-out", unit="img"):
+    for path in tqdm(paths, desc=name, unit="img"):
         hr, lr = load_pair(path, scale)
         pk, gk = _run(pixel, lr, torch.float32), _run(gan, lr, torch.float32)
         p = pk.mean(0)
         g = combine(gk, "texture", weights, 0, reference=p)
         c_, e_ = cost_by_disagreement(p, g, gk, torch.from_numpy(hr.copy()).permute(2, 0, 1)[None].float() / PEAK)
         cost, energy = cost + c_, energy + e_
-        for name, out in probes(p, g, gk).items():
+        for probe, out in probes(p, g, gk).items():
             sr, s = tensor_to_uint8(out), scale
-            rows.setdefault(name, []).append((psnr(sr, hr, crop_border=s), distance(
+            rows.setdefault(probe, []).append((psnr(sr, hr, crop_border=s), distance(
                 np.ascontiguousarray(sr[s:-s, s:-s]), np.ascontiguousarray(hr[s:-s, s:-s]))))
-    means = {name: (float(np.mean([a for a, _ in v])), float(np.mean([b for _, b in v]))) for name, v in rows.items()}
-    curve = sorted(v for k, v in means.items() if k.startswith("global"))
-    lines = ["| output | PSNR (dB) | ST-LPIPS-Alex | global blend at this PSNR | difference |",
-             "| --- | ---: | ---: | ---: | ---: |"]
-    for name, (db, alex) in means.items():
-        inside = curve[0][0] <= db <= curve[-1][0]
-        ref = float(np.interp(db, [c[0] for c in curve], [c[1] for c in curve])) if inside else None
-        lines.append(f"| {name} | {db:.4f} | {alex:.4f} | " + (f"{ref:.4f} | {alex - ref:+.4f} |" if ref is not None
-                     else "outside the curve's PSNR range | - |"))
-    lines += ["", "| adaptive d (levels) | share of windows' texture energy | PSNR cost / texture energy |",
-              "| --- | ---: | ---: |"]
-    for i in range(len(D_BINS) - 1):
-        lines.append(f"| {D_BINS[i]:g} - {D_BINS[i + 1]:g} | {energy[i] / energy.sum():.3f} | "
-                     f"{cost[i] / max(energy[i], 1e-12):.3f} |")
+    means = {k: (float(np.mean([a for a, _ in v])), float(np.mean([b for _, b in v]))) for k, v in rows.items()}
+    return {"means": means, "cost_by_d": cost.tolist(), "energy_by_d": energy.tolist()}
+
+
+def markdown(saved: dict) -> str:
+    """OUT.md from OUT.json: per set, the probes against the global curve, then the cost-by-disagreement table."""
+    lines = ["Alpha 1 for every probe; PSNR on Y of three channels for every image (as fusion_curve.py).", ""]
+    for set_name, result in saved["sets"].items():
+        lines += [f"### {set_name}", ""] + table({name: tuple(v) for name, v in result["means"].items()})
+        cost, energy = np.array(result["cost_by_d"]), np.array(result["energy_by_d"])
+        lines += ["", "| adaptive d (levels) | share of windows' texture energy | PSNR cost / texture energy |",
+                  "| --- | ---: | ---: |"]
+        for i in range(len(D_BINS) - 1):
+            lines.append(f"| {D_BINS[i]:g} - {D_BINS[i + 1]:g} | {energy[i] / energy.sum():.3f} | "
+                         f"{cost[i] / max(energy[i], 1e-12):.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, help="run folder (or weights/x2) with pretrain and gan members")
+    parser.add_argument("--held-out", type=Path, metavar="CONFIG", help="the config whose held-out images to score")
+    parser.add_argument("--sets", type=Path, nargs="*", default=[], help="HR folders to check a probe on")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/adaptive_probe")
+    parser.add_argument("--replot", action="store_true", help="rewrite OUT.md from OUT.json, no networks")
+    args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(args.out.with_suffix(".json").read_text())
+        args.out.with_suffix(".md").write_text(markdown(saved))
+        return 0
+    if args.run is None or (args.held_out is None and not args.sets):
+        parser.error("give --run RUN and --held-out CONFIG and/or --sets FOLDER [...] (or --replot)")
+    pixel = [m for m, _ in load_members(run_member_paths(args.run, "pretrain"))]
+    loaded = load_members(run_member_paths(args.run, "gan"))
+    gan, weights = [m for m, _ in loaded], perceptual_weights(alex_scores([meta for _, meta in loaded]))
+    distance = ReferenceSTLPIPS(STLPIPS(net="alex"))
+    sets = {}
+    if args.held_out is not None:
+        cfg = load_config(args.held_out)
+        sets["held-out"] = holdout_paths(cfg.data.train_dirs, cfg.data.val_holdout)
+    sets.update({folder.name: list_images(folder) for folder in args.sets})
+    results = {name: score_set(name, paths, pixel, gan, weights, distance) for name, paths in sets.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"run": str(args.run), "means": means,
-                                                         "cost_by_d": cost.tolist(), "energy_by_d": energy.tolist(),
+    args.out.with_suffix(".json").write_text(json.dumps({"run": str(args.run), "sets": results,
                                                          "d_bins": [str(b) for b in D_BINS]}, indent=1))
-    args.out.with_suffix(".md").write_text("Held-out images, alpha 1 for every probe.\n\n" + "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    text = markdown(json.loads(args.out.with_suffix(".json").read_text()))
+    args.out.with_suffix(".md").write_text(text)
+    print(text)
     return 0
 
 
