@@ -36,7 +36,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.fusion_curve import _run, load_pair  # noqa: E402
+from benchmarks.fusion_curve import _run, against_global, load_pair  # noqa: E402
 from mgsrgan.config import load_config  # noqa: E402
 from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
 from mgsrgan.evaluate.protocol import list_images  # noqa: E402
@@ -91,22 +91,11 @@ def cost_by_disagreement(p, g, gk, hr_t) -> tuple[np.ndarray, np.ndarray]:
 
 def table(means: dict[str, tuple[float, float]]) -> list[str]:
     """Markdown rows: each output's (PSNR, ST-LPIPS-Alex) against the global blend's curve, both ways."""
-    branch = sorted(v for k, v in means.items() if k.startswith("global") and float(k.split()[-1]) >= 0.5)
-    by_alex = sorted((v[1], v[0]) for k, v in means.items() if k.startswith("global"))
+    versus = against_global(means)
     lines = ["| output | PSNR (dB) | ST-LPIPS-Alex | global blend's ST-LPIPS-Alex at this PSNR: difference | "
              "global blend's PSNR at this ST-LPIPS-Alex: difference (dB) |", "| --- | ---: | ---: | ---: | ---: |"]
-    for name, (db, alex) in means.items():
-        cells = []
-        for value, curve, fmt in ((db, branch, "{:+.4f}"), (alex, by_alex, "{:+.4f}")):
-            if curve[0][0] <= value <= curve[-1][0]:
-                ref = float(np.interp(value, [c[0] for c in curve], [c[1] for c in curve]))
-                cells.append(fmt.format(alex - ref if curve is branch else db - ref))
-            else:
-                cells.append("outside the curve")
-        if name.startswith("global") and float(name.split()[-1]) < 0.5:
-            cells[0] = "rising branch"  # alpha < 0.5: PSNR still grows with alpha, not the branch compared
-        lines.append(f"| {name} | {db:.4f} | {alex:.4f} | {cells[0]} | {cells[1]} |")
-    return lines
+    return lines + [f"| {name} | {db:.4f} | {alex:.4f} | {versus[name][0]} | {versus[name][1]} |"
+                    for name, (db, alex) in means.items()]
 
 
 def score_set(name: str, paths: list[Path], pixel, gan, weights, distance) -> dict:

@@ -14,7 +14,7 @@ inside the image, so its edges are not image borders.
 Tiles, in order: HR crop; bicubic; each OpenCV dnn_superres peer at the run's scale (with --peers; needs
 opencv-contrib-python-headless, skipped with a note if cv2 is missing or a model file is absent); member_<k> at
 --checkpoint; the mean ensemble; the mean ensemble of the --gan-checkpoint members when every member has one
-(skipped with a note otherwise; "none" skips it); adaptive (--tau) and guided (--guided) fusion of the two; the
+(skipped with a note otherwise; "none" skips it); adaptive (--adaptive) and guided (--guided) fusion of the two; the
 uncertainty map, `colorize_uncertainty` of the per-pixel std across the --checkpoint members
 (`Ensemble.forward_with_uncertainty`). Small crops are enlarged by an integer nearest-neighbour factor (--zoom;
 0 = the largest that keeps a tile within TARGET_TILE_SIDE) so pixels stay visible.
@@ -153,12 +153,14 @@ def network_tiles(args: argparse.Namespace, lr_img: np.ndarray, hr_crop: np.ndar
                 # as --checkpoint gan builds it: the texture mean around the pixel-loss members when scored
                 reference = Ensemble(shared).eval() if args.checkpoint == "pretrain" else None
                 gan_model = gan_ensemble(gan, [meta for _, meta in gan_loaded], reference=reference)
-                gan_mean, gan_std = gan_model.forward_with_uncertainty(lr)
+                gan_mean = gan_model(lr)
                 tiles.append(scored(f"GAN ensemble {gan_model.strategy} ({args.gan_checkpoint})",
                                     tensor_to_uint8(gan_mean), hr_crop, crop))
-                if args.tau > 0 and len(gan) > 1:
-                    fused = adaptive_blend(mean, gan_mean, gan_std, alpha=1.0, tau=args.tau)
-                    tiles.append(scored(f"adaptive fusion (tau {args.tau:g})", tensor_to_uint8(fused), hr_crop, crop))
+                if args.adaptive > 0 and len(gan) > 1:
+                    gan_stack = torch.stack([g(lr) for g in gan])  # remembered outputs: no second pass
+                    fused = adaptive_blend(mean, gan_mean, gan_stack, alpha=1.0, c0=args.adaptive)
+                    tiles.append(scored(f"adaptive fusion (c0 {args.adaptive:g})", tensor_to_uint8(fused), hr_crop,
+                                        crop))
                 if args.guided > 0 and len(shared) > 1:
                     fused = guided_blend(mean, gan_mean, std, alpha=1.0, tau=args.guided)
                     tiles.append(scored(f"guided fusion (tau {args.guided:g})", tensor_to_uint8(fused), hr_crop,
@@ -203,8 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoint of the GAN ensemble tile (default gan; skipped with a note when missing)")
     parser.add_argument("--peers", type=Path, default=None,
                         help="folder of OpenCV dnn_superres models (e.g. ../shared/peers/opencv_dnn_superres)")
-    parser.add_argument("--tau", type=float, default=0.0,
-                        help="also show adaptive fusion of the pixel and GAN ensembles at this tau (8-bit levels)")
+    parser.add_argument("--adaptive", type=float, default=0.0, metavar="C0",
+                        help="also show adaptive fusion (mgsrgan/infer/fusion.py) of the pixel and GAN ensembles at "
+                             "this c0 (texture coherence, (0, 1])")
     parser.add_argument("--guided", type=float, default=0.0, metavar="TAU",
                         help="also show guided fusion (mgsrgan/infer/fusion.py) at this tau (8-bit levels)")
     parser.add_argument("--columns", type=int, default=4, help="tiles per row (default 4)")

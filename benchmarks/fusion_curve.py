@@ -1,7 +1,7 @@
 """Perception-distortion curves of the three ways to add the GAN members to the pixel-loss ensemble.
 
     python benchmarks/fusion_curve.py --run weights/x2 --sets ../shared/data/Set14 ../shared/data/BSD100 \
-        [--alphas 0 0.25 0.5 0.75 1] [--taus 2 4 8 16] [--guided-taus 0.25 0.5 1 2] \
+        [--alphas 0 0.25 0.5 0.6 0.7 0.8 0.9 1] [--c0s 0.5 0.7 0.8 0.9 1] [--guided-taus 0.25 0.5 1 2] \
         [--out benchmarks/results/fusion_curve]
     python benchmarks/fusion_curve.py --run weights/x2 --held-out config_scaled.yaml \
         --out benchmarks/results/fusion_curve_holdout     # where a setting is chosen: the validation images
@@ -10,11 +10,12 @@ Per image: P = mean of the members' `pretrain` outputs, G_k = each member's `gan
 inference.py makes it (the texture-preserving mean around P with perceptual weights for scored members;
 --gan-side perceptual: the perceptual-weights mean; --gan-side mean: the plain mean) and s = their
 per-pixel std. Global blend: P + alpha (G - P) for each --alphas; adaptive fusion (mgsrgan.infer.fusion.
-adaptive_blend, alpha 1): P + w (G - P), w = tau^2 / (tau^2 + d^2), d = s in 8-bit levels averaged over a 7x7
-window, for each --taus; guided fusion (mgsrgan.infer.fusion.guided_blend, alpha 1): P + w (G - P),
-w = d^2 / (d^2 + tau^2), d = the pixel-loss members' std, likewise, for each --guided-taus. Every output is
-scored like evaluate.py does (Y PSNR crop = scale, ST-LPIPS-Alex on RGB,
-periodic-artifact amplitude and colour shift); every GAN member alone is scored too. Writes OUT.json, OUT.md and
+adaptive_blend, alpha 1): P + w (G - P), w = min(1, c / c0), c = the coherence of the GAN members' texture around P
+over a 7x7 window, for each --c0s; guided fusion (mgsrgan.infer.fusion.guided_blend, alpha 1): P + w (G - P),
+w = d^2 / (d^2 + tau^2), d = the pixel-loss members' std in 8-bit levels over a 7x7 window, for each --guided-taus.
+Every output is scored like evaluate.py does (Y PSNR crop = scale, ST-LPIPS-Alex on RGB, periodic-artifact
+amplitude and colour shift); every GAN member alone is scored too, and every fusion is read against the global
+curve (its ST-LPIPS-Alex at the same PSNR, its PSNR at the same ST-LPIPS-Alex). Writes OUT.json, OUT.md and
 OUT.png (PSNR across, ST-LPIPS-Alex up: a curve further down-right is better). The members run once per image; the
 blends are cheap tensor ops on their outputs.
 """
@@ -62,11 +63,13 @@ def load_pair(path: Path, scale: int) -> tuple[np.ndarray, torch.Tensor]:
 
 def settings(args: argparse.Namespace) -> list[tuple[str, str, float]]:
     return ([("global", f"alpha {a:g}", a) for a in args.alphas]
-            + [("adaptive", f"tau {t:g}", t) for t in args.taus]
+            + [("adaptive", f"c0 {c:g}", c) for c in args.c0s]
             + [("guided", f"tau {t:g}", t) for t in args.guided_taus])
 
 
-def score_set(name: str, paths: list[Path], pixel, gan, args, distance, dtype) -> dict[str, dict[str, float]]:
+def score_set(name: str, paths: list[Path], pixel, gan, args, distance, dtype
+              ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[float]]]]:
+    """(per output, the mean of each score over the images; per output, PSNR and ST-LPIPS-Alex image by image)."""
     rows: dict[str, list[dict[str, float]]] = {}
     scale = pixel[0].scale
     for path in tqdm(paths, desc=name, unit="img"):
@@ -75,13 +78,12 @@ def score_set(name: str, paths: list[Path], pixel, gan, args, distance, dtype) -
         p, pixel_spread = pk.mean(0), member_spread(pk)
         gk = _run(gan, lr, dtype)
         g = combine(gk, args.gan_strategy, args.gan_weights, 0, reference=p)
-        spread = member_spread(gk)
         outputs = {f"GAN member {k}": gk[k] for k in range(len(gan))}
         for kind, name, value in settings(args):
             if kind == "global":
                 outputs[f"{kind} {name}"] = p + value * (g - p)
             elif kind == "adaptive":
-                outputs[f"{kind} {name}"] = adaptive_blend(p, g, spread, alpha=1.0, tau=value)
+                outputs[f"{kind} {name}"] = adaptive_blend(p, g, gk, alpha=1.0, c0=value)
             else:
                 outputs[f"{kind} {name}"] = guided_blend(p, g, pixel_spread, alpha=1.0, tau=value)
         for name, out in outputs.items():
@@ -91,11 +93,29 @@ def score_set(name: str, paths: list[Path], pixel, gan, args, distance, dtype) -
                                               "stlpips_alex": distance(np.ascontiguousarray(sr[c:-c, c:-c]),
                                                                        np.ascontiguousarray(hr[c:-c, c:-c])),
                                               **artifact_scores(sr, hr, scale=scale)})
-    return {name: {k: float(np.mean([r[k] for r in values])) for k in values[0]} for name, values in rows.items()}
+    means = {name: {k: float(np.mean([r[k] for r in values])) for k in values[0]} for name, values in rows.items()}
+    per_image = {name: {k: [r[k] for r in values] for k in ("psnr", "stlpips_alex")} for name, values in rows.items()}
+    return means, per_image
+
+
+def images_ahead(per_image: dict[str, dict[str, list[float]]]) -> dict[str, tuple[int, int]]:
+    """Per output: (images where its PSNR is above that image's own global curve at its ST-LPIPS-Alex, images
+    where its ST-LPIPS-Alex lies inside that curve's range): a sign test of the mean's margin."""
+    alphas = [k for k in per_image if k.startswith("global alpha")]
+    out = {}
+    for name, scores in per_image.items():
+        ahead = compared = 0
+        for i, (db, alex) in enumerate(zip(scores["psnr"], scores["stlpips_alex"])):
+            curve = sorted((per_image[a]["stlpips_alex"][i], per_image[a]["psnr"][i]) for a in alphas)
+            if curve[0][0] <= alex <= curve[-1][0]:
+                compared += 1
+                ahead += db > float(np.interp(alex, [c[0] for c in curve], [c[1] for c in curve]))
+        out[name] = (ahead, compared)
+    return out
 
 
 KINDS = {"global": (30, 80, 200), "adaptive": (200, 40, 40), "guided": (20, 140, 60)}  # curve colours
-LEGEND = {"global": "global alpha", "adaptive": "adaptive tau (alpha 1)", "guided": "guided tau (alpha 1)"}
+LEGEND = {"global": "global alpha", "adaptive": "adaptive c0 (alpha 1)", "guided": "guided tau (alpha 1)"}
 
 
 AXES = (("psnr", "PSNR (dB, across)", "{:.3f}"), ("artifact", "grid-pattern amplitude (levels, across)", "{:.3f}"))
@@ -143,15 +163,48 @@ def draw_panel(draw: ImageDraw.ImageDraw, ox: int, oy: int, size: tuple[int, int
         draw.text((ox + width - pad - 150, oy + pad + 8 + 14 * row), LEGEND[kind], fill=colour)
 
 
-def markdown(results: dict, args: argparse.Namespace) -> str:
+def against_global(points: dict[str, tuple[float, float]]) -> dict[str, tuple[str, str]]:
+    """points: name -> (PSNR dB, ST-LPIPS-Alex), the global blend's named "global alpha A". Per name: (its
+    ST-LPIPS-Alex minus the global blend's at the same PSNR, interpolated on the branch where PSNR falls as alpha
+    grows (from the peak-PSNR alpha on): below 0 is better; its PSNR minus the global blend's at the same
+    ST-LPIPS-Alex, interpolated along every alpha: above 0 is better), as text."""
+    alphas = sorted((float(k.split()[-1]), v) for k, v in points.items() if k.startswith("global alpha"))
+    peak = max(range(len(alphas)), key=lambda i: alphas[i][1][0])
+    branch = sorted(v for _, v in alphas[peak:])  # by PSNR
+    by_alex = sorted((v[1], v[0]) for _, v in alphas)
+    out = {}
+    for name, (db, alex) in points.items():
+        if branch[0][0] <= db <= branch[-1][0]:
+            at_psnr = f"{alex - float(np.interp(db, [b[0] for b in branch], [b[1] for b in branch])):+.4f}"
+        else:
+            at_psnr = "above every alpha's PSNR" if db > branch[-1][0] else "outside the curve"
+        if by_alex[0][0] <= alex <= by_alex[-1][0]:
+            at_alex = f"{db - float(np.interp(alex, [b[0] for b in by_alex], [b[1] for b in by_alex])):+.4f}"
+        else:
+            at_alex = "outside the curve"
+        if name.startswith("global alpha") and float(name.split()[-1]) < alphas[peak][0]:
+            at_psnr = "rising branch"  # PSNR still grows with alpha here: not the branch compared
+        out[name] = (at_psnr, at_alex)
+    return out
+
+
+def markdown(results: dict, args: argparse.Namespace, per_image: dict | None = None) -> str:
+    """per_image (set -> output -> scores image by image), when given, adds the sign-test column."""
     out = []
     for name, rows in results.items():
+        versus = against_global({k: (r["psnr"], r["stlpips_alex"]) for k, r in rows.items()})
+        ahead = images_ahead(per_image[name]) if per_image else {}
         out += [f"### {name} x{args.scale}", "",
-                "| output | PSNR (dB) | ST-LPIPS-Alex | artifact (HR) | shift R / G / B |",
-                "| --- | ---: | ---: | ---: | --- |"]
+                "| output | PSNR (dB) | ST-LPIPS-Alex | artifact (HR) | shift R / G / B | global's ST-LPIPS-Alex at "
+                "this PSNR: difference | global's PSNR at this ST-LPIPS-Alex: difference (dB) | images above their "
+                "own global curve |", "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
         for row_name, r in rows.items():
-            out.append(f"| {row_name} | {r['psnr']:.3f} | {r['stlpips_alex']:.4f} | {r['artifact']:.3f} "
-                       f"({r['artifact_hr']:.3f}) | {r['shift_r']:+.2f} / {r['shift_g']:+.2f} / {r['shift_b']:+.2f} |")
+            at_psnr, at_alex = versus[row_name]
+            count = ("-" if row_name.startswith("global") or row_name not in ahead
+                     else "{} of {}".format(*ahead[row_name]))
+            out.append(f"| {row_name} | {r['psnr']:.4f} | {r['stlpips_alex']:.4f} | {r['artifact']:.3f} "
+                       f"({r['artifact_hr']:.3f}) | {r['shift_r']:+.2f} / {r['shift_g']:+.2f} / {r['shift_b']:+.2f} "
+                       f"| {at_psnr} | {at_alex} | {count} |")
         out.append("")
     return "\n".join(out)
 
@@ -162,8 +215,11 @@ def main() -> int:
     parser.add_argument("--sets", type=Path, nargs="+", default=[], help="HR image folders")
     parser.add_argument("--held-out", type=Path, metavar="CONFIG",
                         help="also score the validation images this config holds out of training (data.val_holdout)")
-    parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
-    parser.add_argument("--taus", type=float, nargs="+", default=[2.0, 4.0, 8.0, 16.0])
+    # dense past 0.5, where PSNR peaks and starts to fall: the branch every fusion is read against
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    # coherence is 1/K (1/3) for independent texture and 1 for the same: 0.5 .. 1 spans where the members' own
+    # draws start to count (benchmarks/results/adaptive_probe.md: 0.7 .. 1 chosen on the held-out images)
+    parser.add_argument("--c0s", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.9, 1.0])
     # 0.25 .. 2 levels: the pixel-loss members' std is 0.6-1.5 levels on average (benchmarks/results/figure_*.png)
     parser.add_argument("--guided-taus", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0])
     parser.add_argument("--gan-side", choices=("cli", "perceptual", "mean"), default="cli",
@@ -176,7 +232,7 @@ def main() -> int:
     if args.replot:
         saved = json.loads(args.out.with_suffix(".json").read_text())
         args.scale = saved["scale"]
-        args.out.with_suffix(".md").write_text(markdown(saved["results"], args))
+        args.out.with_suffix(".md").write_text(markdown(saved["results"], args, saved.get("per_image")))
         plot(saved["results"], args, args.out.with_suffix(".png"))
         return 0
     pixel = [g for g, _ in load_members(run_member_paths(args.run, "pretrain"))]
@@ -195,15 +251,18 @@ def main() -> int:
         sets["held-out"] = holdout_paths(cfg.data.train_dirs, cfg.data.val_holdout)
     if not sets:
         parser.error("give --sets FOLDER [...] and/or --held-out CONFIG")
-    results = {name: score_set(name, paths, pixel, gan, args, distance, dtype) for name, paths in sets.items()}
+    scored = {name: score_set(name, paths, pixel, gan, args, distance, dtype) for name, paths in sets.items()}
+    results = {name: means for name, (means, _) in scored.items()}
+    per_image = {name: images for name, (_, images) in scored.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"run": str(args.run), "precision": str(dtype),
                                                          "scale": args.scale, "gan_side": args.gan_side,
                                                          "gan_weights": args.gan_weights.tolist(),
-                                                         "results": results}, indent=1))
-    args.out.with_suffix(".md").write_text(markdown(results, args))
+                                                         "results": results, "per_image": per_image}, indent=1))
+    text = markdown(results, args, per_image)
+    args.out.with_suffix(".md").write_text(text)
     plot(results, args, args.out.with_suffix(".png"))
-    print(markdown(results, args))
+    print(text)
     return 0
 
 

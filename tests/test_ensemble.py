@@ -8,8 +8,8 @@ from torch import nn
 
 from mgsrgan.infer import ensemble as ensemble_module
 from mgsrgan.io.checkpoint import save_checkpoint
-from mgsrgan.infer.ensemble import (Ensemble, adaptive_blend, EnsembleSourceError, build_ensemble, consensus, median, psnr_weights,
-                              run_member_paths, shipped_member_paths)
+from mgsrgan.infer.ensemble import (Ensemble, EnsembleSourceError, build_ensemble, consensus, median, psnr_weights,
+                                    run_member_paths, shipped_member_paths)
 from mgsrgan.errors import UserError
 from mgsrgan.models.generator import Generator
 
@@ -106,36 +106,6 @@ def test_uncertainty_and_alpha_blend():
     for alpha in (0.0, 0.3, 1.0):
         blended = Ensemble([Constant(img) for img in images], gan_member=Constant(gan_image), alpha=alpha)(x)
         assert torch.allclose(blended[0], ((1 - alpha) * stack.mean(0) + alpha * gan_image)[0], atol=1e-6)
-
-
-def test_adaptive_blend_keeps_gan_where_members_agree_and_pixel_where_they_disagree():
-    pixel, gan = torch.full((1, 3, 16, 16), 0.2), torch.full((1, 3, 16, 16), 0.6)
-    spread = torch.zeros(1, 1, 16, 16)
-    torch.testing.assert_close(adaptive_blend(pixel, gan, spread, alpha=0.5, tau=4.0), torch.full_like(pixel, 0.4))
-    spread[..., :, 8:] = 4.0 / 255.0  # right half: the GAN members differ by tau levels
-    out = adaptive_blend(pixel, gan, spread, alpha=1.0, tau=4.0, radius=1)
-    assert torch.allclose(out[..., :, :7], gan[..., :, :7]) and torch.allclose(out[..., :, 9:], torch.full_like(
-        out[..., :, 9:], 0.4))  # share alpha * tau^2 / (tau^2 + tau^2) = 1/2
-    far = adaptive_blend(pixel, gan, torch.full((1, 1, 16, 16), 1.0), alpha=1.0, tau=1.0)
-    assert float((far - pixel).abs().max()) < 0.6 / 255 ** 2 * 2  # 255 levels apart: the pixel ensemble
-
-
-def test_adaptive_ensemble_reads_the_gan_members_disagreement():
-    pixel_images = [torch.full((1, 3, 8, 8), 0.3) for _ in range(2)]
-    agree = Ensemble([Constant(torch.full((1, 3, 8, 8), 0.7)) for _ in range(3)])
-    x = torch.zeros(1, 3, 4, 4)
-    adaptive = Ensemble([Constant(img) for img in pixel_images], gan_member=agree, alpha=0.8, adaptive_tau=2.0)
-    global_blend = Ensemble([Constant(img) for img in pixel_images], gan_member=agree, alpha=0.8)
-    torch.testing.assert_close(adaptive(x), global_blend(x))  # no disagreement: the global blend
-    apart = Ensemble([Constant(torch.full((1, 3, 8, 8), v)) for v in (0.5, 0.7, 0.9)])
-    out = Ensemble([Constant(img) for img in pixel_images], gan_member=apart, alpha=1.0, adaptive_tau=2.0)(x)
-    d = torch.tensor([0.5, 0.7, 0.9]).std(correction=0) * 255  # 41 levels: share 4 / (4 + d^2)
-    torch.testing.assert_close(out, 0.3 + 4 / (4 + d ** 2) * (0.7 - 0.3) * torch.ones_like(out))
-    assert adaptive.receptive_radius() == 3 + 2  # the smoothing window, as consensus
-    with pytest.raises(UserError, match="several GAN members"):
-        Ensemble([Constant(pixel_images[0])], gan_member=Constant(pixel_images[0]), alpha=0.5, adaptive_tau=2.0)
-    with pytest.raises(UserError, match=">= 0"):
-        Ensemble([Constant(pixel_images[0])], gan_member=agree, alpha=0.5, adaptive_tau=-1.0)
 
 
 def test_receptive_radius_and_scale():

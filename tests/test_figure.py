@@ -49,18 +49,19 @@ def test_figure_grid_size_tiles_and_psnr(tmp_path, image, capsys):
     _save_run(tmp_path / "run", members=2, checkpoints=("pretrain", "gan"))
     out = tmp_path / "fig.png"
     code = main(["--run", str(tmp_path / "run"), "--image", str(path), "--crop", *map(str, CROP), "--device", "cpu",
-                 "--columns", "3", "--out", str(out)])
+                 "--columns", "3", "--adaptive", "0.8", "--guided", "0.5", "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     labels = _lines(captured.out)
     names = [label[0] for label in labels]
     assert names[:2] == ["HR tiny.png", "bicubic (PIL)"]
     assert names[2:6] == ["member_0 (pretrain)", "member_1 (pretrain)", "ensemble mean (K=2)", "GAN ensemble mean (gan)"]
-    assert names[6].startswith("uncertainty") and len(names) == 7
+    assert names[6:8] == ["adaptive fusion (c0 0.8)", "guided fusion (tau 0.5)"]
+    assert names[8].startswith("uncertainty") and len(names) == 9
     zoom = auto_zoom(Crop(*CROP))
     assert zoom == 256 // 12
-    with Image.open(out) as figure:  # 7 tiles in 3 columns: 3 rows
-        assert figure.size == grid_size(7, tile_h=12 * zoom, tile_w=10 * zoom, columns=3)
+    with Image.open(out) as figure:  # 9 tiles in 3 columns: 3 rows
+        assert figure.size == grid_size(9, tile_h=12 * zoom, tile_w=10 * zoom, columns=3)
         assert figure.size == (3 * 10 * zoom + 4 * GAP, 3 * (12 * zoom + LABEL_HEIGHT) + 4 * GAP)
         hr_tile = np.asarray(figure.convert("RGB"))[GAP:GAP + 12 * zoom:zoom, GAP:GAP + 10 * zoom:zoom]
     hr_img = modcrop(img, SCALE)

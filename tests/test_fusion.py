@@ -1,4 +1,5 @@
-"""Guided fusion (mgsrgan/infer/fusion.py): the GAN share follows the pixel-loss members' disagreement."""
+"""Per-pixel fusions (mgsrgan/infer/fusion.py): guided fusion follows the pixel-loss members' disagreement, adaptive
+fusion the coherence of the GAN members' texture; and the GAN members' texture-preserving mean."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,7 @@ from torch import nn
 
 from mgsrgan.errors import UserError
 from mgsrgan.infer.ensemble import Ensemble
-from mgsrgan.infer.fusion import guided_blend, member_spread
+from mgsrgan.infer.fusion import adaptive_blend, guided_blend, member_spread, texture_coherence
 from mgsrgan.infer.upscaler import Upscaler
 from tests.test_upscaler import make_run
 
@@ -62,7 +63,7 @@ def test_guided_ensemble_reads_the_pixel_members_disagreement_and_refuses_what_i
         Ensemble([Constant(0.3)], gan_member=gan, alpha=1.0, guided_tau=0.5)
     with pytest.raises(UserError, match="not both"):
         Ensemble([Constant(0.3), Constant(0.3)], gan_member=Ensemble([gan, gan]), alpha=1.0, guided_tau=0.5,
-                 adaptive_tau=2.0)
+                 adaptive_c0=0.8)
     with pytest.raises(UserError, match=">= 0"):
         Ensemble([Constant(0.3), Constant(0.3)], gan_member=gan, alpha=1.0, guided_tau=-1.0)
 
@@ -79,6 +80,79 @@ def test_guided_fusion_tiles_exactly_and_needs_alpha(tmp_path):
         assert torch.equal(tiled.upscale_tensor(lr_img), expected), tile
     with pytest.raises(UserError, match="--guided needs --alpha"):
         Upscaler.from_run(tmp_path / "run", guided_tau=0.5)
+
+
+# ---- adaptive fusion: the coherence of the GAN members' texture -------------------------------------------------
+
+def _white(seed: int, shape: tuple[int, ...], amplitude: float = 0.05) -> torch.Tensor:
+    return amplitude * torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_texture_coherence_is_one_for_shared_texture_one_over_k_for_independent_and_zero_for_cancelling():
+    pixel = torch.full((1, 3, 64, 64), 0.5)
+    inner = (..., slice(8, -8), slice(8, -8))  # away from the border windows
+    shared = pixel + _white(0, pixel.shape)
+    torch.testing.assert_close(texture_coherence(pixel, torch.stack([shared] * 3)), torch.ones(1, 1, 64, 64))
+    independent = torch.stack([pixel + _white(k, pixel.shape) for k in range(3)])
+    c = texture_coherence(pixel, independent)
+    assert float(c[inner].mean()) == pytest.approx(1 / 3, abs=0.02)  # E|mean|^2 / E|h|^2 = 1/K
+    assert float(c.max()) <= 1.0 + 1e-6 and float(c.min()) >= 0.0
+    opposite = torch.stack([shared, 2 * pixel - shared])
+    assert float(texture_coherence(pixel, opposite).max()) < 1e-6
+    offset = torch.stack([pixel + 0.1, pixel - 0.05])  # colour only, no texture: nothing shared, c = 0, not 0 / 0
+    assert float(texture_coherence(pixel, offset).abs().max()) < 1e-6
+
+
+def test_adaptive_blend_keeps_shared_texture_and_moves_toward_p_where_each_member_draws_its_own():
+    pixel = torch.full((1, 3, 48, 96), 0.4)
+    base = _white(0, pixel.shape)
+    stack = torch.stack([pixel + _white(k + 1, pixel.shape) for k in range(3)])  # right half: each its own draw
+    stack[..., :48] = (pixel + base)[..., :48]  # left half: the same texture in every member
+    gan = stack.mean(0)
+    left, right = (..., slice(8, -8), slice(8, 40)), (..., slice(8, -8), slice(56, -8))
+    out = adaptive_blend(pixel, gan, stack, alpha=0.5, c0=0.8)
+    torch.testing.assert_close(out[left], (pixel + 0.5 * (gan - pixel))[left])  # c = 1 >= c0: all of alpha
+    share = ((out - pixel)[right] / (gan - pixel)[right]).median()
+    c = texture_coherence(pixel, stack)[right]
+    assert 0.5 * float(c.mean()) / 0.8 == pytest.approx(float(share), rel=0.15)  # alpha * c / c0 there
+    assert float(share) < 0.5 * 0.5  # c ~ 1/3: clearly toward P where the texture parts ways
+    assert torch.equal(adaptive_blend(pixel, gan, stack, alpha=0.0, c0=0.8), pixel)
+
+
+def test_adaptive_ensemble_reads_the_gan_members_texture_and_refuses_what_it_cannot_do():
+    x = torch.zeros(1, 3, 4, 4)
+    pixel = [Constant(0.3), Constant(0.3)]
+    textured = torch.full((1, 3, 8, 8), 0.3) + _white(0, (1, 3, 8, 8))
+    same = Ensemble([Constant(textured)] * 3)
+    adaptive = Ensemble(pixel, gan_member=same, alpha=0.7, adaptive_c0=0.8)
+    global_blend = Ensemble(pixel, gan_member=same, alpha=0.7)
+    torch.testing.assert_close(adaptive(x), global_blend(x))  # one texture shared by all: the global blend
+    members = [Constant(torch.full((1, 3, 8, 8), 0.3) + _white(k, (1, 3, 8, 8))) for k in range(3)]
+    apart = Ensemble(members)
+    stack = torch.stack([m.image for m in members])
+    out = Ensemble(pixel, gan_member=apart, alpha=1.0, adaptive_c0=0.8)(x)
+    p = torch.full((1, 3, 8, 8), 0.3)
+    torch.testing.assert_close(out, adaptive_blend(p, stack.mean(0), stack, alpha=1.0, c0=0.8))
+    assert adaptive.receptive_radius() == 1 + 3  # texture local mean + energy window: 2 x 3 HR px = 3 LR px at x2
+    with pytest.raises(UserError, match="several GAN members"):
+        Ensemble(pixel, gan_member=Constant(0.7), alpha=0.5, adaptive_c0=0.8)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(UserError, match=r"\(0, 1\]"):
+            Ensemble(pixel, gan_member=same, alpha=0.5, adaptive_c0=bad)
+
+
+def test_adaptive_fusion_tiles_exactly_and_needs_alpha(tmp_path):
+    make_run(tmp_path / "run", members=2)
+    lr_img = torch.rand(1, 3, 21, 17)
+    whole = Upscaler.from_run(tmp_path / "run", alpha=1.0, adaptive_c0=0.8, precision="fp32")
+    plain = Upscaler.from_run(tmp_path / "run", alpha=1.0, precision="fp32").upscale_tensor(lr_img)
+    expected = whole.upscale_tensor(lr_img)
+    assert not torch.equal(expected, plain)  # the coherence map changes the output
+    for tile in (5, 9):
+        tiled = Upscaler.from_run(tmp_path / "run", alpha=1.0, adaptive_c0=0.8, precision="fp32", tile=tile)
+        assert torch.equal(tiled.upscale_tensor(lr_img), expected), tile
+    with pytest.raises(UserError, match="--adaptive needs --alpha"):
+        Upscaler.from_run(tmp_path / "run", adaptive_c0=0.8)
 
 
 # ---- the texture-preserving mean of the GAN members ---------------------------------------------------------------

@@ -121,8 +121,9 @@ def test_usage_and_config_errors_exit_2(tmp_path, weights, capsys, monkeypatch):
         (["--weights", *weights, "--half", "--device", "cpu"], ["--half"]),
         (["--weights", *weights, "--alpha", "2"], ["--alpha"]),
         (["--weights", *weights, "--guided", "0.5"], ["--guided needs --alpha"]),
-        (["--weights", *weights, "--alpha", "1", "--gan-member", *weights, "--guided", "0.5", "--adaptive", "2"],
+        (["--weights", *weights, "--alpha", "1", "--gan-member", *weights, "--guided", "0.5", "--adaptive", "0.8"],
          ["not both"]),
+        (["--weights", *weights, "--alpha", "1", "--gan-member", *weights, "--adaptive", "4"], ["(0, 1]"]),
         (["--weights", *weights, "--ext", "xyz"], ["xyz"]),
     ]
     for extra, messages in cases:

@@ -74,7 +74,7 @@ def test_health_and_models(client):
     ({"checkpoint": "gan"}, {"checkpoint": "gan"}),  # the texture-preserving mean: the CLI default (scored members)
     ({"checkpoint": "gan", "strategy": "perceptual"}, {"checkpoint": "gan", "strategy": "perceptual"}),
     ({"alpha": 0.5}, {"checkpoint": "pretrain", "alpha": 0.5}),
-    ({"alpha": 1.0, "tau": 4}, {"checkpoint": "pretrain", "alpha": 1.0, "adaptive_tau": 4.0}),
+    ({"alpha": 1.0, "adaptive": 0.8}, {"checkpoint": "pretrain", "alpha": 1.0, "adaptive_c0": 0.8}),
     ({"alpha": 1.0, "guided": 0.5}, {"checkpoint": "pretrain", "alpha": 1.0, "guided_tau": 0.5}),
 ])
 def test_upscale_matches_the_cli(client, tmp_path, form, options):
@@ -129,9 +129,10 @@ def test_bad_uploads_are_400(client, data, name, words):
     ({"strategy": "avg"}, ["unknown strategy 'avg'", "mean, median, weighted, perceptual, best, consensus"]),
     ({"alpha": 1.5}, ["alpha must be in [0, 1]"]),
     ({"checkpoint": "gan", "alpha": 0.5}, ["checkpoint pretrain"]),
-    ({"tau": 3}, ["tau"]),
+    ({"adaptive": 0.5}, ["adaptive", "alpha > 0"]),
+    ({"alpha": 1.0, "adaptive": 2}, ["adaptive", "[0, 1]"]),
     ({"guided": 0.5}, ["guided", "alpha > 0"]),
-    ({"alpha": 1.0, "tau": 2, "guided": 0.5}, ["not both"]),
+    ({"alpha": 1.0, "adaptive": 0.8, "guided": 0.5}, ["not both"]),
     ({"checkpoint": "best"}, ["unknown checkpoint 'best'", "pretrain, gan"]),
     ({"format": "gif"}, ["png, webp, jpeg"]),
     ({"scale": 4}, ["scale 4", "x2"]),

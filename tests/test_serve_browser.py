@@ -109,7 +109,7 @@ def test_page_upscales_compares_and_overlays(live_server, tmp_path):
             blended = canvas_pixels(page, "after")
             assert np.abs(blended.astype(int) - after.astype(int)).mean() > 0.5
 
-            page.fill("#tau", "4")  # adaptive fusion: these tiny GAN members disagree everywhere, so mostly P
+            page.fill("#adaptive", "1")  # adaptive fusion: these tiny GAN members' texture parts ways: toward P
             page.wait_for_timeout(300)
             wait_ready(page)
             adaptive = canvas_pixels(page, "after")
@@ -117,7 +117,7 @@ def test_page_upscales_compares_and_overlays(live_server, tmp_path):
             page.fill("#guided", "0.5")  # one per-pixel fusion at a time: this one turns adaptive off
             page.wait_for_timeout(300)
             wait_ready(page)
-            assert page.input_value("#tau") == "0" and page.inner_text("#guided-value") == "0.5 levels"
+            assert page.input_value("#adaptive") == "0" and page.inner_text("#guided-value") == "0.5 levels"
             guided = canvas_pixels(page, "after")  # the pixel members disagree everywhere too: mostly G, as alpha 1
             assert np.abs(guided.astype(int) - adaptive.astype(int)).mean() > 0.5
             assert np.abs(guided.astype(int) - blended.astype(int)).mean() < 0.1

@@ -75,11 +75,11 @@ def test_config_inside_the_shipped_checkpoints_is_config_scaled():
 
 
 def test_readme_gan_and_adaptive_commands_work_on_the_shipped_members(tmp_path, capsys):
-    """The README's --checkpoint gan and --alpha 1 --adaptive 4 lines; outputs sit between their two sources."""
+    """The README's --checkpoint gan and --alpha 1 --adaptive 0.8 lines; outputs sit between their two sources."""
     import numpy as np
 
     outputs = {}
-    for name, extra in (("pixel", []), ("gan", ["--checkpoint", "gan"]), ("fused", ["--alpha", "1", "--adaptive", "4"])):
+    for name, extra in (("pixel", []), ("gan", ["--checkpoint", "gan"]), ("fused", ["--alpha", "1", "--adaptive", "0.8"])):
         out = tmp_path / name
         assert main(["--input_dir", str(ROOT / "examples"), "--output_dir", str(out), *extra]) == 0
         assert "3 written, 0 skipped, 0 failed" in capsys.readouterr().out

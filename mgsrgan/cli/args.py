@@ -42,10 +42,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "(the GAN members' texture-preserving mean when scored, else their mean); 0 (default) "
                              "= best PSNR, 1 = most texture "
                              "(Blau & Michaeli 2018)")
-    parser.add_argument("--adaptive", type=float, default=0.0, metavar="TAU",
-                        help="adaptive fusion: per pixel, the GAN share is A where the GAN members agree and falls "
-                             "to A/2 where their std reaches TAU 8-bit levels (toward the pixel-loss ensemble where "
-                             "they disagree: likely hallucination or artefact); 0 (default) = one global --alpha")
+    parser.add_argument("--adaptive", type=float, default=0.0, metavar="C0",
+                        help="adaptive fusion: per pixel, the GAN share is A where the GAN members' fine texture "
+                             "agrees (coherence >= C0, in (0, 1]) and falls toward the pixel-loss ensemble where "
+                             "each member draws its own (likely hallucination or artefact); try --alpha 1 "
+                             "--adaptive 0.8 (chosen on held-out images); 0 (default) = one global --alpha")
     parser.add_argument("--guided", type=float, default=0.0, metavar="TAU",
                         help="guided fusion: per pixel, the GAN share is 0 where the pixel-loss members agree (flat "
                              "areas, clean edges: texture there is an artefact) and rises to A/2 where their std "
@@ -64,7 +65,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def model_from_args(args: argparse.Namespace) -> Ensemble:
     model = ensemble_from_source(run=args.run, weights=args.weights, checkpoint=args.checkpoint,
                                  strategy=args.strategy, alpha=args.alpha, gan_member=args.gan_member,
-                                 gan_index=args.gan_index, adaptive_tau=args.adaptive, guided_tau=args.guided,
+                                 gan_index=args.gan_index, adaptive_c0=args.adaptive, guided_tau=args.guided,
                                  self_ensemble=args.self_ensemble, scale=args.scale)
     notice = ensemble.SHIPPED_ROOT / "NOTICE.txt"  # optional: what a user of the shipped ensemble must know
     if args.run is None and not args.weights and notice.is_file():

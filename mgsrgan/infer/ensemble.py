@@ -23,8 +23,8 @@ Perception-distortion knob (Blau & Michaeli, CVPR 2018): with a GAN side (one GA
 several: their mean) and alpha in [0, 1], the output is P + alpha * (G - P), P = strategy(distortion members),
 G = the GAN side's output. Global: one alpha for every pixel.
 
-Per-pixel fusions (mgsrgan/infer/fusion.py): `adaptive_tau` > 0 steers the GAN share by the GAN members'
-disagreement (needs several GAN members), `guided_tau` > 0 by the pixel-loss members' (needs several of them).
+Per-pixel fusions (mgsrgan/infer/fusion.py): `adaptive_c0` > 0 steers the GAN share by how alike the GAN members'
+texture is (needs several GAN members), `guided_tau` > 0 by the pixel-loss members' disagreement (needs several).
 """
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ class Ensemble(nn.Module):
     def __init__(self, members: Sequence[nn.Module], *, strategy: str = "mean",
                  val_psnr: Sequence[float] | None = None, val_alex: Sequence[float] | None = None,
                  gan_member: nn.Module | None = None, reference: nn.Module | None = None,
-                 alpha: float = 0.0, adaptive_tau: float = 0.0, guided_tau: float = 0.0) -> None:
+                 alpha: float = 0.0, adaptive_c0: float = 0.0, guided_tau: float = 0.0) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -150,15 +150,16 @@ class Ensemble(nn.Module):
             raise UserError(f"alpha must be in [0, 1], got {alpha}")
         if alpha > 0.0 and gan_member is None:
             raise UserError("alpha > 0 needs a GAN member to blend in")
-        if adaptive_tau < 0:
-            raise UserError(f"adaptive tau must be >= 0 (8-bit levels; 0 = a global blend), got {adaptive_tau}")
-        if adaptive_tau > 0 and not (isinstance(gan_member, Ensemble) and len(gan_member.members) > 1):
-            raise UserError("adaptive fusion needs several GAN members (their disagreement steers it); "
+        if not 0.0 <= adaptive_c0 <= 1.0:
+            raise UserError(f"adaptive c0 must be in (0, 1] (the texture coherence that keeps all of alpha; 0 = a "
+                            f"global blend), got {adaptive_c0}")
+        if adaptive_c0 > 0 and not (isinstance(gan_member, Ensemble) and len(gan_member.members) > 1):
+            raise UserError("adaptive fusion needs several GAN members (how alike their texture is steers it); "
                             "with one GAN member use the global --alpha blend")
         if guided_tau < 0:
             raise UserError(f"guided tau must be >= 0 (8-bit levels; 0 = a global blend), got {guided_tau}")
-        if guided_tau > 0 and adaptive_tau > 0:
-            raise UserError("choose one per-pixel fusion: --adaptive (the GAN members' disagreement) or --guided "
+        if guided_tau > 0 and adaptive_c0 > 0:
+            raise UserError("choose one per-pixel fusion: --adaptive (the GAN members' texture) or --guided "
                             "(the pixel-loss members'), not both")
         if guided_tau > 0 and len(members) < 2:
             raise UserError("guided fusion needs several pixel-loss members (their disagreement steers it)")
@@ -172,7 +173,7 @@ class Ensemble(nn.Module):
         self.scale = scales.pop()
         self.strategy = strategy
         self.alpha = float(alpha)
-        self.adaptive_tau = float(adaptive_tau)
+        self.adaptive_c0 = float(adaptive_c0)
         self.guided_tau = float(guided_tau)
         if strategy == "perceptual" or (strategy == "texture" and val_alex is not None):
             weights = perceptual_weights(val_alex)
@@ -186,10 +187,12 @@ class Ensemble(nn.Module):
     def receptive_radius(self) -> int:
         """LR pixels of context an output pixel depends on: the widest member, plus the consensus window."""
         radius = max(m.receptive_radius() for m in self._all_generators())
-        if self.strategy == "consensus" or self.adaptive_tau > 0 or self.guided_tau > 0:  # one window either way
-            radius += math.ceil(CONSENSUS_RADIUS / self.scale)
-        if self.strategy == "texture":  # the texture's local mean, then the energies' window
-            radius += math.ceil(2 * CONSENSUS_RADIUS / self.scale)
+        windows = 0  # HR pixels, summed: an upper bound when one window reads another's output
+        if self.strategy == "consensus" or self.guided_tau > 0:
+            windows += CONSENSUS_RADIUS
+        if self.strategy == "texture" or self.adaptive_c0 > 0:  # the texture's local mean, then the energies' window
+            windows += 2 * CONSENSUS_RADIUS
+        radius += math.ceil(windows / self.scale)
         return radius
 
     def _all_generators(self) -> list[nn.Module]:
@@ -224,10 +227,12 @@ class Ensemble(nn.Module):
         if self.guided_tau > 0.0:
             return guided_blend(combined, self._gan_output(lr_img, combined), spread, alpha=self.alpha,
                                 tau=self.guided_tau)
-        if self.adaptive_tau == 0.0:
+        if self.adaptive_c0 == 0.0:
             return (1.0 - self.alpha) * combined + self.alpha * self._gan_output(lr_img, combined)
-        gan, gan_spread = self.gan_member.forward_with_uncertainty(lr_img)
-        return adaptive_blend(combined, gan, gan_spread, alpha=self.alpha, tau=self.adaptive_tau)
+        gan_side = self.gan_member
+        gan_stack = gan_side._stack(lr_img)  # (K, B, 3, H, W): their texture's coherence steers the share
+        gan = gan_side._combine(gan_stack, lr_img, combined if gan_side.strategy == "texture" else None)
+        return adaptive_blend(combined, gan, gan_stack, alpha=self.alpha, c0=self.adaptive_c0)
 
     def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
         if self.strategy == "best" and self.guided_tau == 0.0:  # run one member, not K
@@ -353,10 +358,10 @@ def val_psnr_of(path: Path, meta: dict, strategy: str) -> float:
 
 
 def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_paths: Sequence[Path] = (),
-                   alpha: float = 0.0, adaptive_tau: float = 0.0, guided_tau: float = 0.0,
+                   alpha: float = 0.0, adaptive_c0: float = 0.0, guided_tau: float = 0.0,
                    self_ensemble: bool = False) -> Ensemble:
     """Load checkpoints into an Ensemble (eval mode). The GAN side, if any (one file: that generator; several: the
-    mean of them, whose disagreement adaptive fusion reads), must match the members' architecture.
+    mean of them, whose texture adaptive fusion reads), must match the members' architecture.
     self_ensemble: every generator runs on the 8 flips/rotations of the input (mgsrgan/infer/self_ensemble.py, 8x cost).
     strategy None: "texture" when every member carries a held-out ST-LPIPS-Alex score (scored GAN members) and has
     its pretrain checkpoint beside it (the reference P: their mean), "perceptual" when scored without those, else
@@ -392,4 +397,4 @@ def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_pa
     if strategy == "texture":
         val_alex = alex_scores(metas)  # perceptual weights when scored, else equal ones
     return Ensemble([g for g, _ in loaded], strategy=strategy, val_psnr=val_psnr, val_alex=val_alex, gan_member=gan,
-                    reference=reference, alpha=alpha, adaptive_tau=adaptive_tau, guided_tau=guided_tau).eval()
+                    reference=reference, alpha=alpha, adaptive_c0=adaptive_c0, guided_tau=guided_tau).eval()

@@ -3,12 +3,17 @@ the benchmarks share. G = the GAN side's output (one generator, or the combinati
 
 Global blend (Blau & Michaeli, CVPR 2018): P + alpha * (G - P), one alpha for every pixel.
 
-Adaptive fusion (`adaptive_blend`; reads the GAN members' disagreement): the GAN members were trained
-independently, so where they agree their detail is likely real, and where they disagree it is likely hallucinated
-or an artefact. Per output pixel, d = the GAN members' std and the GAN share is alpha * tau^2 / (tau^2 + d^2):
-alpha where they agree, half of it at d = tau, toward P where they disagree. Measured on the shipped x2 members
-(weights/x2/MODEL_CARD.md): no better than the global blend, because one GAN member barely learned texture, so
-their disagreement marks where the others add detail, not where they err.
+Adaptive fusion (`adaptive_blend`; reads how the GAN members' texture agrees): the GAN members were trained
+independently, so texture they share is likely real, and texture each one draws alone is likely hallucination or an
+artefact. Per output pixel, with h_k = member k's texture around P (G_k - P minus its local mean), the coherence
+c = local mean of |mean_k h_k|^2 / local mean of mean_k |h_k|^2 is 1 where their texture is the same and 1/K where it
+is independent (it never exceeds 1: a mean's square is at most the mean of the squares); the GAN share is
+alpha * min(1, c / c0): all of alpha where c >= c0, falling toward P as the members' texture parts ways. The first
+form read the amplitude of their disagreement instead (their std d, share alpha * tau^2 / (tau^2 + d^2)) and landed
+on the global blend's curve: on the shipped x2 members texture costs 0.79-0.84 of its energy in PSNR where d < 1
+level and 0.40-0.47 where d is 2-4 levels, so the amplitude marks where the texture is most often right
+(benchmarks/results/adaptive_probe.md). The coherence form, chosen on the 10 held-out images (c0 0.7-1), has a
+higher PSNR than the global blend at equal ST-LPIPS-Alex there and on Set14 and BSD100 (weights/x2/MODEL_CARD.md).
 
 Guided fusion (`guided_blend`; reads the pixel-loss members' disagreement): where the pixel-loss members agree, the
 LR image pins the HR one down (flat areas, clean edges) and GAN texture there can only be an artefact; where they
@@ -18,7 +23,7 @@ alpha where they disagree by much more. The pixel-loss members are needed anyway
 Measured on the 10 held-out validation images (weights/x2, alpha 1): tau 0.25 -> ST-LPIPS-Alex 0.0220 with a
 grid-pattern amplitude of 0.044 (the HR's 0.051), where the global blend at that score carries ~0.053.
 
-In both, d is in 8-bit levels, the mean over the 3 channels, averaged over a (2r+1)^2 window of the output.
+d is in 8-bit levels, the mean over the 3 channels, averaged over a (2r+1)^2 window of the output.
 
 Texture-preserving mean (`texture_mean`; the GAN members' combination, strategy "texture"): P = the pixel-loss
 ensemble estimates the conditional mean E[HR | LR]; each GAN member adds its own texture t_k = G_k - P on top. The
@@ -40,10 +45,14 @@ import torch.nn.functional as F
 CONSENSUS_RADIUS = 3  # HR pixels: a 7x7 window, 147 samples per variance estimate (3 channels); small enough to
 #                       localise an artefact, large enough that the estimate's relative noise is ~12% (sqrt(2/147),
 #                       independent Gaussian errors)
-EIGHT_BIT_LEVELS = 255.0  # [0, 1] image units -> 8-bit levels, the unit of both fusions' tau
+EIGHT_BIT_LEVELS = 255.0  # [0, 1] image units -> 8-bit levels, the unit of guided fusion's tau
 # Texture energy (mean square, [0, 1] units) below which the members' mean counts as flat: the variance of 8-bit
 # quantisation, (1/255)^2 / 12; finer texture than the output can store is not worth rescaling
 TEXTURE_ENERGY_FLOOR = (1.0 / 255.0) ** 2 / 12.0
+# Adaptive fusion's denominator floor ([0, 1] units squared): only keeps 0 / 0 finite on exactly flat texture, where
+# G = P and the weight does not matter; 1,000x below TEXTURE_ENERGY_FLOOR so it never moves a weight that does (the
+# value benchmarks/adaptive_probe.py measured the coherence form with)
+COHERENCE_ENERGY_FLOOR = 1e-9
 
 
 def local_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -61,14 +70,30 @@ def _levels(spread: torch.Tensor, radius: int) -> torch.Tensor:
     return local_mean(spread.float() * EIGHT_BIT_LEVELS, radius)
 
 
-def adaptive_blend(pixel: torch.Tensor, gan: torch.Tensor, spread: torch.Tensor, *, alpha: float, tau: float,
-                   radius: int = CONSENSUS_RADIUS) -> torch.Tensor:
-    """P + w * (G - P) with w = alpha * tau^2 / (tau^2 + d^2) per pixel (module docstring).
+def member_texture(pixel: torch.Tensor, stack: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, C, H, W) P and (K, B, C, H, W) members -> (K, B, C, H, W): each member's texture around P, G_k - P minus
+    its local mean over a (2r+1)^2 window (colour and the low frequencies removed)."""
+    texture = stack.float() - pixel.float()
+    k, b, c, h, w = texture.shape
+    flat = texture.reshape(k * b, c, h, w)
+    return (flat - local_mean(flat, radius)).reshape(k, b, c, h, w)
 
-    pixel, gan: (B, C, H, W) in [0, 1]; spread: (B, 1, H, W) std of the GAN members in [0, 1] units; tau in 8-bit
-    levels, > 0."""
-    levels = _levels(spread, radius)
-    weight = alpha * tau * tau / (tau * tau + levels.square())
+
+def texture_coherence(pixel: torch.Tensor, stack: torch.Tensor, *, radius: int = CONSENSUS_RADIUS) -> torch.Tensor:
+    """(B, 1, H, W) in [0, 1]: how alike the members' texture is around each pixel (module docstring); 1 = the same
+    texture, 1/K = independent, 0 = cancelling. pixel: (B, C, H, W) P; stack: (K, B, C, H, W) members, both [0, 1]."""
+    high = member_texture(pixel, stack, radius)
+    agree = local_mean(high.mean(dim=0).square().mean(dim=1, keepdim=True), radius)
+    total = local_mean(high.square().mean(dim=0).mean(dim=1, keepdim=True), radius)
+    return agree / total.clamp_min(COHERENCE_ENERGY_FLOOR)
+
+
+def adaptive_blend(pixel: torch.Tensor, gan: torch.Tensor, stack: torch.Tensor, *, alpha: float, c0: float,
+                   radius: int = CONSENSUS_RADIUS) -> torch.Tensor:
+    """P + w * (G - P) with w = alpha * min(1, c / c0), c = texture_coherence(P, stack) (module docstring).
+
+    pixel, gan: (B, C, H, W) in [0, 1]; stack: (K, B, C, H, W) the GAN members' outputs; c0 in (0, 1]."""
+    weight = alpha * (texture_coherence(pixel, stack, radius=radius) / c0).clamp(max=1.0)
     return pixel + weight * (gan - pixel)
 
 
@@ -93,9 +118,7 @@ def texture_mean(pixel: torch.Tensor, stack: torch.Tensor, weights: torch.Tensor
     stack, pixel = stack.float(), pixel.float()
     w = weights.to(stack.dtype).view(-1, *([1] * (stack.dim() - 1)))
     texture = stack - pixel
-    k, b, c, h, wd = texture.shape
-    flat = texture.reshape(k * b, c, h, wd)
-    high = (flat - local_mean(flat, radius)).reshape(k, b, c, h, wd)
+    high = member_texture(pixel, stack, radius)
     mixed = (w * high).sum(dim=0)  # (B, C, H, W): the weighted mean's texture
     members_energy = local_mean((w * high.square()).sum(dim=0).mean(dim=1, keepdim=True), radius)
     mixed_energy = local_mean(mixed.square().mean(dim=1, keepdim=True), radius)

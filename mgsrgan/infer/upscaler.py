@@ -98,7 +98,7 @@ def default_run_checkpoint(run: Path) -> str:
 def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | None = None,
                          checkpoint: str | None = None, strategy: str | None = None, alpha: float = 0.0,
                          gan_member: Path | Sequence[Path] | None = None, gan_index: int | None = None,
-                         adaptive_tau: float = 0.0, guided_tau: float = 0.0, self_ensemble: bool = False,
+                         adaptive_c0: float = 0.0, guided_tau: float = 0.0, self_ensemble: bool = False,
                          scale: int | None = None) -> Ensemble:
     """Members from a run folder, explicit files, or (neither given) the shipped weights/x<scale> folder.
 
@@ -108,14 +108,15 @@ def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | N
     shipped weights; a run folder without best checkpoints (validation off, or weights/x<s> passed as --run: they
     hold pretrain and gan only) falls back to "pretrain", with a note on stderr. With alpha > 0 the GAN side is
     `gan_member` (one file or several), else the "gan" checkpoints of every member (their mean), or of member
-    `gan_index` alone. adaptive_tau > 0 / guided_tau > 0: adaptive / guided fusion (fusion.py).
+    `gan_index` alone. adaptive_c0 > 0 / guided_tau > 0: adaptive / guided fusion (fusion.py).
     """
     if run is not None and weights:
         raise UserError("pass either --run or --weights, not both")
     if not 0.0 <= alpha <= 1.0:
         raise UserError(f"--alpha must be in [0, 1], got {alpha}")
-    if adaptive_tau > 0 and alpha == 0.0:
-        raise UserError("--adaptive needs --alpha > 0 (the GAN share where the GAN members agree; 1 = all of it)")
+    if adaptive_c0 > 0 and alpha == 0.0:
+        raise UserError("--adaptive needs --alpha > 0 (the GAN share where the GAN members' texture agrees; 1 = all "
+                        "of it)")
     if guided_tau > 0 and alpha == 0.0:
         raise UserError("--guided needs --alpha > 0 (the GAN share where the pixel-loss members disagree; 1 = all "
                         "of it)")
@@ -143,7 +144,7 @@ def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | N
                     raise UserError(f"--gan-index {gan_index}: there are {len(gan_paths)} members "
                                     f"(0..{len(gan_paths) - 1})")
                 gan_paths = [gan_paths[gan_index]]
-    model = build_ensemble(paths, strategy=strategy, gan_paths=gan_paths, alpha=alpha, adaptive_tau=adaptive_tau,
+    model = build_ensemble(paths, strategy=strategy, gan_paths=gan_paths, alpha=alpha, adaptive_c0=adaptive_c0,
                            guided_tau=guided_tau, self_ensemble=self_ensemble)
     if scale is not None and model.scale != scale:
         source = run if run is not None else paths[0]
@@ -181,41 +182,41 @@ class Upscaler:
 
     @classmethod
     def from_run(cls, run: Path, strategy: str | None = None, checkpoint: str | None = None, device: str = "cpu", *,
-                 alpha: float = 0.0, gan_index: int | None = None, adaptive_tau: float = 0.0,
+                 alpha: float = 0.0, gan_index: int | None = None, adaptive_c0: float = 0.0,
                  guided_tau: float = 0.0, self_ensemble: bool = False, precision: str = "auto",
                  **options) -> "Upscaler":
         """All members of a run folder (`checkpoint` of each: default best, or pretrain where there is none; alpha > 0
-        blends in the mean of the members' GAN checkpoints, or member `gan_index`'s alone; adaptive_tau or
+        blends in the mean of the members' GAN checkpoints, or member `gan_index`'s alone; adaptive_c0 or
         guided_tau > 0: per-pixel fusion (fusion.py); self_ensemble: each generator on the 8 flips/rotations, 8x the
         time)."""
         if alpha > 0.0 and checkpoint == "best":
             checkpoint = "pretrain"  # the distortion side of the knob (see ensemble_from_source)
         model = ensemble_from_source(run=Path(run), checkpoint=checkpoint, strategy=strategy, alpha=alpha,
-                                     gan_index=gan_index, adaptive_tau=adaptive_tau, guided_tau=guided_tau,
+                                     gan_index=gan_index, adaptive_c0=adaptive_c0, guided_tau=guided_tau,
                                      self_ensemble=self_ensemble)
         return cls(model, device=device, precision=precision, **options)
 
     @classmethod
     def from_weights(cls, paths: Sequence[Path], strategy: str | None = None, device: str = "cpu", *,
                      alpha: float = 0.0, gan_member: Path | Sequence[Path] | None = None,
-                     adaptive_tau: float = 0.0, guided_tau: float = 0.0, self_ensemble: bool = False,
+                     adaptive_c0: float = 0.0, guided_tau: float = 0.0, self_ensemble: bool = False,
                      precision: str = "auto", **options) -> "Upscaler":
         """Members from explicit checkpoint files (gan_member: one or several GAN checkpoints for alpha > 0)."""
         model = ensemble_from_source(weights=[Path(p) for p in paths], strategy=strategy, alpha=alpha,
-                                     gan_member=gan_member, adaptive_tau=adaptive_tau, guided_tau=guided_tau,
+                                     gan_member=gan_member, adaptive_c0=adaptive_c0, guided_tau=guided_tau,
                                      self_ensemble=self_ensemble)
         return cls(model, device=device, precision=precision, **options)
 
     @classmethod
     def pretrained(cls, strategy: str | None = None, device: str = "cpu", *, scale: int = DEFAULT_SHIPPED_SCALE,
-                   checkpoint: str = "pretrain", alpha: float = 0.0, adaptive_tau: float = 0.0,
+                   checkpoint: str = "pretrain", alpha: float = 0.0, adaptive_c0: float = 0.0,
                    guided_tau: float = 0.0, self_ensemble: bool = False, precision: str = "auto",
                    **options) -> "Upscaler":
         """The ensemble shipped in the repo's weights/x<scale> folder (scale 2 or 4): `checkpoint` "pretrain" (pixel
         loss) or "gan" of every member; alpha > 0 (with pretrain) blends in the GAN members, per pixel when
-        adaptive_tau or guided_tau > 0."""
+        adaptive_c0 or guided_tau > 0."""
         model = ensemble_from_source(checkpoint=checkpoint, strategy=strategy, alpha=alpha, scale=scale,
-                                     adaptive_tau=adaptive_tau, guided_tau=guided_tau,
+                                     adaptive_c0=adaptive_c0, guided_tau=guided_tau,
                                      self_ensemble=self_ensemble)
         return cls(model, device=device, precision=precision, **options)
 

@@ -3,7 +3,7 @@
     POST /v1/upscale            one image in, the upscaled image out (or its uncertainty map with ?uncertainty=1)
     POST /v1/jobs               the page's upload: runs every member once, answers 202 with the job's id
     GET  /v1/jobs/{id}          progress: tiles done / total, status
-    GET  /v1/jobs/{id}/image    any view (strategy, alpha, tau, guided, one member, uncertainty, bicubic) from the cache
+    GET  /v1/jobs/{id}/image    any view (strategy, alpha, adaptive, guided, one member, uncertainty, bicubic) from the cache
     GET  /v1/models             the loaded ensembles, their strategies and validation scores
     GET  /healthz               liveness and queue depth
 
@@ -96,7 +96,7 @@ def create_app(banks: dict[int, Bank], limits: ServeLimits = ServeLimits()) -> F
 
     @app.post("/v1/upscale", responses={200: {"content": {"image/png": {}}}})
     async def upscale(image: UploadFile = File(..., description="the image to upscale"),
-                      strategy: str | None = Form(None), alpha: float = Form(0.0), tau: float = Form(0.0),
+                      strategy: str | None = Form(None), alpha: float = Form(0.0), adaptive: float = Form(0.0),
                       guided: float = Form(0.0),
                       checkpoint: str = Form(PIXEL), scale: int | None = Form(None),
                       self_ensemble: bool = Form(False), format: str = Form("png"),
@@ -104,7 +104,7 @@ def create_app(banks: dict[int, Bank], limits: ServeLimits = ServeLimits()) -> F
                       ) -> Response:
         bank = bank_for(scale)
         view = View(kind="uncertainty" if uncertainty else "output", checkpoint=checkpoint, strategy=strategy,
-                    alpha=alpha, tau=tau, guided=guided)
+                    alpha=alpha, adaptive=adaptive, guided=guided)
         check_view(view, bank)
         fmt, media = response_format(format)
         lr_img, info = await read_upload(image)
@@ -154,12 +154,12 @@ def create_app(banks: dict[int, Bank], limits: ServeLimits = ServeLimits()) -> F
 
     @app.get("/v1/jobs/{job_id}/image", responses={200: {"content": {"image/png": {}}}})
     async def job_image(job_id: str, kind: str = "output", checkpoint: str = PIXEL, strategy: str | None = None,
-                        alpha: float = 0.0, tau: float = 0.0, guided: float = 0.0, member: int = 0,
+                        alpha: float = 0.0, adaptive: float = 0.0, guided: float = 0.0, member: int = 0,
                         format: str = "png") -> Response:
         job = find_job(job_id)
         bank = banks[job.scale]
-        view = View(kind=kind, checkpoint=checkpoint, strategy=strategy, alpha=alpha, tau=tau, guided=guided,
-                    member=member)
+        view = View(kind=kind, checkpoint=checkpoint, strategy=strategy, alpha=alpha, adaptive=adaptive,
+                    guided=guided, member=member)
         check_view(view, bank)
         fmt, media = response_format(format)
         if kind == "bicubic":

@@ -22,14 +22,15 @@ VIEWS = ("output", "member", "uncertainty", "bicubic")
 class View:
     """What to render. checkpoint: PIXEL or GAN members as the base; strategy None = the CLI default (perceptual
     for scored members, else mean); alpha in [0, 1] blends the GAN side into the pixel-loss base (checkpoint
-    PIXEL only); tau > 0: adaptive fusion, guided > 0: guided fusion (8-bit levels, one of the two); member: one
+    PIXEL only); adaptive > 0: adaptive fusion (its c0, in (0, 1]), guided > 0: guided fusion (its tau, 8-bit
+    levels; one of the two); member: one
     member's own output (kind "member")."""
 
     kind: str = "output"
     checkpoint: str = PIXEL
     strategy: str | None = None
     alpha: float = 0.0
-    tau: float = 0.0
+    adaptive: float = 0.0
     guided: float = 0.0
     member: int = 0
 
@@ -68,8 +69,8 @@ def check_view(view: View, bank: Bank) -> None:
         raise UserError("alpha blends the GAN members into the pixel-loss ones: use it with checkpoint pretrain")
     if view.alpha > 0 and GAN not in bank.sides:
         raise UserError(f"alpha > 0 needs GAN members; the x{bank.scale} ensemble has none")
-    if view.tau < 0 or (view.tau > 0 and view.alpha == 0):
-        raise UserError("tau (adaptive fusion, 8-bit levels) must be >= 0, and > 0 only with alpha > 0")
+    if not 0 <= view.adaptive <= 1 or (view.adaptive > 0 and view.alpha == 0):
+        raise UserError("adaptive (adaptive fusion's c0) must be in [0, 1], and > 0 only with alpha > 0")
     if view.guided < 0 or (view.guided > 0 and view.alpha == 0):
         raise UserError("guided (guided fusion, 8-bit levels) must be >= 0, and > 0 only with alpha > 0")
     count = len(bank.sides[view.checkpoint].generators)
@@ -114,7 +115,7 @@ def build_view(outputs: dict[str, torch.Tensor], bank: Bank, view: View) -> Ense
             val_alex=gan_side.val_alex, reference=pixel if texture else None)
     return Ensemble(members, strategy=strategy, val_psnr=side.val_psnr, val_alex=side.val_alex, gan_member=gan,
                     reference=pixel if strategy == "texture" else None,
-                    alpha=view.alpha, adaptive_tau=view.tau, guided_tau=view.guided)
+                    alpha=view.alpha, adaptive_c0=view.adaptive, guided_tau=view.guided)
 
 
 def render(outputs: dict[str, torch.Tensor], bank: Bank, view: View) -> torch.Tensor:

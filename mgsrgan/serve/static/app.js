@@ -55,7 +55,7 @@ function fillStrategies() {
   select.value = side.val_stlpips_alex ? (state.checkpoint === "gan" ? "texture" : "perceptual") : "mean";
   const blend = state.checkpoint === "pretrain" && ensembleOf(currentScale()).gan;
   $("alpha").disabled = !blend;
-  $("tau").disabled = !blend;
+  $("adaptive").disabled = !blend;
   $("guided").disabled = !blend;
 }
 
@@ -85,9 +85,10 @@ function viewParams(kind) {
   p.set("checkpoint", state.checkpoint);
   p.set("strategy", $("strategy").value);
   if (state.checkpoint === "pretrain" && !$("alpha").disabled) {
-    const alpha = Number($("alpha").value), tau = Number($("tau").value), guided = Number($("guided").value);
+    const alpha = Number($("alpha").value), adaptive = Number($("adaptive").value);
+    const guided = Number($("guided").value);
     p.set("alpha", alpha);
-    if (alpha > 0 && tau > 0) p.set("tau", tau);
+    if (alpha > 0 && adaptive > 0) p.set("adaptive", adaptive);
     if (alpha > 0 && guided > 0) p.set("guided", guided);
   }
   return p;
@@ -238,14 +239,14 @@ function bind() {
   $("strategy").onchange = render;
   $("alpha").oninput = () => { $("alpha-value").textContent = Number($("alpha").value).toFixed(2); renderSoon(); };
   // one per-pixel fusion at a time (the server refuses both): moving one slider turns the other off
-  const fusion = (id, other) => () => {
+  const fusion = (id, other, shown) => () => {
     const t = Number($(id).value);
-    $(`${id}-value`).textContent = t ? `${t} levels` : "off";
+    $(`${id}-value`).textContent = t ? shown(t) : "off";
     if (t) { $(other).value = 0; $(`${other}-value`).textContent = "off"; }
     renderSoon();
   };
-  $("tau").oninput = fusion("tau", "guided");
-  $("guided").oninput = fusion("guided", "tau");
+  $("adaptive").oninput = fusion("adaptive", "guided", (t) => `c0 ${t.toFixed(1)}`);
+  $("guided").oninput = fusion("guided", "adaptive", (t) => `${t} levels`);
   $("uncertainty").onchange = renderOverlay;
   $("overlay-opacity").oninput = () => { $("overlay").style.opacity = $("overlay-opacity").value; };
   $("split").oninput = () => { state.split = Number($("split").value); layout(); };
