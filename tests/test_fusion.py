@@ -68,20 +68,6 @@ def test_guided_ensemble_reads_the_pixel_members_disagreement_and_refuses_what_i
         Ensemble([Constant(0.3), Constant(0.3)], gan_member=gan, alpha=1.0, guided_tau=-1.0)
 
 
-def test_guided_fusion_tiles_exactly_and_needs_alpha(tmp_path):
-    make_run(tmp_path / "run", members=2)
-    lr_img = torch.rand(1, 3, 21, 17)
-    whole = Upscaler.from_run(tmp_path / "run", alpha=1.0, guided_tau=0.5, precision="fp32")
-    plain = Upscaler.from_run(tmp_path / "run", alpha=1.0, precision="fp32").upscale_tensor(lr_img)
-    expected = whole.upscale_tensor(lr_img)
-    assert not torch.equal(expected, plain)  # the map changes the output
-    for tile in (5, 9):
-        tiled = Upscaler.from_run(tmp_path / "run", alpha=1.0, guided_tau=0.5, precision="fp32", tile=tile)
-        assert torch.equal(tiled.upscale_tensor(lr_img), expected), tile
-    with pytest.raises(UserError, match="--guided needs --alpha"):
-        Upscaler.from_run(tmp_path / "run", guided_tau=0.5)
-
-
 # ---- adaptive fusion: the coherence of the GAN members' texture -------------------------------------------------
 
 def _white(seed: int, shape: tuple[int, ...], amplitude: float = 0.05) -> torch.Tensor:
@@ -141,18 +127,19 @@ def test_adaptive_ensemble_reads_the_gan_members_texture_and_refuses_what_it_can
             Ensemble(pixel, gan_member=same, alpha=0.5, adaptive_c0=bad)
 
 
-def test_adaptive_fusion_tiles_exactly_and_needs_alpha(tmp_path):
+@pytest.mark.parametrize("fusion, flag", [({"guided_tau": 0.5}, "--guided"), ({"adaptive_c0": 0.8}, "--adaptive")])
+def test_per_pixel_fusion_tiles_exactly_and_needs_alpha(tmp_path, fusion, flag):
     make_run(tmp_path / "run", members=2)
     lr_img = torch.rand(1, 3, 21, 17)
-    whole = Upscaler.from_run(tmp_path / "run", alpha=1.0, adaptive_c0=0.8, precision="fp32")
+    whole = Upscaler.from_run(tmp_path / "run", alpha=1.0, precision="fp32", **fusion)
     plain = Upscaler.from_run(tmp_path / "run", alpha=1.0, precision="fp32").upscale_tensor(lr_img)
     expected = whole.upscale_tensor(lr_img)
-    assert not torch.equal(expected, plain)  # the coherence map changes the output
-    for tile in (5, 9):
-        tiled = Upscaler.from_run(tmp_path / "run", alpha=1.0, adaptive_c0=0.8, precision="fp32", tile=tile)
+    assert not torch.equal(expected, plain)  # the map changes the output
+    for tile in (5, 9):  # its windows are inside the receptive radius: tiles stitch exactly
+        tiled = Upscaler.from_run(tmp_path / "run", alpha=1.0, precision="fp32", tile=tile, **fusion)
         assert torch.equal(tiled.upscale_tensor(lr_img), expected), tile
-    with pytest.raises(UserError, match="--adaptive needs --alpha"):
-        Upscaler.from_run(tmp_path / "run", adaptive_c0=0.8)
+    with pytest.raises(UserError, match=f"{flag} needs --alpha"):
+        Upscaler.from_run(tmp_path / "run", **fusion)
 
 
 # ---- the texture-preserving mean of the GAN members ---------------------------------------------------------------
