@@ -8,7 +8,8 @@ independently, so texture they share is likely real, and texture each one draws 
 artefact. Per output pixel, with h_k = member k's texture around P (G_k - P minus its local mean), the coherence
 c = local mean of |mean_k h_k|^2 / local mean of mean_k |h_k|^2 is 1 where their texture is the same and 1/K where it
 is independent (it never exceeds 1: a mean's square is at most the mean of the squares); the GAN share is
-alpha * min(1, c / c0): all of alpha where c >= c0, falling toward P as the members' texture parts ways. The first
+alpha * min(1, c / c0): all of alpha where c >= c0, falling toward P as the members' texture parts ways (and P
+where no member has texture at all: c = 0, so their common colour offset from P is dropped there too). The first
 form read the amplitude of their disagreement instead (their std d, share alpha * tau^2 / (tau^2 + d^2)) and landed
 on the global blend's curve: on the shipped x2 members texture costs 0.79-0.84 of its energy in PSNR where d < 1
 level and 0.40-0.47 where d is 2-4 levels, so the amplitude marks where the texture is most often right
@@ -20,8 +21,9 @@ LR image pins the HR one down (flat areas, clean edges) and GAN texture there ca
 disagree, detail is missing that no pixel loss recovers, and that is where texture helps. Per output pixel, d = the
 pixel-loss members' std and the GAN share is alpha * d^2 / (d^2 + tau^2): 0 where they agree, alpha/2 at d = tau,
 alpha where they disagree by much more. The pixel-loss members are needed anyway for P, so the map costs nothing.
-Measured on the 10 held-out validation images (weights/x2, alpha 1): tau 0.25 -> ST-LPIPS-Alex 0.0220 with a
-grid-pattern amplitude of 0.044 (the HR's 0.051), where the global blend at that score carries ~0.053.
+Measured (weights/x2, alpha 1, weights/x2/MODEL_CARD.md): tau 1-2 have a higher PSNR than the global blend at
+equal ST-LPIPS-Alex on the held-out images, Set14 and BSD100; tau 0.25-0.5 are level in PSNR with 12-20 % less grid
+pattern. At x4 it lies below the global curve (weights/x4/MODEL_CARD.md).
 
 d is in 8-bit levels, the mean over the 3 channels, averaged over a (2r+1)^2 window of the output.
 
