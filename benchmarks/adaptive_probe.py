@@ -3,8 +3,8 @@
     python benchmarks/adaptive_probe.py --run weights/x2 --held-out config_scaled.yaml \
         [--sets ../shared/data/Set14 ../shared/data/BSD100] [--out benchmarks/results/adaptive_probe]
 
-The shipped adaptive fusion (mgsrgan.infer.fusion.adaptive_blend) lies on the global alpha blend's curve: no better,
-no worse. This scores, on the validation images (where a setting may be chosen; --sets only checks one), three
+The first adaptive fusion (w = tau^2 / (tau^2 + d^2), d = the GAN members' std in 8-bit levels over 7x7) lay on the
+global alpha blend's curve: no better, no worse. This scores, on the validation images (where a setting may be chosen; --sets only checks one), three
 other readings of the same signal (and one reversed), each as P + w (G - P) per pixel (P = the pixel-loss mean,
 G = the texture-preserving GAN combination, as inference.py):
   structure   w = tau^2 / (tau^2 + d^2), d = the std of the GAN members' 7x7 local means (colour and shape
@@ -43,8 +43,8 @@ from mgsrgan.evaluate.protocol import list_images  # noqa: E402
 from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS  # noqa: E402
 from mgsrgan.infer.ensemble import (alex_scores, combine, load_members, perceptual_weights,  # noqa: E402
                                     run_member_paths)
-from mgsrgan.infer.fusion import (CONSENSUS_RADIUS, adaptive_blend, guided_blend, local_mean,  # noqa: E402
-                                  member_spread)
+from mgsrgan.infer.fusion import (CONSENSUS_RADIUS, guided_blend, local_mean, member_spread,  # noqa: E402
+                                  texture_coherence)
 from mgsrgan.train.data import holdout_paths  # noqa: E402
 
 ALPHAS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # 0.5 .. 1: the falling-PSNR branch, where most probes land
@@ -54,22 +54,20 @@ REVERSED_TAUS = (1.0, 2.0, 4.0)  # levels: the GAN members' local std is 1-4 lev
 D_BINS = (0.0, 1.0, 2.0, 4.0, 8.0, np.inf)  # adaptive d in levels
 
 
-def _split(stack: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
-    k, b, c, h, w = stack.shape
-    low = local_mean(stack.reshape(k * b, c, h, w), r).reshape(k, b, c, h, w)
-    return low, stack - low
+def _amplitude_blend(p: torch.Tensor, g: torch.Tensor, spread: torch.Tensor, tau: float, r: int) -> torch.Tensor:
+    """The first adaptive fusion's form: P + tau^2 / (tau^2 + d^2) (G - P), d = spread in levels over a 7x7 window."""
+    d2 = local_mean(spread * PEAK, r).square()
+    return p + tau * tau / (tau * tau + d2) * (g - p)
 
 
 def probes(p: torch.Tensor, g: torch.Tensor, gk: torch.Tensor) -> dict[str, torch.Tensor]:
     r = CONSENSUS_RADIUS
     out = {f"global alpha {a:g}": p + a * (g - p) for a in ALPHAS}
-    low, _ = _split(gk, r)
+    k, b, c, h, w = gk.shape
+    low = local_mean(gk.reshape(k * b, c, h, w), r).reshape(k, b, c, h, w)  # the members' 7x7 local means
     for tau in STRUCTURE_TAUS:
-        out[f"structure tau {tau:g}"] = adaptive_blend(p, g, member_spread(low), alpha=1.0, tau=tau, radius=r)
-    _, high = _split(gk - p, r)
-    agree = local_mean(high.mean(0).square().mean(1, keepdim=True), r)
-    total = local_mean(high.square().mean(0).mean(1, keepdim=True), r).clamp_min(1e-9)
-    c = agree / total
+        out[f"structure tau {tau:g}"] = _amplitude_blend(p, g, member_spread(low), tau, r)
+    c = texture_coherence(p, gk, radius=r)  # the shipped --adaptive's signal
     for c0 in COHERENCE_C0:
         out[f"coherence c0 {c0:g}"] = p + (c / c0).clamp(max=1.0) * (g - p)
         if c0 < 1.0:  # 1 - c0 = 0: no reverse at c0 1

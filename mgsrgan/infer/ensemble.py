@@ -229,9 +229,8 @@ class Ensemble(nn.Module):
                                 tau=self.guided_tau)
         if self.adaptive_c0 == 0.0:
             return (1.0 - self.alpha) * combined + self.alpha * self._gan_output(lr_img, combined)
-        gan_side = self.gan_member
-        gan_stack = gan_side._stack(lr_img)  # (K, B, 3, H, W): their texture's coherence steers the share
-        gan = gan_side._combine(gan_stack, lr_img, combined if gan_side.strategy == "texture" else None)
+        gan_stack = self.gan_member._stack(lr_img)  # (K, B, 3, H, W): their texture's coherence steers the share
+        gan = self.gan_member._combine(gan_stack, lr_img, combined)  # combined = P for a "texture" GAN side
         return adaptive_blend(combined, gan, gan_stack, alpha=self.alpha, c0=self.adaptive_c0)
 
     def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
