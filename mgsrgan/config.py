@@ -121,8 +121,10 @@ class TrainConfig:
     gan_select_max_psnr_drop: float = 0.3  # dB a candidate may lose against the member's pixel-loss validation PSNR
     gan_select_max_artifact: float = 2.0  # candidate's periodic-artifact amplitude / the HR's (issue 14's target)
     # A run (or weights/x2) folder whose member_<k>/pretrain.safetensors starts member k's generator wherever names
-    # and shapes match: head, residual blocks and body tail; the upsampler and tail keep their fresh init. Training
-    # x4 from a trained x2 body converges faster (EDSR, Lim et al. 2017, sec. 4.2). "" = random init (the paper).
+    # and shapes match: at another scale head, residual blocks and body tail, the upsampler and tail keeping their
+    # fresh init (x4 from a trained x2 body converges faster: EDSR, Lim et al. 2017, sec. 4.2); at the same scale
+    # the whole generator, so phase 1 continues from it (a warm restart: SGDR, Loshchilov and Hutter 2017).
+    # "" = random init (the paper).
     init_from: str = ""
     g_updates: int = 1  # n: generator updates per cycle of the n:m plan (1:1 in the paper)
     d_updates: int = 1  # m: discriminator updates per cycle, made first (k = 1 in Goodfellow et al. 2014, Alg. 1)

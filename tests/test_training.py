@@ -251,3 +251,23 @@ def test_init_from_copies_an_x2_body_into_an_x4_member(tmp_path):
         training.start_body_from(build_member(ctx.cfg, 0, ctx.device), x2_run)
     with pytest.raises(UserError, match="not found"):
         training.start_body_from(build_member(ctx.cfg, 0, ctx.device), tmp_path / "nowhere")
+
+
+def test_init_from_at_the_same_scale_continues_the_whole_generator(tmp_path):
+    """train.init_from at the source's scale: every tensor (upsampler and tail included) comes from member k, so
+    phase 1 continues from the source's function (a warm restart), not from a half-fresh network."""
+    raw = tiny_config(tmp_path, pretrain_steps=1, gan_iterations=0)
+    source_run = tmp_path / "runs" / "first"
+    train(make_context(raw, source_run), resume=False)
+    again = tiny_config(tmp_path / "again", init_from=str(source_run), seed=7)
+    ctx = make_context(again, tmp_path / "runs" / "again")
+    x = torch.rand(1, 3, 12, 12)
+    for k in range(2):
+        member = build_member(ctx.cfg, k, ctx.device)
+        source = load_generator(source_run / f"member_{k}" / "pretrain.safetensors")[0].eval()
+        assert not torch.equal(member.generator.state_dict()["tail.weight"], source.state_dict()["tail.weight"])
+        assert training.start_body_from(member, source_run) == "generator"
+        own = member.generator.state_dict()
+        assert all(torch.equal(own[name], tensor) for name, tensor in source.state_dict().items())
+        with torch.no_grad():
+            assert torch.equal(member.generator.eval()(x), source(x))

@@ -370,19 +370,20 @@ def start_from_pretrained(ctx: Context, member: Member, source: Path) -> None:
                      lambda tmp: shutil.copyfile(path, tmp))
 
 
-def start_body_from(member: Member, source: Path) -> None:
+def start_body_from(member: Member, source: Path) -> str:
     """`train.init_from`: member k's head, residual blocks and body tail from source/member_<k>/pretrain.safetensors
-    (any scale), before its first step."""
+    (any scale; at the same scale the whole generator), before its first step. Returns what was copied, in words."""
     path = member_dir(source, member.index) / f"{PRETRAIN}.safetensors"
     if not path.is_file():
         raise UserError(f"train.init_from: {path} not found (every member k needs member_<k>/{PRETRAIN}.safetensors)")
     generator, _ = load_generator(path)
     try:
-        init_body_from(member.generator, generator)
+        copied = init_body_from(member.generator, generator)
     except ValueError as err:
         raise UserError(f"train.init_from: {path}: {err}") from None
     if member.ema is not None:
         member.ema.load_state_dict(member.generator.state_dict(), strict=True)
+    return "generator" if len(copied) == len(member.generator.state_dict()) else "body"
 
 
 def train(ctx: Context, *, resume: bool, pretrained: Path | None = None) -> list[Member]:
@@ -430,8 +431,8 @@ def _start_members(ctx: Context, members: list[Member], *, resume: bool, pretrai
             start_from_pretrained(ctx, member, Path(pretrained))
             ctx.log.say(f"member {member.index}: phase 2 from {pretrained}'s pre-trained generator")
         elif cfg.train.init_from:
-            start_body_from(member, Path(cfg.train.init_from))
-            ctx.log.say(f"member {member.index}: body initialised from {cfg.train.init_from}")
+            part = start_body_from(member, Path(cfg.train.init_from))
+            ctx.log.say(f"member {member.index}: {part} initialised from {cfg.train.init_from}")
     if resume:
         ctx.log.say(f"resume {ctx.run_dir}: " + describe_points({m.index: resumed.get(m.index) for m in members}))
         ctx.log.event("resume", members={k: list(point) for k, point in resumed.items()})

@@ -89,7 +89,8 @@ BODY_PREFIXES = ("head.", "body.", "body_tail.")  # the scale-independent part o
 
 def init_body_from(generator: Generator, source: Generator) -> list[str]:
     """Copy `source`'s head, residual blocks and body tail (parameters and BatchNorm statistics) into `generator`,
-    which may have another scale; returns the names copied. ValueError when the two bodies differ in shape."""
+    which may have another scale; at the same scale the upsampler and tail too (the whole generator: a warm
+    restart, SGDR, Loshchilov & Hutter 2017). Returns the names copied. ValueError when the two bodies differ in shape."""
     own, theirs = generator.state_dict(), source.state_dict()
     body = [name for name in own if name.startswith(BODY_PREFIXES)]
     mismatched = [name for name in body if name not in theirs or theirs[name].shape != own[name].shape]
@@ -97,10 +98,13 @@ def init_body_from(generator: Generator, source: Generator) -> list[str]:
         raise ValueError(f"bodies differ ({len(mismatched)} tensors, e.g. {mismatched[0]}): "
                          f"{source.num_blocks} blocks x {source.channels} channels vs "
                          f"{generator.num_blocks} x {generator.channels}")
+    same_scale = source.scale == generator.scale and own.keys() == theirs.keys() and all(
+        own[name].shape == theirs[name].shape for name in own)
+    names = list(own) if same_scale else body
     with torch.no_grad():
-        for name in body:
+        for name in names:
             own[name].copy_(theirs[name])
-    return body
+    return names
 
 
 def wrap_data_parallel(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
