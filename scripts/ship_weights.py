@@ -3,13 +3,9 @@ when given no --run or --weights (`--scale` picks one).
 
     python scripts/ship_weights.py runs/x2-k3        # -> weights/x2/
     python scripts/ship_weights.py runs/x2-m1-seed4 --gan-into 1   # a one-member run's gan -> weights/x2/member_1
-    python scripts/ship_weights.py runs/x2-cont --pretrain-only    # phase 1 continued from weights/x2
 
 --gan-into K re-draws one slot: a one-member phase-2 run (its own seed, from member K's pretrain checkpoint) replaces
 member K's gan checkpoint; the metadata then names slot K and the run it came from, the config stays the ensemble's.
---pretrain-only ships a phase-1 continuation (a run with `train.init_from` = the destination, so member k went on
-from the shipped member k): only its pretrain checkpoints replace the shipped ones, each keeping what it continued
-(`continues`: the replaced file's step, validation and config); the gan checkpoints and config.yaml stay.
 
 Only generator tensors travel (the checkpoints are already generator-only); metadata (config, validation scores,
 steps) is kept, so `weighted` and `best` work on the shipped ensemble too.
@@ -34,16 +30,11 @@ def main() -> int:
     parser.add_argument("--dest", type=Path, default=None, help="default: weights/x<the run's scale>")
     parser.add_argument("--gan-into", type=int, metavar="K", default=None,
                         help="ship a one-member run's gan checkpoint as member K's (nothing else is copied)")
-    parser.add_argument("--pretrain-only", action="store_true",
-                        help="ship a phase-1 continuation's pretrain checkpoints (the run's train.init_from must be "
-                             "the destination); the shipped gan checkpoints and config.yaml stay")
     args = parser.parse_args()
     if args.dest is None:
         args.dest = ROOT / "weights" / f"x{load_config(args.run / 'config.yaml', saved=True).model.scale}"
     if args.gan_into is not None:
         return gan_into(args.run, args.dest, args.gan_into)
-    if args.pretrain_only:
-        return pretrain_only(args.run, args.dest)
     members = sorted(args.run.glob("member_*"))
     if not members:
         print(f"error: {args.run}: no member_<k> folders", file=sys.stderr)
@@ -76,31 +67,6 @@ def gan_into(run: Path, dest: Path, slot: int) -> int:
     meta.update(member=slot, redrawn_from=f"{run.name}/member_0 (seed {meta.get('seed')})")
     save_checkpoint(target, load_tensors(source), {k: v for k, v in meta.items() if k != "schema_version"})
     print(f"{source} -> {target} (step {meta['step']}, val {meta['val']})")
-    return 0
-
-
-def pretrain_only(run: Path, dest: Path) -> int:
-    init_from = load_config(run / "config.yaml", saved=True).train.init_from
-    if not init_from or Path(init_from).resolve() != dest.resolve():
-        print(f"error: --pretrain-only needs a run that continued {dest} (train.init_from), and {run}'s "
-              f"train.init_from is {init_from!r}", file=sys.stderr)
-        return 2
-    pairs = [(member / "pretrain.safetensors", dest / member.name / "pretrain.safetensors")
-             for member in sorted(run.glob("member_*"))]
-    missing = [str(path) for pair in pairs for path in pair if not path.is_file()]
-    if not pairs or missing:
-        print(f"error: --pretrain-only: {', '.join(missing) or f'{run} has no member_<k> folders'} not found",
-              file=sys.stderr)
-        return 2
-    shipped = []
-    for source, target in pairs:  # read every file before writing any: a bad one stops the ship untouched
-        meta, old = read_meta(source), read_meta(target)
-        meta["continues"] = {key: old[key] for key in ("step", "val", "config") if key in old}
-        shipped.append((source, target, load_tensors(source), meta, old))
-    for source, target, tensors, meta, old in shipped:
-        save_checkpoint(target, tensors, {k: v for k, v in meta.items() if k != "schema_version"})
-        print(f"{source} -> {target} (step {meta['step']}, val {meta['val']}; continues step {old['step']}, "
-              f"val {old['val']})")
     return 0
 
 
