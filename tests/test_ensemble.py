@@ -201,3 +201,34 @@ def test_score_members_writes_held_out_alex_and_perceptual_becomes_the_default(t
     assert model.strategy == "perceptual"
     inverse = torch.tensor([1 / s for s in scores])
     assert torch.allclose(model.member_weights, (inverse / inverse.sum()).float())
+
+
+def test_gan_members_from_another_phase_1_than_their_pixel_siblings_are_refused(tmp_path):
+    """A GAN checkpoint records the phase-1 validation it started from; paired with a pretrain file whose own differs
+    (e.g. phase 1 continued after phase 2), the texture mean and the blend refuse instead of reading the two
+    generators' difference as texture. Matching records, or none, load."""
+    from mgsrgan.io.checkpoint import CheckpointError, load_tensors, read_meta
+
+    def member(k: int, pixel_psnr: float, started_from: float | None) -> tuple[Path, Path]:
+        torch.manual_seed(k)
+        folder = tmp_path / f"member_{k}"
+        pixel = save_member(folder / "pretrain.safetensors", Generator(scale=2, num_blocks=1, channels=8),
+                            psnr=pixel_psnr)
+        gan = save_member(folder / "gan.safetensors", Generator(scale=2, num_blocks=1, channels=8), psnr=pixel_psnr,
+                          phase="gan")
+        meta = read_meta(gan)
+        meta.update(history={} if started_from is None else {"pretrain": {"psnr": started_from, "ssim": 0.9}},
+                    val={"psnr": 29.0, "ssim": 0.9, "stlpips_alex": 0.02 + k / 100})
+        save_checkpoint(gan, load_tensors(gan), {k: v for k, v in meta.items() if k != "schema_version"})
+        return pixel, gan
+
+    pairs = [member(0, 29.71, 29.71), member(1, 29.70, None)]
+    pixels, gans = [p for p, _ in pairs], [g for _, g in pairs]
+    assert build_ensemble(gans).strategy == "texture"  # records agree (member 1 has none): loads
+    assert build_ensemble(pixels, gan_paths=gans, alpha=1.0, adaptive_c0=0.8).alpha == 1.0
+    pixel2, gan2 = member(2, 29.76, 29.71)  # phase 1 went on after this GAN member was trained from it
+    for build in (lambda: build_ensemble([*gans, gan2]),
+                  lambda: build_ensemble([*pixels, pixel2], gan_paths=[*gans, gan2], alpha=0.5)):
+        with pytest.raises(CheckpointError, match=r"member_2/gan.safetensors was trained from another pixel-loss "
+                                                  r"generator .* \(phase-1 validation 29.7100 dB, that file's 29.7600\)"):
+            build()

@@ -36,7 +36,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from mgsrgan.io.checkpoint import CHECKPOINT_NAMES, CheckpointError, GeneratorArch, load_generator
+from mgsrgan.io.checkpoint import (CHECKPOINT_NAMES, CheckpointError, GeneratorArch, check_same_phase1,
+                                    load_generator)
 from mgsrgan.errors import UserError
 from mgsrgan.models.fuse import fold_batchnorm
 from mgsrgan.infer.fusion import (CONSENSUS_RADIUS, adaptive_blend, guided_blend, local_mean, member_spread,
@@ -373,6 +374,8 @@ def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_pa
     if self_ensemble:
         loaded = [(SelfEnsemble(generator), meta) for generator, meta in loaded]
     loaded, gan_loaded = loaded[:len(paths)], loaded[len(paths):]
+    check_same_phase1([(Path(p), meta, Path(g), gan_meta) for p, (_, meta), g, (_, gan_meta)
+                       in zip(paths, loaded, gan_paths, gan_loaded) if Path(p).parent == Path(g).parent])
     gan = None
     if len(gan_loaded) == 1:
         gan = gan_loaded[0][0]
@@ -386,7 +389,10 @@ def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_pa
         strategy = ("texture" if siblings else "perceptual") if scored else "mean"
     reference = None
     if strategy == "texture" and siblings:
-        generators = [g for g, _ in load_members(siblings)]
+        sibling_loaded = load_members(siblings)
+        check_same_phase1([(s, s_meta, Path(p), meta) for s, (_, s_meta), p, meta in zip(siblings, sibling_loaded, paths,
+                                                                                         metas)])
+        generators = [g for g, _ in sibling_loaded]
         reference = Ensemble([SelfEnsemble(g) for g in generators] if self_ensemble else generators).eval()
     val_psnr = val_alex = None
     if strategy in ("weighted", "best"):
