@@ -374,8 +374,8 @@ def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_pa
     if self_ensemble:
         loaded = [(SelfEnsemble(generator), meta) for generator, meta in loaded]
     loaded, gan_loaded = loaded[:len(paths)], loaded[len(paths):]
-    check_same_phase1([(Path(p), meta, Path(g), gan_meta) for p, (_, meta), g, (_, gan_meta)
-                       in zip(paths, loaded, gan_paths, gan_loaded) if Path(p).parent == Path(g).parent])
+    check_same_phase1([(p, meta) for p, (_, meta) in zip(paths, loaded)],
+                      [(g, meta) for g, (_, meta) in zip(gan_paths, gan_loaded)])
     gan = None
     if len(gan_loaded) == 1:
         gan = gan_loaded[0][0]
@@ -390,8 +390,7 @@ def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_pa
     reference = None
     if strategy == "texture" and siblings:
         sibling_loaded = load_members(siblings)
-        check_same_phase1([(s, s_meta, Path(p), meta) for s, (_, s_meta), p, meta in zip(siblings, sibling_loaded, paths,
-                                                                                         metas)])
+        check_same_phase1([(s, meta) for s, (_, meta) in zip(siblings, sibling_loaded)], list(zip(paths, metas)))
         generators = [g for g, _ in sibling_loaded]
         reference = Ensemble([SelfEnsemble(g) for g in generators] if self_ensemble else generators).eval()
     val_psnr = val_alex = None

@@ -126,17 +126,19 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
     optimizer.load_state_dict({"state": state, "param_groups": extra["param_groups"]})
 
 
-def check_same_phase1(pairs: Sequence[tuple[Path, dict, Path, dict]]) -> None:
-    """(pixel path, its meta, GAN path, its meta) per member: raise CheckpointError when a GAN checkpoint was trained
-    from another pixel-loss generator than the pretrain checkpoint it is paired with. A GAN checkpoint keeps the
-    phase-1 validation it started from (meta history.pretrain), a pretrain checkpoint its own (meta val). Why: the
-    texture mean and the fused outputs read each GAN member's offset from the pixel-loss ensemble, and from other
-    pixel-loss weights that offset carries their difference as texture (measured: weights/x2/MODEL_CARD.md, "A longer
-    phase 1"). Pairs without these records (older or hand-made files) are not checked."""
-    for pixel_path, pixel_meta, gan_path, gan_meta in pairs:
+def check_same_phase1(pixel: Sequence[tuple[Path, dict]], gan: Sequence[tuple[Path, dict]]) -> None:
+    """(path, meta) of pixel-loss and of GAN checkpoints, member by member: raise CheckpointError when a GAN
+    checkpoint was trained from another pixel-loss generator than the pretrain checkpoint in its own member folder.
+    A GAN checkpoint keeps the phase-1 validation it started from (meta history.pretrain), a pretrain checkpoint its
+    own (meta val). Why: the texture mean and the fused outputs read each GAN member's offset from the pixel-loss
+    ensemble, and from other pixel-loss weights that offset carries their difference as texture (measured:
+    weights/x2/MODEL_CARD.md, "A longer phase 1"). Pairs in different folders, or without these records (older or
+    hand-made files), are not checked."""
+    for (pixel_path, pixel_meta), (gan_path, gan_meta) in zip(pixel, gan):
         started = ((gan_meta.get("history") or {}).get("pretrain") or {}).get("psnr")
         own = (pixel_meta.get("val") or {}).get("psnr")
-        if (isinstance(started, (int, float)) and isinstance(own, (int, float))
+        if (Path(pixel_path).parent == Path(gan_path).parent
+                and isinstance(started, (int, float)) and isinstance(own, (int, float))
                 and not math.isclose(started, own, rel_tol=0.0, abs_tol=1e-9)):
             raise CheckpointError(f"{gan_path} was trained from another pixel-loss generator than {pixel_path} "
                                   f"(phase-1 validation {started:.4f} dB, that file's {own:.4f}): the texture mean and "
