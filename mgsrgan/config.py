@@ -120,6 +120,9 @@ class TrainConfig:
     gan_select: Literal["last", "stlpips_alex"] = "last"
     gan_select_max_psnr_drop: float = 0.3  # dB a candidate may lose against the member's pixel-loss validation PSNR
     gan_select_max_artifact: float = 2.0  # candidate's periodic-artifact amplitude / the HR's (issue 14's target)
+    # largest |mean SR - HR| per RGB channel, 8-bit levels (issue 14's target): measured, a pick without it (x2,
+    # runs/x2-cont-gan member 1, step 150) had the lowest ST-LPIPS-Alex and a +3.7-level blue cast
+    gan_select_max_shift: float = 1.0
     # A run (or weights/x2) folder whose member_<k>/pretrain.safetensors starts member k's generator wherever names
     # and shapes match: at another scale head, residual blocks and body tail, the upsampler and tail keeping their
     # fresh init (x4 from a trained x2 body converges faster: EDSR, Lim et al. 2017, sec. 4.2); at the same scale
@@ -211,8 +214,9 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     if any(w < 0 for w in lo.content_layer_weights) or lo.pixel_weight_gan < 0 or lo.adv_weight < 0 \
             or lo.content_weight < 0 or lo.grid_weight < 0:
         raise bad("loss", "loss weights must be 0 or more")
-    if t.gan_select_max_psnr_drop < 0 or t.gan_select_max_artifact <= 0:
-        raise bad("train.gan_select_max_psnr_drop", "the gan_select guards must be >= 0 dB and > 0 (a ratio)")
+    if t.gan_select_max_psnr_drop < 0 or t.gan_select_max_artifact <= 0 or t.gan_select_max_shift <= 0:
+        raise bad("train.gan_select_max_psnr_drop", "the gan_select guards must be >= 0 dB, > 0 (a ratio) and "
+                                                    "> 0 levels (the colour shift)")
     if t.gan_select != "last" and not (cfg.data.val_dir or cfg.data.val_holdout > 0):
         raise bad("train.gan_select", f"{t.gan_select!r} picks on held-out validation images; set data.val_dir or "
                                       "data.val_holdout, or use gan_select: last")

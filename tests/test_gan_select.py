@@ -14,7 +14,8 @@ from tests.conftest import make_context, tiny_config
 
 def select_config(tmp_path, **train_overrides):
     raw = tiny_config(tmp_path, members=1, pretrain_steps=2, gan_iterations=3, val_every=1, gan_select="stlpips_alex",
-                      gan_select_max_psnr_drop=100.0, gan_select_max_artifact=1e9, **train_overrides)
+                      gan_select_max_psnr_drop=100.0, gan_select_max_artifact=1e9, gan_select_max_shift=1e9,
+                      **train_overrides)
     raw["model"]["global_skip"] = "bicubic"  # outputs near bicubic: Alex distances that differ from step to step
     return raw
 
@@ -52,10 +53,27 @@ def test_guards_refuse_every_candidate_then_gan_is_the_last_weights(tmp_path):
     assert all((gan[k] == final[k]).all() for k in gan)
 
 
+def test_colour_shift_guard_refuses_a_cast_candidate(tmp_path):
+    """Validation scores each candidate's mean colour shift per RGB channel; a guard tighter than any real output's
+    shift refuses them all (measured: without it a pick carried a +3.7-level blue cast)."""
+    run_dir = tmp_path / "run"
+    raw = select_config(tmp_path)
+    raw["train"]["gan_select_max_shift"] = 1e-9
+    (member,) = train(make_context(raw, run_dir), resume=False)
+    vals = [e for e in events(run_dir, "val") if e["phase"] == "gan" and e["member"] == 0]
+    shifts = [max(abs(v[k]) for k in ("shift_r", "shift_g", "shift_b")) for v in vals]
+    assert len(shifts) >= 3 and min(shifts) > 1e-9  # a real, nonzero cast is measured on every candidate
+    assert member.gan_pick is None and events(run_dir, "gan_pick") == []
+    raw["train"]["gan_select_max_shift"] = max(shifts) + 1.0  # loose enough for all: a pick is made again
+    (member,) = train(make_context(raw, tmp_path / "loose"), resume=False)
+    assert member.gan_pick is not None
+
+
 @pytest.mark.parametrize("overrides, words", [
     ({"gan_select": "alex"}, "'last', 'stlpips_alex'"),
     ({"gan_select_max_psnr_drop": -1.0}, "gan_select"),
     ({"gan_select_max_artifact": 0.0}, "gan_select"),
+    ({"gan_select_max_shift": 0.0}, "colour shift"),
 ])
 def test_bad_gan_select_settings(tmp_path, overrides, words):
     raw = select_config(tmp_path)

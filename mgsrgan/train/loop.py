@@ -175,11 +175,13 @@ def alex_distance() -> ReferenceSTLPIPS:
 def _keep_if_best_gan(ctx: Context, member: Member, step: int) -> None:
     """train.gan_select: save this validation's weights as `gan` when they pass the guards (PSNR within
     gan_select_max_psnr_drop of the pixel-loss member's, artifact amplitude within gan_select_max_artifact x the
-    HR's) and beat the member's ST-LPIPS-Alex so far."""
+    HR's, no RGB channel's mean shift beyond gan_select_max_shift levels) and beat the member's ST-LPIPS-Alex so
+    far."""
     t, val = ctx.cfg.train, member.val
     floor = member.history[PRETRAIN]["psnr"] - t.gan_select_max_psnr_drop
     ratio = val["artifact"] / max(val["artifact_hr"], 1e-12)
-    passes = val["psnr"] >= floor and ratio <= t.gan_select_max_artifact
+    cast = max(abs(val[key]) for key in ("shift_r", "shift_g", "shift_b"))
+    passes = val["psnr"] >= floor and ratio <= t.gan_select_max_artifact and cast <= t.gan_select_max_shift
     if passes and (member.gan_pick is None or val["stlpips_alex"] < member.gan_pick["stlpips_alex"]):
         member.gan_pick = {"step": step, **val}
         if ctx.writes_checkpoints:

@@ -9,7 +9,7 @@ from mgsrgan.evaluate.metrics import psnr, ssim, tensor_to_uint8
 from mgsrgan.evaluate.protocol import PairDistance, artifact_scores, perceptual_scores
 from mgsrgan.train.distributed import World, all_reduce_sum
 
-GAN_SELECT_KEYS = ("stlpips_alex", "artifact", "artifact_hr")  # the extra scores `perceptual=` adds
+GAN_SELECT_KEYS = ("stlpips_alex", "artifact", "artifact_hr", "shift_r", "shift_g", "shift_b")  # what `perceptual=` adds
 Upscale = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, h, w) [0, 1] -> (1, 3, h*s, w*s)
 
 
@@ -19,7 +19,8 @@ def validate(upscale: Upscale, pairs: list, scale: int, device: torch.device,
     """Mean Y-PSNR (dB) and Y-SSIM over `pairs` of (name, lr (1,3,h,w), hr (1,3,H,W)), float tensors in [0, 1].
 
     With `perceptual` (an ST-LPIPS-Alex PairDistance) also the mean "stlpips_alex", and the mean periodic-artifact
-    amplitude of SR and HR ("artifact", "artifact_hr", 8-bit levels), as evaluate.py scores them (`scale` pixels
+    amplitude of SR and HR ("artifact", "artifact_hr", 8-bit levels) and the mean colour shift SR - HR per RGB
+    channel ("shift_r", "shift_g", "shift_b", signed 8-bit levels), as evaluate.py scores them (`scale` pixels
     cropped): what train.gan_select reads. In a data-parallel world each rank scores every world_size-th image and
     the sums are all-reduced, so every rank returns the mean over all images.
     """
@@ -34,8 +35,8 @@ def validate(upscale: Upscale, pairs: list, scale: int, device: torch.device,
             sums["stlpips_alex"] += perceptual_scores(sr_u8, hr_u8, {"stlpips_alex": perceptual},
                                                       crop_border=scale)["stlpips_alex"]
             artifacts = artifact_scores(sr_u8, hr_u8, scale=scale)
-            sums["artifact"] += artifacts["artifact"]
-            sums["artifact_hr"] += artifacts["artifact_hr"]
+            for key in GAN_SELECT_KEYS[1:]:
+                sums[key] += artifacts[key]
     *totals, count = all_reduce_sum([*sums.values(), float(len(mine))], world)
     return {key: total / count for key, total in zip(sums, totals)}
 
