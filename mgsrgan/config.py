@@ -214,9 +214,10 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     if any(w < 0 for w in lo.content_layer_weights) or lo.pixel_weight_gan < 0 or lo.adv_weight < 0 \
             or lo.content_weight < 0 or lo.grid_weight < 0:
         raise bad("loss", "loss weights must be 0 or more")
-    if t.gan_select_max_psnr_drop < 0 or t.gan_select_max_artifact <= 0 or t.gan_select_max_shift <= 0:
-        raise bad("train.gan_select_max_psnr_drop", "the gan_select guards must be >= 0 dB, > 0 (a ratio) and "
-                                                    "> 0 levels (the colour shift)")
+    if t.gan_select_max_psnr_drop < 0 or t.gan_select_max_artifact <= 0:
+        raise bad("train.gan_select_max_psnr_drop", "the gan_select guards must be >= 0 dB and > 0 (a ratio)")
+    if t.gan_select_max_shift <= 0:
+        raise bad("train.gan_select_max_shift", f"the colour shift guard must be > 0 levels, got {t.gan_select_max_shift}")
     if t.gan_select != "last" and not (cfg.data.val_dir or cfg.data.val_holdout > 0):
         raise bad("train.gan_select", f"{t.gan_select!r} picks on held-out validation images; set data.val_dir or "
                                       "data.val_holdout, or use gan_select: last")

@@ -6,10 +6,10 @@ from typing import Callable
 import torch
 
 from mgsrgan.evaluate.metrics import psnr, ssim, tensor_to_uint8
-from mgsrgan.evaluate.protocol import PairDistance, artifact_scores, perceptual_scores
+from mgsrgan.evaluate.protocol import ARTIFACTS, PairDistance, artifact_scores, perceptual_scores
 from mgsrgan.train.distributed import World, all_reduce_sum
 
-GAN_SELECT_KEYS = ("stlpips_alex", "artifact", "artifact_hr", "shift_r", "shift_g", "shift_b")  # what `perceptual=` adds
+GAN_SELECT_KEYS = ("stlpips_alex", *ARTIFACTS)  # the extra scores `perceptual=` adds
 Upscale = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, h, w) [0, 1] -> (1, 3, h*s, w*s)
 
 
@@ -35,7 +35,7 @@ def validate(upscale: Upscale, pairs: list, scale: int, device: torch.device,
             sums["stlpips_alex"] += perceptual_scores(sr_u8, hr_u8, {"stlpips_alex": perceptual},
                                                       crop_border=scale)["stlpips_alex"]
             artifacts = artifact_scores(sr_u8, hr_u8, scale=scale)
-            for key in GAN_SELECT_KEYS[1:]:
+            for key in ARTIFACTS:
                 sums[key] += artifacts[key]
     *totals, count = all_reduce_sum([*sums.values(), float(len(mine))], world)
     return {key: total / count for key, total in zip(sums, totals)}
