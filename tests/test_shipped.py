@@ -9,6 +9,15 @@ from mgsrgan.cli.infer import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def one_example(tmp_path: Path, name: str) -> Path:
+    """A folder holding examples/<name> alone: the README block test runs each command on all three examples, and
+    a line here costs up to six member passes per image."""
+    source = tmp_path / "in"
+    source.mkdir()
+    shutil.copyfile(ROOT / "examples" / name, source / name)
+    return source
+
+
 def test_readme_main_command_upscales_the_examples_with_the_shipped_ensemble(tmp_path, capsys):
     assert main(["--input_dir", str(ROOT / "examples"), "--output_dir", str(tmp_path), "--uncertainty"]) == 0
     captured = capsys.readouterr()
@@ -79,10 +88,7 @@ def test_readme_gan_and_adaptive_commands_work_on_the_shipped_members(tmp_path, 
     """The README's --checkpoint gan and --alpha 1 --adaptive 0.8 lines; outputs sit between their two sources."""
     import numpy as np
 
-    # one example (the README block test runs these lines on all three): each line costs up to six member passes
-    source = tmp_path / "in"
-    source.mkdir()
-    shutil.copyfile(ROOT / "examples" / "coffee.png", source / "coffee.png")
+    source = one_example(tmp_path, "coffee.png")
     outputs = {}
     for name, extra in (("pixel", []), ("gan", ["--checkpoint", "gan"]), ("fused", ["--alpha", "1", "--adaptive", "0.8"])):
         out = tmp_path / name
@@ -102,9 +108,7 @@ def test_readme_x4_command_upscales_the_examples_with_the_shipped_x4_ensemble(tm
 
     from mgsrgan.config import load_config
 
-    source, out = tmp_path / "in", tmp_path / "out"
-    source.mkdir()
-    shutil.copyfile(ROOT / "examples" / "astronaut.png", source / "astronaut.png")  # the README block runs all three
+    source, out = one_example(tmp_path, "astronaut.png"), tmp_path / "out"
     assert main(["--input_dir", str(source), "--output_dir", str(out), "--scale", "4"]) == 0
     assert "1 written, 0 skipped, 0 failed" in capsys.readouterr().out
     lr_img, sr_img = Image.open(source / "astronaut.png"), Image.open(out / "astronaut.png")
