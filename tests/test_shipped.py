@@ -79,7 +79,7 @@ def test_config_inside_the_shipped_checkpoints_is_config_scaled():
         expected = set() if path.stem == "gan" else PRETRAIN_RUN_DIFFERS
         if "redrawn_from" in meta:  # a slot re-drawn by a one-member phase-2 run (ship_weights.py --gan-into)
             # its own seed and member count, and a pick guard stricter than the preset's where the re-draw set one
-            # (MODEL_CARD "Re-drawing member 1": `--set train.gan_select_max_artifact=1.5`)
+            # (MODEL_CARD "Member 1 re-drawn under a 1.5x pattern guard": `--set train.gan_select_max_artifact=1.5`)
             stricter = {key for key in differ if key.startswith("train.gan_select_max_") and saved[key] < preset[key]}
             expected = {"train.seed", "train.members"} | stricter
             assert saved["train.members"] == 1 and saved["train.seed"] == meta["seed"] != preset["train.seed"]
