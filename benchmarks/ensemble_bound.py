@@ -3,6 +3,10 @@
     python benchmarks/ensemble_bound.py --run weights/x2 --held-out config_scaled.yaml \
         --sets ../shared/data/Set14 ../shared/data/BSD100 [--self-ensemble-sets held-out Set14] \
         [--out benchmarks/results/ensemble_bound]
+    python benchmarks/ensemble_bound.py --members A.safetensors B.safetensors ... --held-out config_scaled.yaml
+
+`--members` takes checkpoint files instead of a run's members, and they may differ in architecture (one scale):
+how much more do members of other depths and widths differ than members of other seeds or data?
 
 Per image (crop = scale px, Y of BT.601 in 8-bit levels, the members' float outputs clipped to [0, 1]):
 mgsrgan.evaluate.decompose.ensemble_split gives the average member's MSE, the mean's MSE, the members' spread (the
@@ -33,6 +37,8 @@ from mgsrgan.evaluate.decompose import downscale, ensemble_split, gain_db, lr_pr
 from mgsrgan.evaluate.metrics import PEAK, Y_OFFSET, Y_WEIGHTS, psnr, tensor_to_uint8  # noqa: E402
 from mgsrgan.evaluate.protocol import list_images  # noqa: E402
 from mgsrgan.infer.ensemble import load_members, run_member_paths  # noqa: E402
+from mgsrgan.io.checkpoint import load_generator  # noqa: E402
+from mgsrgan.models.fuse import fold_batchnorm  # noqa: E402
 from mgsrgan.infer.self_ensemble import SelfEnsemble  # noqa: E402
 from mgsrgan.train.data import holdout_paths  # noqa: E402
 
@@ -87,9 +93,21 @@ def markdown(results: dict, k: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def load_mixed(paths: list[Path]) -> list[torch.nn.Module]:
+    """Generators (eval, BN folded) from checkpoint files that may differ in depth and width but not in scale."""
+    generators = [fold_batchnorm(load_generator(path)[0]) for path in paths]
+    scales = {g.scale for g in generators}
+    if len(scales) != 1:
+        raise SystemExit(f"--members: the checkpoints mix scales {sorted(scales)}")
+    return generators
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, required=True, help="run folder (or weights/x2) with pretrain members")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help="run folder (or weights/x2) with pretrain members")
+    source.add_argument("--members", type=Path, nargs="+", metavar="FILE",
+                        help="checkpoint files (architectures may differ) instead of a run's members")
     parser.add_argument("--checkpoint", default="pretrain")
     parser.add_argument("--sets", type=Path, nargs="*", default=[], help="HR image folders")
     parser.add_argument("--held-out", type=Path, metavar="CONFIG", help="also the images this config holds out")
@@ -98,9 +116,14 @@ def main() -> int:
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/ensemble_bound")
     args = parser.parse_args()
-    members = [g for g, _ in load_members(run_member_paths(args.run, args.checkpoint))]
+    if args.members:
+        members = load_mixed(args.members)
+        source_name = "checkpoints " + ", ".join(f"`{path}`" for path in args.members)
+    else:
+        members = [g for g, _ in load_members(run_member_paths(args.run, args.checkpoint))]
+        source_name = f"`{args.run}` {args.checkpoint} members"
     if len(members) < 2:
-        parser.error(f"{args.run} has {len(members)} member: a split needs at least 2")
+        parser.error(f"{len(members)} member: a split needs at least 2")
     x8_members = [SelfEnsemble(g) for g in members]
     scale = members[0].scale
     dtype = resolve_precision(args.precision, torch.device("cpu"))
@@ -123,10 +146,12 @@ def main() -> int:
             rows.append(image_row(outputs, hr, lr, scale, x8))
         results[name] = set_summary(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"run": str(args.run), "checkpoint": args.checkpoint,
+    args.out.with_suffix(".json").write_text(json.dumps({"run": str(args.run),
+                                                         "members": list(map(str, args.members or [])),
+                                                         "checkpoint": args.checkpoint,
                                                          "precision": str(dtype), "results": results}, indent=1))
     table = markdown(results, len(members))
-    args.out.with_suffix(".md").write_text(f"`{args.run}` {args.checkpoint} members, {dtype}.\n\n" + table)
+    args.out.with_suffix(".md").write_text(f"{source_name}, {dtype}.\n\n" + table)
     print(table)
     return 0
 
