@@ -37,8 +37,6 @@ from mgsrgan.evaluate.decompose import downscale, ensemble_split, gain_db, lr_pr
 from mgsrgan.evaluate.metrics import PEAK, Y_OFFSET, Y_WEIGHTS, psnr, tensor_to_uint8  # noqa: E402
 from mgsrgan.evaluate.protocol import list_images  # noqa: E402
 from mgsrgan.infer.ensemble import load_members, run_member_paths  # noqa: E402
-from mgsrgan.io.checkpoint import load_generator  # noqa: E402
-from mgsrgan.models.fuse import fold_batchnorm  # noqa: E402
 from mgsrgan.infer.self_ensemble import SelfEnsemble  # noqa: E402
 from mgsrgan.train.data import holdout_paths  # noqa: E402
 
@@ -94,8 +92,9 @@ def markdown(results: dict, k: int) -> str:
 
 
 def load_mixed(paths: list[Path]) -> list[torch.nn.Module]:
-    """Generators (eval, BN folded) from checkpoint files that may differ in depth and width but not in scale."""
-    generators = [fold_batchnorm(load_generator(path)[0]) for path in paths]
+    """Generators (eval, BN folded) from checkpoint files that may differ in depth and width but not in scale: each
+    loaded alone, since load_members holds an ensemble to one architecture."""
+    generators = [load_members([path])[0][0] for path in paths]
     scales = {g.scale for g in generators}
     if len(scales) != 1:
         raise SystemExit(f"--members: the checkpoints mix scales {sorted(scales)}")
@@ -146,7 +145,7 @@ def main() -> int:
             rows.append(image_row(outputs, hr, lr, scale, x8))
         results[name] = set_summary(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"run": str(args.run),
+    args.out.with_suffix(".json").write_text(json.dumps({"run": args.run and str(args.run),
                                                          "members": list(map(str, args.members or [])),
                                                          "checkpoint": args.checkpoint,
                                                          "precision": str(dtype), "results": results}, indent=1))
