@@ -14,7 +14,9 @@ exact difference) and the MSE a mean of infinitely many members of the same reci
 the protocol PSNR (8-bit, as evaluate.py) of the best member and of the mean, the spread as a share of the member
 MSE, and the limit's gain over the 3-member mean. Two more ways to buy variance reduction, measured: the geometric
 self-ensemble of every member (K x 8 passes, `--self-ensemble-sets`), and the LR-consistency projection of the mean
-(decompose.lr_projection), which removes the part of the error the LR itself shows. Writes OUT.json and OUT.md.
+(decompose.lr_projection), which removes the part of the error the LR itself shows. And where the error lies: per
+image, the share of the average member's squared error and the members' spread in each quartile of LR texture
+(decompose.split_by_texture), averaged over the set's images. Writes OUT.json and OUT.md.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,12 +36,17 @@ sys.path.insert(0, str(REPO))
 from benchmarks.fusion_curve import load_pair  # noqa: E402
 from mgsrgan.config import load_config  # noqa: E402
 from mgsrgan.device import autocast_to, resolve_precision  # noqa: E402
-from mgsrgan.evaluate.decompose import downscale, ensemble_split, gain_db, lr_projection  # noqa: E402
+from mgsrgan.evaluate.decompose import (downscale, ensemble_split, gain_db, lr_projection, split_by_texture,  # noqa: E402
+                                        texture)
 from mgsrgan.evaluate.metrics import PEAK, Y_OFFSET, Y_WEIGHTS, psnr, tensor_to_uint8  # noqa: E402
 from mgsrgan.evaluate.protocol import list_images  # noqa: E402
 from mgsrgan.infer.ensemble import load_members, run_member_paths  # noqa: E402
 from mgsrgan.infer.self_ensemble import SelfEnsemble  # noqa: E402
 from mgsrgan.train.data import holdout_paths  # noqa: E402
+
+TEXTURE_WINDOW = 5  # LR-gradient box, HR pixels: about one LR 3x3 neighbourhood at x2, what a first conv sees
+TEXTURE_BINS = 4  # quartiles
+LIST_KEYS = ("member_psnr", "x8_member_psnr", "texture_sse_share", "texture_spread_share")  # averaged per entry
 
 
 def y_levels(rgb: torch.Tensor, crop: int) -> torch.Tensor:
@@ -53,14 +61,19 @@ def image_row(outputs: torch.Tensor, hr: np.ndarray, lr: torch.Tensor, scale: in
     """outputs (K, 1, 3, H, W) float in [0, 1]; hr (H, W, 3) uint8; lr (1, 3, h, w) in [0, 1]; x8 the members'
     self-ensembles (K, 1, 3, H, W) or None."""
     hr_t = torch.from_numpy(hr.copy()).permute(2, 0, 1).double() / PEAK
-    split = ensemble_split(y_levels(outputs[:, 0], scale), y_levels(hr_t, scale))
+    members_y, hr_y = y_levels(outputs[:, 0], scale), y_levels(hr_t, scale)
+    split = ensemble_split(members_y, hr_y)
+    upscaled = F.interpolate(lr.double(), scale_factor=scale, mode="bicubic", align_corners=False)[0]
+    bins = split_by_texture(members_y, hr_y, texture(y_levels(upscaled, scale), TEXTURE_WINDOW), TEXTURE_BINS)
     mean = outputs.mean(dim=0)
     row = {"member_psnr": [psnr(tensor_to_uint8(o), hr, crop_border=scale) for o in outputs],
            "mean_psnr": psnr(tensor_to_uint8(mean), hr, crop_border=scale),
            "spread_share": split["spread"] / split["member_mse"],
            "limit_gain_db": gain_db(split["mean_mse"], split["limit_mse"]),
            "lr_error_levels": float((downscale(mean, scale) - lr.double()).abs().mean() * PEAK),
-           "projected_psnr": psnr(tensor_to_uint8(lr_projection(mean, lr, scale).float()), hr, crop_border=scale)}
+           "projected_psnr": psnr(tensor_to_uint8(lr_projection(mean, lr, scale).float()), hr, crop_border=scale),
+           "texture_sse_share": [b["sse_share"] for b in bins],
+           "texture_spread_share": [b["spread_share"] for b in bins]}
     if x8 is not None:
         row["x8_member_psnr"] = [psnr(tensor_to_uint8(o), hr, crop_border=scale) for o in x8]
         row["x8_mean_psnr"] = psnr(tensor_to_uint8(x8.mean(dim=0)), hr, crop_border=scale)
@@ -68,8 +81,8 @@ def image_row(outputs: torch.Tensor, hr: np.ndarray, lr: torch.Tensor, scale: in
 
 
 def set_summary(rows: list[dict]) -> dict:
-    out = {key: float(np.mean([r[key] for r in rows])) for key in rows[0] if not key.endswith("member_psnr")}
-    for key in ("member_psnr", "x8_member_psnr"):
+    out = {key: float(np.mean([r[key] for r in rows])) for key in rows[0] if key not in LIST_KEYS}
+    for key in LIST_KEYS:
         if key in rows[0]:
             out[key] = np.mean([r[key] for r in rows], axis=0).tolist()
     out["best_member_psnr"] = max(out["member_psnr"])
@@ -88,6 +101,15 @@ def markdown(results: dict, k: int) -> str:
         lines.append(f"| {name} | {r['best_member_psnr']:.3f} | {r['mean_psnr']:.3f} | {r['gain_over_best']:+.3f} | "
                      f"{100 * r['spread_share']:.2f} % | {r['limit_gain_db']:+.3f} | {x8} | "
                      f"{r['lr_error_levels']:.2f} | {r['projected_psnr'] - r['mean_psnr']:+.3f} |")
+    lines += ["", f"Where the error lies, by quartile of LR texture ({TEXTURE_WINDOW} px box of the upscaled LR's "
+              "gradient), smoothest first: share of the average member's squared error / spread as a share of the "
+              "member MSE in that quartile (per image, averaged over the set)", "",
+              "| set | " + " | ".join(f"quartile {i + 1}" for i in range(TEXTURE_BINS)) + " |",
+              "| --- |" + " ---: |" * TEXTURE_BINS]
+    for name, r in results.items():
+        cells = [f"{100 * sse:.1f} % / {100 * spread:.2f} %"
+                 for sse, spread in zip(r["texture_sse_share"], r["texture_spread_share"])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

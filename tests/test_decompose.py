@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mgsrgan.evaluate.decompose import (bicubic_matrix, cubic, downscale, ensemble_split, gain_db,
-                                        lr_projection)
+                                        lr_projection, split_by_texture, texture)
 from mgsrgan.io.degradation import bicubic_downscale
 
 
@@ -84,3 +84,37 @@ def test_ensemble_split_clones_gain_nothing():
 def test_gain_db():
     assert gain_db(2.0, 1.0) == pytest.approx(3.0103, abs=1e-4)
     assert gain_db(1.0, 1.0) == 0.0
+
+
+def test_texture_is_zero_on_flat_and_marks_an_edge():
+    assert texture(torch.full((9, 12), 77.0), 5).abs().max() == 0
+    step = torch.zeros(9, 12)
+    step[:, 6:] = 40.0  # a vertical edge between columns 5 and 6
+    tex = texture(step, 3)
+    # the forward difference sits at column 5; the 3x3 box spreads it over columns 4..6, away from the top/bottom rows
+    assert tex[4, 4:7].tolist() == pytest.approx([40 / 3] * 3)
+    assert tex[:, :4].abs().max() == 0 and tex[:, 7:].abs().max() == 0
+    with pytest.raises(ValueError, match="odd"):
+        texture(step, 4)
+
+
+def test_split_by_texture_puts_error_and_spread_where_they_are():
+    h, w = 4, 8
+    target = torch.zeros(h, w, dtype=torch.float64)
+    feature = torch.arange(w, dtype=torch.float64).expand(h, w)  # textured to the right
+    bias, d = 3.0, 4.0
+    members = torch.zeros(2, h, w, dtype=torch.float64)
+    # the right half: a shared bias 3 and a disagreement of +-4 (member error 9 + 16 = 25, spread 16)
+    members[0, :, w // 2:] = bias + d
+    members[1, :, w // 2:] = bias - d
+    # columns 2..3: clones off by 1 (error 1, no spread); columns 0..1 exact
+    members[:, :, 2:4] = 1.0
+    bins = split_by_texture(members, target, feature, 4)
+    assert [b["sse_share"] for b in bins] == pytest.approx([0, 8 / 408, 200 / 408, 200 / 408])
+    assert [b["spread_share"] for b in bins] == pytest.approx([0, 0, 16 / 25, 16 / 25])
+    # an ensemble_split over all pixels agrees with the bins' weighted spread
+    whole = ensemble_split(members, target)
+    assert whole["spread"] / whole["member_mse"] == pytest.approx(
+        sum(b["sse_share"] * b["spread_share"] for b in bins))
+    with pytest.raises(ValueError, match="at least 2"):
+        split_by_texture(members[:1], target, feature, 4)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.ensemble_bound import load_mixed
+from benchmarks.ensemble_bound import TEXTURE_BINS, image_row, load_mixed, markdown, set_summary
 from mgsrgan.io.checkpoint import arch_of, save_checkpoint
 from mgsrgan.models.generator import Generator
 
@@ -37,3 +37,24 @@ def test_load_mixed_refuses_two_scales(tmp_path):
     x4 = save(tmp_path / "x4.safetensors", Generator(scale=4, num_blocks=1, channels=4))
     with pytest.raises(SystemExit, match="mix scales"):
         load_mixed([x2, x4])
+
+
+def test_rows_and_table_say_where_the_error_lies():
+    gen = torch.Generator().manual_seed(3)
+    hr = (40 + torch.rand(64, 96, 3, generator=gen) * 175).round().to(torch.uint8).numpy()  # no clipping below
+    hr_t = torch.from_numpy(hr.copy()).permute(2, 0, 1).float() / 255
+    lr = torch.nn.functional.avg_pool2d(hr_t[None], 2)
+    bias = 0.02 * torch.randn(1, 1, 3, 64, 96, generator=gen)  # shared by both members
+    noise = 0.02 * torch.randn(2, 1, 3, 64, 96, generator=gen)
+    outputs = hr_t[None, None] + bias + noise
+    rows = [image_row(outputs, hr, lr, 2, None), image_row(outputs.flip(0), hr, lr, 2, None)]
+    summary = set_summary(rows)
+    assert len(summary["texture_sse_share"]) == TEXTURE_BINS
+    assert sum(summary["texture_sse_share"]) == pytest.approx(1.0)
+    # a shared error and an own one of the same size everywhere: per pixel, member error b^2 + s^2 = 2 s^2 and
+    # spread (K = 2) s^2 / 2, a quarter of it, in every quartile
+    assert summary["texture_spread_share"] == pytest.approx([0.25] * TEXTURE_BINS, abs=0.06)
+    assert summary["spread_share"] == pytest.approx(0.25, abs=0.04)
+    table = markdown({"tiny": summary}, 2)
+    assert "| tiny | " in table.split("quartile 4 |")[1]
+    assert table.count(" % / ") == TEXTURE_BINS

@@ -11,12 +11,18 @@ LR consistency: the protocol's LR is the HR downscaled by PIL's antialiased bicu
 linear map D = A_h (.) A_w^T per channel. The part of an SR image's error that D keeps is visible in the LR: the
 orthogonal projection x + A_h^+ (lr - D x) A_w^+T (A^+ = A^T (A A^T)^-1) removes it, moving x the least distance
 to an image whose downscale is the LR (the consistency-enforcing projection of Bahat and Michaeli, CVPR 2020).
+
+Where the error lies: `texture` ranks pixels by the local gradient of the (upscaled) LR, which the members see, and
+`split_by_texture` splits the member error and the spread over its quantiles. If the error sits where the texture
+is and the members agree there as much as elsewhere, routing pixels to specialists (ClassSR, Kong et al., CVPR
+2021) cannot make members that differ at equal accuracy: a texture specialist is just a better member.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 
 BICUBIC_A = -0.5  # PIL's bicubic kernel parameter (Keys 1981 with a = -0.5; PIL Resample.c, bicubic_filter)
 BICUBIC_SUPPORT = 2.0  # the cubic kernel is 0 beyond |x| = 2 input pixels (stretched by the scale when shrinking)
@@ -82,3 +88,34 @@ def ensemble_split(members: torch.Tensor, target: torch.Tensor) -> dict[str, flo
 def gain_db(mse_from: float, mse_to: float) -> float:
     """The PSNR gain, in dB, of going from MSE mse_from to mse_to."""
     return 10.0 * math.log10(mse_from / mse_to)
+
+
+def texture(y: torch.Tensor, window: int) -> torch.Tensor:
+    """(H, W) image (e.g. Y of the bicubic-upscaled LR) -> (H, W) float64: |dI/dx| + |dI/dy| (forward differences,
+    0 past the last row/column) averaged over a window x window box (window odd, zero padded)."""
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be a positive odd number, got {window}")
+    y = y.double()
+    grad = torch.zeros_like(y)
+    grad[:, :-1] += (y[:, 1:] - y[:, :-1]).abs()
+    grad[:-1, :] += (y[1:, :] - y[:-1, :]).abs()
+    return F.avg_pool2d(grad[None, None], window, stride=1, padding=window // 2, count_include_pad=True)[0, 0]
+
+
+def split_by_texture(members: torch.Tensor, target: torch.Tensor, feature: torch.Tensor,
+                     bins: int) -> list[dict[str, float]]:
+    """members (K, H, W), target and feature (H, W) -> per quantile bin of `feature` (equal pixel counts, lowest
+    first; ties by position): sse_share, the bin's share of the average member's squared error (sums to 1), and
+    spread_share, the members' spread / the average member's MSE inside the bin (see ensemble_split)."""
+    if members.shape[0] < 2:
+        raise ValueError("a split needs at least 2 members")
+    order = torch.argsort(feature.reshape(-1), stable=True)
+    errors = (members.double() - target.double()).square().reshape(members.shape[0], -1)[:, order]
+    spread = members.double().var(dim=0, correction=0).reshape(-1)[order]
+    total = float(errors.mean(dim=0).sum())
+    out = []
+    for chunk_err, chunk_spread in zip(errors.mean(dim=0).tensor_split(bins), spread.tensor_split(bins)):
+        member_sse = float(chunk_err.sum())
+        out.append({"sse_share": member_sse / total if total else 0.0,
+                    "spread_share": float(chunk_spread.sum()) / member_sse if member_sse else 0.0})
+    return out
