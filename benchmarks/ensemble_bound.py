@@ -16,7 +16,9 @@ MSE, and the limit's gain over the 3-member mean. Two more ways to buy variance 
 self-ensemble of every member (K x 8 passes, `--self-ensemble-sets`), and the LR-consistency projection of the mean
 (decompose.lr_projection), which removes the part of the error the LR itself shows. And where the error lies: per
 image, the share of the average member's squared error and the members' spread in each quartile of LR texture
-(decompose.split_by_texture), averaged over the set's images. Writes OUT.json and OUT.md.
+(decompose.split_by_texture), averaged over the set's images. With --held-out, also the stacked combination
+(decompose.stacking_weights: least-squares weights summing to 1, fitted on the held-out images' Y) scored on every
+set, in float Y (unrounded), against the best member in the same terms. Writes OUT.json and OUT.md.
 """
 from __future__ import annotations
 
@@ -36,8 +38,8 @@ sys.path.insert(0, str(REPO))
 from benchmarks.fusion_curve import load_pair  # noqa: E402
 from mgsrgan.config import load_config  # noqa: E402
 from mgsrgan.device import autocast_to, resolve_precision  # noqa: E402
-from mgsrgan.evaluate.decompose import (downscale, ensemble_split, gain_db, lr_projection, split_by_texture,  # noqa: E402
-                                        texture)
+from mgsrgan.evaluate.decompose import (combination_mse, downscale, ensemble_split, gain_db, gram,  # noqa: E402
+                                        lr_projection, split_by_texture, stacking_weights, texture)
 from mgsrgan.evaluate.metrics import PEAK, Y_OFFSET, Y_WEIGHTS, psnr, tensor_to_uint8  # noqa: E402
 from mgsrgan.evaluate.protocol import list_images  # noqa: E402
 from mgsrgan.infer.ensemble import load_members, run_member_paths  # noqa: E402
@@ -73,7 +75,8 @@ def image_row(outputs: torch.Tensor, hr: np.ndarray, lr: torch.Tensor, scale: in
            "lr_error_levels": float((downscale(mean, scale) - lr.double()).abs().mean() * PEAK),
            "projected_psnr": psnr(tensor_to_uint8(lr_projection(mean, lr, scale).float()), hr, crop_border=scale),
            "texture_sse_share": [b["sse_share"] for b in bins],
-           "texture_spread_share": [b["spread_share"] for b in bins]}
+           "texture_spread_share": [b["spread_share"] for b in bins],
+           "stats": gram(members_y, hr_y)}  # taken out before set_summary: see stacked()
     if x8 is not None:
         row["x8_member_psnr"] = [psnr(tensor_to_uint8(o), hr, crop_border=scale) for o in x8]
         row["x8_mean_psnr"] = psnr(tensor_to_uint8(x8.mean(dim=0)), hr, crop_border=scale)
@@ -88,6 +91,19 @@ def set_summary(rows: list[dict]) -> dict:
     out["best_member_psnr"] = max(out["member_psnr"])
     out["gain_over_best"] = out["mean_psnr"] - out["best_member_psnr"]
     return out
+
+
+def float_psnr(mse: float) -> float:
+    return 10.0 * float(np.log10(PEAK ** 2 / mse))
+
+
+def stacked(stats: list[dict], weights: torch.Tensor) -> dict:
+    """Per-image `gram` statistics of one set and stacking weights -> the set's mean float-Y PSNR of each member and
+    of the stacked combination, and the stack's gain over the best member."""
+    k = weights.shape[0]
+    members = [float(np.mean([float_psnr(combination_mse(st, torch.eye(k)[i])) for st in stats])) for i in range(k)]
+    stack = float(np.mean([float_psnr(combination_mse(st, weights)) for st in stats]))
+    return {"member_float_psnr": members, "stacked_float_psnr": stack, "gain_over_best": stack - max(members)}
 
 
 def markdown(results: dict, k: int) -> str:
@@ -110,6 +126,15 @@ def markdown(results: dict, k: int) -> str:
         cells = [f"{100 * sse:.1f} % / {100 * spread:.2f} %"
                  for sse, spread in zip(r["texture_sse_share"], r["texture_spread_share"])]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    weights = next((r["stacking_weights"] for r in results.values() if "stacking_weights" in r), None)
+    if weights is not None:
+        lines += ["", "Stacked combination, weights fitted on the held-out images (least squares, summing to 1): "
+                  + " / ".join(f"{w:.3f}" for w in weights) + "; float Y, unrounded", "",
+                  "| set | best member (dB) | stacked (dB) | gain |", "| --- | ---: | ---: | ---: |"]
+        for name, r in results.items():
+            st = r["stacked"]
+            lines.append(f"| {name} | {max(st['member_float_psnr']):.3f} | {st['stacked_float_psnr']:.3f} | "
+                         f"{st['gain_over_best']:+.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -155,7 +180,7 @@ def main() -> int:
     sets.update({folder.name: list_images(folder) for folder in args.sets})
     if not sets:
         parser.error("give --held-out CONFIG and/or --sets FOLDER [...]")
-    results = {}
+    results, stats = {}, {}
     for name, paths in sets.items():
         rows = []
         for path in tqdm(paths, desc=name, unit="img"):
@@ -165,7 +190,14 @@ def main() -> int:
                 x8 = (torch.stack([g(lr).float() for g in x8_members])
                       if name in args.self_ensemble_sets else None)
             rows.append(image_row(outputs, hr, lr, scale, x8))
+        stats[name] = [row.pop("stats") for row in rows]
         results[name] = set_summary(rows)
+    if "held-out" in stats:
+        fit = stats["held-out"]
+        weights = stacking_weights({key: sum(st[key] for st in fit) for key in fit[0]})
+        for name in results:
+            results[name]["stacking_weights"] = weights.tolist()
+            results[name]["stacked"] = stacked(stats[name], weights)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"run": args.run and str(args.run),
                                                          "members": list(map(str, args.members or [])),

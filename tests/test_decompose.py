@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mgsrgan.evaluate.decompose import (bicubic_matrix, cubic, downscale, ensemble_split, gain_db,
-                                        lr_projection, split_by_texture, texture)
+                                        lr_projection, split_by_texture, texture, gram, combination_mse,
+                                        stacking_weights)
 from mgsrgan.io.degradation import bicubic_downscale
 
 
@@ -118,3 +119,31 @@ def test_split_by_texture_puts_error_and_spread_where_they_are():
         sum(b["sse_share"] * b["spread_share"] for b in bins))
     with pytest.raises(ValueError, match="at least 2"):
         split_by_texture(members[:1], target, feature, 4)
+
+
+def test_stacking_finds_the_combination_that_cancels_errors():
+    gen = torch.Generator().manual_seed(4)
+    target = torch.rand(16, 16, generator=gen, dtype=torch.float64) * 255
+    err = torch.randn(16, 16, generator=gen, dtype=torch.float64)
+    # opposite errors of sizes 1 and 3: 0.75 x (t + e) + 0.25 x (t - 3e) = t exactly
+    members = torch.stack([target + err, target - 3 * err])
+    stats = gram(members, target)
+    w = stacking_weights(stats)
+    assert w.tolist() == pytest.approx([0.75, 0.25])
+    assert combination_mse(stats, w) == pytest.approx(0.0, abs=1e-9)
+    # the statistics give each member's own MSE, and add over images
+    assert combination_mse(stats, torch.tensor([1.0, 0.0])) == pytest.approx(float(err.square().mean()))
+    both = gram(torch.cat([members, members], dim=-1), torch.cat([target, target], dim=-1))
+    twice = {key: stats[key] * 2 for key in stats}
+    assert all(torch.allclose(torch.as_tensor(both[k]), torch.as_tensor(twice[k])) for k in stats)
+
+
+def test_stacking_extrapolates_past_the_best_member_and_sums_to_one():
+    gen = torch.Generator().manual_seed(5)
+    target = torch.rand(16, 16, generator=gen, dtype=torch.float64) * 255
+    bias = torch.randn(16, 16, generator=gen, dtype=torch.float64)
+    # the better member has half the worse one's error, in the same direction: 2 x better - worse = target
+    members = torch.stack([target + 2 * bias, target + bias])
+    w = stacking_weights(gram(members, target))
+    assert w.tolist() == pytest.approx([-1.0, 2.0])
+    assert float(w.sum()) == pytest.approx(1.0)

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.ensemble_bound import TEXTURE_BINS, image_row, load_mixed, markdown, set_summary
+from benchmarks.ensemble_bound import (TEXTURE_BINS, image_row, load_mixed, markdown, set_summary, stacked,
+                                     y_levels)
+from mgsrgan.evaluate.decompose import gram, stacking_weights
 from mgsrgan.io.checkpoint import arch_of, save_checkpoint
 from mgsrgan.models.generator import Generator
 
@@ -48,6 +50,8 @@ def test_rows_and_table_say_where_the_error_lies():
     noise = 0.02 * torch.randn(2, 1, 3, 64, 96, generator=gen)
     outputs = hr_t[None, None] + bias + noise
     rows = [image_row(outputs, hr, lr, 2, None), image_row(outputs.flip(0), hr, lr, 2, None)]
+    stats = [row.pop("stats") for row in rows]
+    assert [st["n"] for st in stats] == [60 * 92] * 2  # Y pixels after the 2 px crop, kept for the stacking
     summary = set_summary(rows)
     assert len(summary["texture_sse_share"]) == TEXTURE_BINS
     assert sum(summary["texture_sse_share"]) == pytest.approx(1.0)
@@ -58,3 +62,21 @@ def test_rows_and_table_say_where_the_error_lies():
     table = markdown({"tiny": summary}, 2)
     assert "| tiny | " in table.split("quartile 4 |")[1]
     assert table.count(" % / ") == TEXTURE_BINS
+
+
+def test_stacked_scores_each_member_and_the_fitted_combination():
+    gen = torch.Generator().manual_seed(6)
+    hr = (40 + torch.rand(32, 48, 3, generator=gen) * 175).round().to(torch.uint8).numpy()
+    hr_t = torch.from_numpy(hr.copy()).permute(2, 0, 1).float() / 255
+    err = 0.02 * torch.randn(1, 1, 3, 32, 48, generator=gen)
+    noise = 0.002 * torch.randn(2, 1, 3, 32, 48, generator=gen)  # each member's own, 10x smaller
+    outputs = torch.cat([hr_t[None, None] + err, hr_t[None, None] - 2 * err]) + noise  # errors of opposite sign
+    st = [gram(y_levels(outputs[:, 0], 2), y_levels(hr_t.double(), 2))]  # as image_row keeps it
+    weights = stacking_weights(st[0])
+    assert weights.tolist() == pytest.approx([2 / 3, 1 / 3], abs=0.01)  # 2/3 (t + e) + 1/3 (t - 2e) = t
+    result = stacked(st, weights)
+    # member 0's error is half member 1's: ~6 dB apart; the stack cancels the shared part, leaving the own noise
+    assert result["member_float_psnr"][0] - result["member_float_psnr"][1] == pytest.approx(6.02, abs=0.1)
+    assert 15 < result["gain_over_best"] < 25
+    plain = stacked(st, torch.tensor([1.0, 0.0], dtype=torch.float64))
+    assert plain["gain_over_best"] == pytest.approx(0.0, abs=1e-9)

@@ -16,6 +16,10 @@ Where the error lies: `texture` ranks pixels by the local gradient of the (upsca
 `split_by_texture` splits the member error and the spread over its quantiles. If the error sits where the texture
 is and the members agree there as much as elsewhere, routing pixels to specialists (ClassSR, Kong et al., CVPR
 2021) cannot make members that differ at equal accuracy: a texture specialist is just a better member.
+
+Stacking (Breiman 1996, "Stacked regressions"): the weights of a linear combination of the members, summing to 1
+but free in sign, fitted by least squares on held-out images. It is the best any global weighting can do there,
+and with weights outside [0, 1] it can extrapolate from the weaker members past the best one.
 """
 from __future__ import annotations
 
@@ -119,3 +123,27 @@ def split_by_texture(members: torch.Tensor, target: torch.Tensor, feature: torch
         out.append({"sse_share": member_sse / total if total else 0.0,
                     "spread_share": float(chunk_spread.sum()) / member_sse if member_sse else 0.0})
     return out
+
+
+def gram(members: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor | int]:
+    """members (K, ...) and target (...) -> the sufficient statistics of every linear combination's squared error:
+    g = A^T A (K, K), c = A^T b (K,), d = b^T b, n pixels (A: (n, K), b: (n,)), float64. They add over images."""
+    a = members.double().reshape(members.shape[0], -1)
+    b = target.double().reshape(-1)
+    return {"g": a @ a.T, "c": a @ b, "d": b @ b, "n": b.numel()}
+
+
+def combination_mse(stats: dict, weights: torch.Tensor) -> float:
+    """MSE of sum_k weights[k] * member k, from `gram` statistics: (w^T g w - 2 w^T c + d) / n."""
+    w = weights.double()
+    return float((w @ stats["g"] @ w - 2 * w @ stats["c"] + stats["d"]) / stats["n"])
+
+
+def stacking_weights(stats: dict) -> torch.Tensor:
+    """(K,) float64 weights summing to 1 that minimise `combination_mse` (the constrained least squares in closed
+    form: w = G^-1 (c - mu 1), mu chosen so that the weights sum to 1)."""
+    ones = torch.ones(stats["c"].shape[0], dtype=torch.float64)
+    g_inv_c = torch.linalg.solve(stats["g"], stats["c"])
+    g_inv_1 = torch.linalg.solve(stats["g"], ones)
+    mu = (g_inv_c.sum() - 1) / g_inv_1.sum()
+    return g_inv_c - mu * g_inv_1
