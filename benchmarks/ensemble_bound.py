@@ -129,7 +129,8 @@ def markdown(results: dict, k: int) -> str:
     weights = next((r["stacking_weights"] for r in results.values() if "stacking_weights" in r), None)
     if weights is not None:
         lines += ["", "Stacked combination, weights fitted on the held-out images (least squares, summing to 1): "
-                  + " / ".join(f"{w:.3f}" for w in weights) + "; float Y, unrounded (held-out: fitted there, an upper bound)", "",
+                  + " / ".join(f"{w:.3f}" for w in weights)
+                  + "; float Y, unrounded (held-out: fitted there, an upper bound)", "",
                   "| set | best member (dB) | stacked (dB) | gain |", "| --- | ---: | ---: | ---: |"]
         for name, r in results.items():
             st = r["stacked"]

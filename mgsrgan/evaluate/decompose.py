@@ -14,7 +14,7 @@ to an image whose downscale is the LR (the consistency-enforcing projection of B
 
 Where the error lies: `texture` ranks pixels by the local gradient of the (upscaled) LR, which the members see, and
 `split_by_texture` splits the member error and the spread over its quantiles. If the error sits where the texture
-is and the members agree there as much as elsewhere, routing pixels to specialists (ClassSR, Kong et al., CVPR
+is and the members agree there at least as much as elsewhere, routing pixels to specialists (ClassSR, Kong et al., CVPR
 2021) cannot make members that differ at equal accuracy: a texture specialist is just a better member.
 
 Stacking (Breiman 1996, "Stacked regressions"): the weights of a linear combination of the members, summing to 1
