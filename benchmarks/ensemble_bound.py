@@ -59,9 +59,10 @@ def y_levels(rgb: torch.Tensor, crop: int) -> torch.Tensor:
 
 
 def image_row(outputs: torch.Tensor, hr: np.ndarray, lr: torch.Tensor, scale: int,
-              x8: torch.Tensor | None) -> dict[str, float]:
+              x8: torch.Tensor | None) -> tuple[dict, dict]:
     """outputs (K, 1, 3, H, W) float in [0, 1]; hr (H, W, 3) uint8; lr (1, 3, h, w) in [0, 1]; x8 the members'
-    self-ensembles (K, 1, 3, H, W) or None."""
+    self-ensembles (K, 1, 3, H, W) or None -> (the image's row for set_summary, its `gram` statistics on Y for
+    the stacking)."""
     hr_t = torch.from_numpy(hr.copy()).permute(2, 0, 1).double() / PEAK
     members_y, hr_y = y_levels(outputs[:, 0], scale), y_levels(hr_t, scale)
     split = ensemble_split(members_y, hr_y)
@@ -75,12 +76,11 @@ def image_row(outputs: torch.Tensor, hr: np.ndarray, lr: torch.Tensor, scale: in
            "lr_error_levels": float((downscale(mean, scale) - lr.double()).abs().mean() * PEAK),
            "projected_psnr": psnr(tensor_to_uint8(lr_projection(mean, lr, scale).float()), hr, crop_border=scale),
            "texture_sse_share": [b["sse_share"] for b in bins],
-           "texture_spread_share": [b["spread_share"] for b in bins],
-           "stats": gram(members_y, hr_y)}  # taken out before set_summary: see stacked()
+           "texture_spread_share": [b["spread_share"] for b in bins]}
     if x8 is not None:
         row["x8_member_psnr"] = [psnr(tensor_to_uint8(o), hr, crop_border=scale) for o in x8]
         row["x8_mean_psnr"] = psnr(tensor_to_uint8(x8.mean(dim=0)), hr, crop_border=scale)
-    return row
+    return row, gram(members_y, hr_y)
 
 
 def set_summary(rows: list[dict]) -> dict:
@@ -93,16 +93,13 @@ def set_summary(rows: list[dict]) -> dict:
     return out
 
 
-def float_psnr(mse: float) -> float:
-    return 10.0 * float(np.log10(PEAK ** 2 / mse))
-
-
 def stacked(stats: list[dict], weights: torch.Tensor) -> dict:
     """Per-image `gram` statistics of one set and stacking weights -> the set's mean float-Y PSNR of each member and
     of the stacked combination, and the stack's gain over the best member."""
     k = weights.shape[0]
-    members = [float(np.mean([float_psnr(combination_mse(st, torch.eye(k)[i])) for st in stats])) for i in range(k)]
-    stack = float(np.mean([float_psnr(combination_mse(st, weights)) for st in stats]))
+    members = [float(np.mean([gain_db(PEAK ** 2, combination_mse(st, torch.eye(k)[i])) for st in stats]))
+               for i in range(k)]
+    stack = float(np.mean([gain_db(PEAK ** 2, combination_mse(st, weights)) for st in stats]))  # PSNR in dB
     return {"member_float_psnr": members, "stacked_float_psnr": stack, "gain_over_best": stack - max(members)}
 
 
@@ -183,16 +180,16 @@ def main() -> int:
         parser.error("give --held-out CONFIG and/or --sets FOLDER [...]")
     results, stats = {}, {}
     for name, paths in sets.items():
-        rows = []
+        scored = []  # (row, gram statistics) per image
         for path in tqdm(paths, desc=name, unit="img"):
             hr, lr = load_pair(path, scale)
             with torch.no_grad(), autocast_to(dtype, lr.device):
                 outputs = torch.stack([g(lr).float() for g in members])
                 x8 = (torch.stack([g(lr).float() for g in x8_members])
                       if name in args.self_ensemble_sets else None)
-            rows.append(image_row(outputs, hr, lr, scale, x8))
-        stats[name] = [row.pop("stats") for row in rows]
-        results[name] = set_summary(rows)
+            scored.append(image_row(outputs, hr, lr, scale, x8))
+        stats[name] = [st for _, st in scored]
+        results[name] = set_summary([row for row, _ in scored])
     if "held-out" in stats:
         fit = stats["held-out"]
         weights = stacking_weights({key: sum(st[key] for st in fit) for key in fit[0]})

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from mgsrgan.evaluate.decompose import (bicubic_matrix, cubic, downscale, ensemble_split, gain_db,
-                                        lr_projection, split_by_texture, texture, gram, combination_mse,
-                                        stacking_weights)
+from mgsrgan.evaluate.decompose import (bicubic_matrix, combination_mse, cubic, downscale, ensemble_split, gain_db,
+                                        gram, lr_projection, split_by_texture, stacking_weights, texture)
 from mgsrgan.io.degradation import bicubic_downscale
 
 

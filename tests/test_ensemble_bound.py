@@ -49,10 +49,9 @@ def test_rows_and_table_say_where_the_error_lies():
     bias = 0.02 * torch.randn(1, 1, 3, 64, 96, generator=gen)  # shared by both members
     noise = 0.02 * torch.randn(2, 1, 3, 64, 96, generator=gen)
     outputs = hr_t[None, None] + bias + noise
-    rows = [image_row(outputs, hr, lr, 2, None), image_row(outputs.flip(0), hr, lr, 2, None)]
-    stats = [row.pop("stats") for row in rows]
+    rows, stats = zip(image_row(outputs, hr, lr, 2, None), image_row(outputs.flip(0), hr, lr, 2, None))
     assert [st["n"] for st in stats] == [60 * 92] * 2  # Y pixels after the 2 px crop, kept for the stacking
-    summary = set_summary(rows)
+    summary = set_summary(list(rows))
     assert len(summary["texture_sse_share"]) == TEXTURE_BINS
     assert sum(summary["texture_sse_share"]) == pytest.approx(1.0)
     # a shared error and an own one of the same size everywhere: per pixel, member error b^2 + s^2 = 2 s^2 and

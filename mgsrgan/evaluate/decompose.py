@@ -114,11 +114,11 @@ def split_by_texture(members: torch.Tensor, target: torch.Tensor, feature: torch
     if members.shape[0] < 2:
         raise ValueError("a split needs at least 2 members")
     order = torch.argsort(feature.reshape(-1), stable=True)
-    errors = (members.double() - target.double()).square().reshape(members.shape[0], -1)[:, order]
+    member_err = (members.double() - target.double()).square().mean(dim=0).reshape(-1)[order]  # average member
     spread = members.double().var(dim=0, correction=0).reshape(-1)[order]
-    total = float(errors.mean(dim=0).sum())
+    total = float(member_err.sum())
     out = []
-    for chunk_err, chunk_spread in zip(errors.mean(dim=0).tensor_split(bins), spread.tensor_split(bins)):
+    for chunk_err, chunk_spread in zip(member_err.tensor_split(bins), spread.tensor_split(bins)):
         member_sse = float(chunk_err.sum())
         out.append({"sse_share": member_sse / total if total else 0.0,
                     "spread_share": float(chunk_spread.sum()) / member_sse if member_sse else 0.0})
