@@ -177,7 +177,7 @@ def test_score_members_writes_held_out_alex_and_perceptual_becomes_the_default(t
     from mgsrgan.config import config_from_dict, dump_config
     from mgsrgan.io.checkpoint import read_meta
     from mgsrgan.infer.ensemble import build_ensemble
-    from scripts.score_members import main as score_main, score_members
+    from tools.score_members import main as score_main, score_members
     from tests.conftest import save_tiny_images, save_tiny_run
 
     try:

@@ -1,4 +1,4 @@
-"""benchmarks/figure.py: a tiny run and a tiny image give a PNG grid of the expected size, tiles and PSNRs."""
+"""tools/figure.py: a tiny run and a tiny image give a PNG grid of the expected size, tiles and PSNRs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks.figure import GAP, LABEL_HEIGHT, Crop, Tile, auto_zoom, grid_size, main, render_grid
+from tools.figure import GAP, LABEL_HEIGHT, Crop, Tile, auto_zoom, grid_size, main, render_grid
 from mgsrgan.io.checkpoint import save_checkpoint
 from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop
 from mgsrgan.models.generator import Generator

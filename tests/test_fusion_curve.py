@@ -1,9 +1,9 @@
-"""benchmarks/fusion_curve.py's reading of a fusion against the global blend's curve: pure interpolation."""
+"""tools/fusion_curve.py's reading of a fusion against the global blend's curve: pure interpolation."""
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.fusion_curve import against_global, images_ahead
+from tools.fusion_curve import against_global, images_ahead
 
 # a global curve shaped like the shipped one: PSNR peaks at alpha 0.5, ST-LPIPS-Alex falls all the way
 GLOBAL = {"global alpha 0": (29.70, 0.030), "global alpha 0.5": (29.74, 0.020), "global alpha 1": (29.60, 0.010)}

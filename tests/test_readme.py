@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from scripts.config_reference import rows
+from tools.config_reference import rows
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -10,7 +10,7 @@ README = (ROOT / "README.md").read_text()
 
 def test_every_config_key_is_in_the_readme_reference():
     missing = [key for key, *_ in rows() if f"`{key}`" not in README]
-    assert not missing, f"README's config reference lacks {missing}; paste `python scripts/config_reference.py`"
+    assert not missing, f"README's config reference lacks {missing}; paste `python -m tools.config_reference`"
 
 
 def test_files_named_in_readme_commands_exist():

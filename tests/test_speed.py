@@ -1,16 +1,13 @@
-"""benchmarks/speed.py's pure parts (speed_report.py, profile_train.op_groups): ratios, side-by-side rows, the
+"""tools/speed.py's pure parts (speed_report.py, profile_train.op_groups): ratios, side-by-side rows, the
 conv-rate share, the markdown; and the FLOP count and training configs its cases use."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import profile_train, speed, speed_report  # noqa: E402
-from mgsrgan.models.generator import Generator  # noqa: E402
+from mgsrgan.models.generator import Generator
+from tools import profile_train, speed, speed_report
 
 
 def our_cases() -> dict:
@@ -74,7 +71,7 @@ def test_conv_rate_is_a_share_of_the_same_runs_matmul_peak():
 
 def report(basicsr: dict | None) -> dict:
     cases = our_cases()
-    return {"command": "python benchmarks/speed.py --basicsr", "time": "2026-01-01T00:00:00Z",
+    return {"command": "python -m tools.speed --basicsr", "time": "2026-01-01T00:00:00Z",
             "git_commit": "0123456789abcdef", "settings": {"reps": 3, "warmup": 1, "threads": 2},
             "machine": {"cpu_model": "AMD EPYC 9R14", "cores": 2, "native_bf16": True, "torch": "2.13.0"},
             "cases": cases, "comparison": speed_report.compare(cases, basicsr),

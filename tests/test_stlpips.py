@@ -1,7 +1,7 @@
 """ST-LPIPS: our rebuild against distances computed by the stlpips-pytorch package (fixtures), plus its properties.
 
 The fixtures (tests/fixtures/stlpips_reference.json for VGG16, stlpips_alex_reference.json for AlexNet, both on the
-stlpips/*.png crops) come from benchmarks/make_stlpips_reference.py: the VGG one run in a throwaway venv with
+stlpips/*.png crops) come from tools/make_stlpips_reference.py: the VGG one run in a throwaway venv with
 torchvision, the AlexNet one (`--net alex`) in the project venv with torchvision stubbed. Tests that need the real
 weights skip when stlpips-pytorch is not installed.
 """

@@ -1,10 +1,10 @@
 """Perception-distortion curves of the three ways to add the GAN members to the pixel-loss ensemble.
 
-    python benchmarks/fusion_curve.py --run weights/x2 --sets ../shared/data/Set14 ../shared/data/BSD100 \
+    python -m tools.fusion_curve --run weights/x2 --sets ../shared/data/Set14 ../shared/data/BSD100 \
         [--alphas 0 0.25 0.5 0.6 0.7 0.8 0.9 1] [--c0s 0.5 0.7 0.8 0.9 1] [--guided-taus 0.25 0.5 1 2] \
-        [--out benchmarks/results/fusion_curve]
-    python benchmarks/fusion_curve.py --run weights/x2 --held-out config_scaled.yaml \
-        --out benchmarks/results/fusion_curve_holdout     # where a setting is chosen: the validation images
+        [--out tools/results/fusion_curve]
+    python -m tools.fusion_curve --run weights/x2 --held-out config_scaled.yaml \
+        --out tools/results/fusion_curve_holdout     # where a setting is chosen: the validation images
 
 Per image: P = mean of the members' `pretrain` outputs, G_k = each member's `gan` output, G = their combination as
 inference.py makes it (the texture-preserving mean around P with perceptual weights for scored members;
@@ -31,19 +31,18 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # so `python benchmarks/fusion_curve.py` finds the package without installing it
-
-from mgsrgan.device import autocast_to, resolve_precision  # noqa: E402
-from mgsrgan.config import load_config  # noqa: E402
-from mgsrgan.infer.ensemble import (alex_scores, combine, load_members, perceptual_weights,  # noqa: E402
+from mgsrgan.device import autocast_to, resolve_precision
+from mgsrgan.config import load_config
+from mgsrgan.infer.ensemble import (alex_scores, combine, load_members, perceptual_weights,
                                     run_member_paths)
-from mgsrgan.train.data import holdout_paths  # noqa: E402
-from mgsrgan.infer.fusion import adaptive_blend, guided_blend, member_spread  # noqa: E402
-from mgsrgan.evaluate.protocol import artifact_scores, gray_to_rgb, list_images, load_hr  # noqa: E402
-from mgsrgan.io.degradation import bicubic_downscale, modcrop  # noqa: E402
-from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
-from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS  # noqa: E402
+from mgsrgan.train.data import holdout_paths
+from mgsrgan.infer.fusion import adaptive_blend, guided_blend, member_spread
+from mgsrgan.evaluate.protocol import artifact_scores, gray_to_rgb, list_images, load_hr
+from mgsrgan.io.degradation import bicubic_downscale, modcrop
+from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8
+from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(generators, lr: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -218,15 +217,15 @@ def main() -> int:
     # dense past 0.5, where PSNR peaks and starts to fall: the branch every fusion is read against
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
     # coherence is 1/K (1/3) for independent texture and 1 for the same: 0.5 .. 1 spans where the members' own
-    # draws start to count (benchmarks/results/adaptive_probe.md: 0.7 .. 1 chosen on the held-out images)
+    # draws start to count (tools/results/adaptive_probe.md: 0.7 .. 1 chosen on the held-out images)
     parser.add_argument("--c0s", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.9, 1.0])
-    # 0.25 .. 2 levels: the pixel-loss members' std is 0.6-1.5 levels on average (benchmarks/results/figure_*.png)
+    # 0.25 .. 2 levels: the pixel-loss members' std is 0.6-1.5 levels on average (tools/results/figure_*.png)
     parser.add_argument("--guided-taus", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0])
     parser.add_argument("--gan-side", choices=("cli", "perceptual", "mean"), default="cli",
                         help="G: as inference.py builds it (texture-preserving mean with perceptual weights for "
                              "scored members; default), the perceptual-weights mean, or the plain mean")
     parser.add_argument("--precision", default="auto", help="auto|fp32|bf16 for the generator passes")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/fusion_curve")
+    parser.add_argument("--out", type=Path, default=REPO / "tools/results/fusion_curve")
     parser.add_argument("--replot", action="store_true", help="redraw OUT.md and OUT.png from OUT.json, no networks")
     args = parser.parse_args()
     if args.replot:

@@ -1,6 +1,6 @@
-"""benchmarks/speed.py's report, pure: ratios ours / BasicSR, issue 12's targets, speed.md from a speed.json dict.
+"""tools/speed.py's report, pure: ratios ours / BasicSR, issue 12's targets, speed.md from a speed.json dict.
 
-Our cases and BasicSR's come from one invocation (`python benchmarks/speed.py --basicsr`), so every ratio is of two
+Our cases and BasicSR's come from one invocation (`python -m tools.speed --basicsr`), so every ratio is of two
 times taken in one machine state; nothing is normalised by a figure from another day.
 """
 from __future__ import annotations

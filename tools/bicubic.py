@@ -1,6 +1,6 @@
 """Bicubic baseline on Set5 / Set14 / BSD100 at x2 and x4, against the published (MATLAB imresize) figures.
 
-    python -m benchmarks.bicubic [--data ../shared/data] [--out benchmarks/results/bicubic.json]
+    python -m tools.bicubic [--data ../shared/data] [--out tools/results/bicubic.json]
 
 Same pipeline as `evaluate.py` (mgsrgan.evaluate.protocol): HR modcrop, PIL antialiased bicubic down and up, Y-channel
 PSNR/SSIM with crop = scale, gray images (Set14 bridge) scored on raw gray. Prints a Markdown table, writes JSON.
@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # so `python benchmarks/bicubic.py` finds the package without installing it
+from mgsrgan.evaluate.protocol import BICUBIC, bicubic_upscaler, evaluate_folder, summarize
 
-from mgsrgan.evaluate.protocol import BICUBIC, bicubic_upscaler, evaluate_folder, summarize  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SETS = ("Set5", "Set14", "BSD100")
 SCALES = (2, 4)
@@ -52,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
                         help="folder holding Set5/, Set14/, BSD100/ (default: ../shared/data)")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bicubic.json")
+    parser.add_argument("--out", type=Path, default=REPO / "tools" / "results" / "bicubic.json")
     args = parser.parse_args(argv)
     rows = measure(args.data)
     protocol = ("HR modcrop(scale); LR = PIL BICUBIC (antialiased) downscale; SR = PIL BICUBIC upscale; "

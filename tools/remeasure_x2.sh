@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Re-measure every weights/x2/MODEL_CARD.md table that reads the shipped x2 members, in one command, after
-# `python scripts/ship_weights.py RUN` has replaced them:
+# `python -m tools.ship_weights RUN` has replaced them:
 #
-#     bash scripts/remeasure_x2.sh            # all of it: ~1.5 h on a 2-core CPU in fp32, minutes on a GPU
-#     bash scripts/remeasure_x2.sh targets    # only what issue 14's targets read (Set14, BSD100, held-out): ~1 h
+#     bash tools/remeasure_x2.sh            # all of it: ~1.5 h on a 2-core CPU in fp32, minutes on a GPU
+#     bash tools/remeasure_x2.sh targets    # only what issue 14's targets read (Set14, BSD100, held-out): ~1 h
 #
 # The commands are the card's own, in the order of what a ship decision needs first: the held-out images (where
 # fusion settings were chosen), then Set5/Set14, then BSD100. Each prints its wall time. Not re-run here:
-# `benchmarks/uncertainty_worth.py` (it compares against a run folder of the previous members, not shipped) and
-# `python -m benchmarks.peers` without --run (OpenCV models only: it does not read the members).
+# `python -m tools.uncertainty_worth` (it compares against a run folder of the previous members, not shipped) and
+# `python -m tools.peers` without --run (OpenCV models only: it does not read the members).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,33 +16,33 @@ PART=${1:-all}
 case "$PART" in all|targets) ;; *) echo "error: unknown part '$PART' (valid: all, targets)" >&2; exit 2 ;; esac
 DATA=../shared/data
 if [ ! -d "$DATA/Set14" ]; then
-    echo "error: $DATA/Set14 not found: the card's benchmarks read Set5, Set14, BSD100 from ../shared/data" >&2
+    echo "error: $DATA/Set14 not found: the card's measurements read Set5, Set14, BSD100 from ../shared/data" >&2
     exit 2
 fi
 
 t() { echo "== $(date +%T) $*"; local start=$SECONDS; "$@"; echo "== $((SECONDS - start)) s"; }
 
-t python benchmarks/fusion_curve.py --run weights/x2 --held-out config_scaled.yaml \
-    --out benchmarks/results/fusion_curve_holdout
+t python -m tools.fusion_curve --run weights/x2 --held-out config_scaled.yaml \
+    --out tools/results/fusion_curve_holdout
 t python evaluate.py --run weights/x2 --checkpoint pretrain --data $DATA/Set5 $DATA/Set14 \
     --out weights/x2/eval_pretrain_set5_set14.json
 t python evaluate.py --run weights/x2 --checkpoint gan --data $DATA/Set5 $DATA/Set14 \
     --out weights/x2/eval_gan_set5_set14.json
-t python benchmarks/fusion_curve.py --run weights/x2 --sets $DATA/Set14 $DATA/BSD100
+t python -m tools.fusion_curve --run weights/x2 --sets $DATA/Set14 $DATA/BSD100
 t python evaluate.py --run weights/x2 --checkpoint pretrain --data $DATA/BSD100 --no-stlpips-vgg \
     --out weights/x2/eval_pretrain_bsd100.json
 t python evaluate.py --run weights/x2 --checkpoint gan --data $DATA/BSD100 --no-stlpips-vgg \
     --strategies mean perceptual texture --out weights/x2/eval_gan_bsd100.json
-t python scripts/model_card_tables.py weights/x2/eval_pretrain_set5_set14.json weights/x2/eval_pretrain_bsd100.json \
+t python -m tools.model_card_tables weights/x2/eval_pretrain_set5_set14.json weights/x2/eval_pretrain_bsd100.json \
     weights/x2/eval_gan_set5_set14.json weights/x2/eval_gan_bsd100.json --peers weights/x2/peers_x2/peers.json
-t python benchmarks/ensemble_bound.py --run weights/x2 --held-out config_scaled.yaml --sets $DATA/Set14 $DATA/BSD100 \
+t python -m research.ensemble_bound --run weights/x2 --held-out config_scaled.yaml --sets $DATA/Set14 $DATA/BSD100 \
     --self-ensemble-sets held-out
 if [ "$PART" = all ]; then
-    t python benchmarks/adaptive_probe.py --run weights/x2 --held-out config_scaled.yaml --sets $DATA/Set14 $DATA/BSD100
-    t python benchmarks/figure.py --run weights/x2 --image $DATA/Set14/ppt3.png --crop 16 250 120 200 --adaptive 0.8 \
-        --guided 0.25 --columns 5 --peers ../shared/peers/opencv_dnn_superres --out benchmarks/results/figure_ppt3.png
-    t python benchmarks/figure.py --run weights/x2 --image $DATA/Set14/monarch.png --crop 140 520 120 200 \
+    t python -m research.adaptive_probe --run weights/x2 --held-out config_scaled.yaml --sets $DATA/Set14 $DATA/BSD100
+    t python -m tools.figure --run weights/x2 --image $DATA/Set14/ppt3.png --crop 16 250 120 200 --adaptive 0.8 \
+        --guided 0.25 --columns 5 --peers ../shared/peers/opencv_dnn_superres --out tools/results/figure_ppt3.png
+    t python -m tools.figure --run weights/x2 --image $DATA/Set14/monarch.png --crop 140 520 120 200 \
         --adaptive 0.8 --guided 0.25 --columns 5 --peers ../shared/peers/opencv_dnn_superres \
-        --out benchmarks/results/figure_monarch.png
+        --out tools/results/figure_monarch.png
 fi
 echo "== $(date +%T) done: paste the printed tables into weights/x2/MODEL_CARD.md and README.md"

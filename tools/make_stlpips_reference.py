@@ -3,7 +3,7 @@
 VGG16 trunk (`--net vgg`, the default). Run once, in a throwaway venv where torchvision imports (not the project venv):
     python3 -m venv /tmp/stlpips_ref
     /tmp/stlpips_ref/bin/pip install torch==2.14.1 torchvision==0.29.1 stlpips-pytorch==0.0.2
-    /tmp/stlpips_ref/bin/python benchmarks/make_stlpips_reference.py --data ../shared/data
+    /tmp/stlpips_ref/bin/python -m tools.make_stlpips_reference --data ../shared/data
 Writes small PNG crops to tests/fixtures/stlpips/ and tests/fixtures/stlpips_reference.json, which
 tests/test_stlpips.py compares `mgsrgan.evaluate.stlpips.STLPIPS` against (to 1e-5).
 
@@ -18,7 +18,7 @@ torchvision models), so a stub stands in for it, and any use of the stub raises.
 `LPIPS(net="alex", variant="shift_tolerant")` and its five per-layer terms, on the same pairs
 plus cropped ones (odd sizes, the trunk's minimum side); the package's `retPerLayer=True` cannot give the terms
 (its in-place sum overwrites the first one), so `layer_terms` copies them as its forward makes them:
-    nice python benchmarks/make_stlpips_reference.py --net alex
+    nice python -m tools.make_stlpips_reference --net alex
 """
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ def load_package_model(net: str) -> tuple[torch.nn.Module, Path, dict[str, torch
 def header(net: str, weight_path: Path, load_check: str) -> dict:
     return {
         "what": f"ST-LPIPS ({net}) distances from the stlpips-pytorch package, for tests/test_stlpips.py",
-        "made_by": "benchmarks/make_stlpips_reference.py" + ("" if net == "vgg" else f" --net {net}"),
+        "made_by": "tools/make_stlpips_reference.py" + ("" if net == "vgg" else f" --net {net}"),
         "package": "stlpips-pytorch==0.0.2",
         "constructor": f'stlpips.LPIPS(net="{net}", variant="shift_tolerant")',
         "input": "utils.im2tensor(uint8 RGB) = u / 127.5 - 1, shape (1, 3, H, W)",

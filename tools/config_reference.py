@@ -1,6 +1,6 @@
 """Print the README's config reference (Markdown) from mgsrgan/config.py: every field, default and comment.
 
-    python scripts/config_reference.py
+    python -m tools.config_reference
 """
 import ast
 import sys

@@ -1,15 +1,15 @@
 """Peer SR models (OpenCV dnn_superres: FSRCNN, ESPCN, LapSRN) under mgsrgan's evaluation protocol.
 
     pip install "opencv-contrib-python-headless<5"   # benchmark-only extra (OpenCV 5 cannot read the .pb peers)
-    python -m benchmarks.peers [--peers ../shared/peers/opencv_dnn_superres] [--data ../shared/data]
-                               [--sets Set5 Set14 BSD100] [--scales 2 4] [--run RUN_DIR --checkpoint best]
-                               [--stlpips] [--out-dir benchmarks/results]
+    python -m tools.peers [--peers ../shared/peers/opencv_dnn_superres] [--data ../shared/data]
+                          [--sets Set5 Set14 BSD100] [--scales 2 4] [--run RUN_DIR --checkpoint best]
+                          [--stlpips] [--out-dir tools/results]
 
 Same pipeline as `evaluate.py` (mgsrgan.evaluate.protocol): HR modcrop, PIL antialiased bicubic LR, SR rounded to 8 bits,
 Y PSNR/SSIM with crop = scale, gray images in gray. The peers get BGR uint8 (what dnn_superres expects) and give
 BGR back; a gray LR enters as three equal channels and leaves through Pillow's luma. With --run, the run's members
 and ensembles join the table at the run's scale. --stlpips adds ST-LPIPS (RGB, crop = scale, lower is better;
-about one VGG16 pass per row and image). Writes peers.json and peers.md in --out-dir (default benchmarks/results).
+about one VGG16 pass per row and image). Writes peers.json and peers.md in --out-dir (default tools/results).
 """
 from __future__ import annotations
 
@@ -21,14 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # so `python benchmarks/peers.py` finds the package without installing it
-
-from mgsrgan.errors import UserError  # noqa: E402
-from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS  # noqa: E402
-from mgsrgan.evaluate.protocol import (BICUBIC, PERCEPTUAL, ImageUpscaler, bicubic_upscaler, charge_shared_passes,  # noqa: E402
+from mgsrgan.errors import UserError
+from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS
+from mgsrgan.evaluate.protocol import (BICUBIC, PERCEPTUAL, ImageUpscaler, bicubic_upscaler, charge_shared_passes,
                                 evaluate_folder, gray_to_rgb, load_run_models, rgb_to_gray, summarize)
-from mgsrgan.io.weightfiles import default_weight_path  # noqa: E402
+from mgsrgan.io.weightfiles import default_weight_path
+
+REPO = Path(__file__).resolve().parents[1]
 
 SHARED = REPO.parent / "shared"
 # display name -> (dnn_superres algorithm name, model file pattern), as in OpenCV's dnn_superres documentation
@@ -52,7 +51,7 @@ def opencv_upscaler(model_file: Path, algorithm: str, scale: int) -> ImageUpscal
     try:
         import cv2
     except ImportError:
-        raise UserError("benchmarks/peers.py needs OpenCV's contrib modules: "
+        raise UserError("tools/peers.py needs OpenCV's contrib modules: "
                         "pip install \"opencv-contrib-python-headless<5\"") from None
     if not model_file.is_file():
         raise UserError(f"{model_file}: peer model file not found (--peers)")
@@ -136,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stlpips", action="store_true", help="also score ST-LPIPS (stlpips-pytorch's weights)")
     parser.add_argument("--stlpips-alex", action="store_true",
                         help="also score ST-LPIPS with its AlexNet trunk (stlpips-pytorch's weights)")
-    parser.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--out-dir", type=Path, default=REPO / "tools" / "results")
     args = parser.parse_args(argv)
     try:
         results = measure(args)

@@ -1,4 +1,5 @@
-"""Shell entry points: they parse, and refuse clearly where they cannot run."""
+"""The maintainer tools in tools/: shell entry points parse, and refuse clearly where they cannot run; the
+training curve's reading of a run log."""
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,17 +13,17 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU refusal; on a GPU the script trains")
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_train_gpu_script_refuses_without_a_gpu_in_one_line(tmp_path):
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "train_gpu.sh")], capture_output=True, text=True,
+    done = subprocess.run(["bash", str(ROOT / "tools" / "train_gpu.sh")], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1].startswith("error: scripts/train_gpu.sh needs a CUDA GPU")
+    assert done.stderr.strip().splitlines()[-1].startswith("error: tools/train_gpu.sh needs a CUDA GPU")
     assert "Traceback" not in done.stderr
 
 
 def test_training_curve_leaves_out_the_gap_between_a_stop_and_its_resume():
     import json
 
-    from scripts.training_curve import validation_curve
+    from tools.training_curve import validation_curve
 
     def line(t, event, **fields):
         return json.dumps({"time": t, "event": event, **fields})

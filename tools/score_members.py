@@ -1,8 +1,8 @@
 """Score each member of a run (or shipped ensemble) on its held-out validation images with ST-LPIPS-Alex, and
 store the score in the member's checkpoint (`val.stlpips_alex`), for `--strategy perceptual` (1/d weights).
 
-    python scripts/score_members.py weights/x2 --checkpoint gan
-    python scripts/score_members.py runs/NAME --checkpoint gan
+    python -m tools.score_members weights/x2 --checkpoint gan
+    python -m tools.score_members runs/NAME --checkpoint gan
 
 The images are the run's own held-out split (`data.val_holdout` of its config.yaml: the last N images of its last
 training folder; Set5/Set14/BSD100 are never used to choose weights), scored as evaluate.py scores (modcrop, bicubic
@@ -18,16 +18,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from mgsrgan.config import load_config
+from mgsrgan.errors import UserError
+from mgsrgan.evaluate.protocol import evaluate_image, load_hr, tensor_upscaler
+from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS
+from mgsrgan.infer.ensemble import load_members, run_member_paths
+from mgsrgan.io.checkpoint import update_val
+from mgsrgan.train.data import holdout_paths
 
-from mgsrgan.config import load_config  # noqa: E402
-from mgsrgan.errors import UserError  # noqa: E402
-from mgsrgan.evaluate.protocol import evaluate_image, load_hr, tensor_upscaler  # noqa: E402
-from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS  # noqa: E402
-from mgsrgan.infer.ensemble import load_members, run_member_paths  # noqa: E402
-from mgsrgan.io.checkpoint import update_val  # noqa: E402
-from mgsrgan.train.data import holdout_paths  # noqa: E402
 
 SCORE_KEY = "stlpips_alex"
 

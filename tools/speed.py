@@ -1,13 +1,13 @@
 """Speed: the trainer's own steps and inference, fp32 and bf16, side by side with BasicSR 1.4.2 in one run.
 
-    python benchmarks/speed.py --basicsr       # our cases (each in its own process), then BasicSR right after ->
-                                               #   benchmarks/results/speed.json + speed.md (times and ratios)
-    python benchmarks/speed.py                 # our cases only (no ratios)
-    python benchmarks/speed.py --only srgan_x4_fp32,srgan_x4_bf16 --reps 1 --out /tmp/s.json   # some cases
-    python benchmarks/speed.py --case srgan_x4_bf16   # one case in this process, prints one JSON line
-    python benchmarks/speed.py --profile-train # where one x4 SRGAN iteration's time goes, fp32 and bf16 ->
-                                               #   benchmarks/results/profile_train_x4.txt
-    python benchmarks/speed.py --profile       # operator table of x4 inference (printed)
+    python -m tools.speed --basicsr     # our cases (each in its own process), then BasicSR right after ->
+                                        #   tools/results/speed.json + speed.md (times and ratios)
+    python -m tools.speed               # our cases only (no ratios)
+    python -m tools.speed --only srgan_x4_fp32,srgan_x4_bf16 --reps 1 --out /tmp/s.json   # some cases
+    python -m tools.speed --case srgan_x4_bf16   # one case in this process, prints one JSON line
+    python -m tools.speed --profile     # operator table of x4 inference (printed)
+
+Where one x4 SRGAN iteration's time goes: `python -m tools.profile_train` (it uses this module's timing helpers).
 
 The training cases time `mgsrgan.train.steps.pretrain_step` and `gan_step` on a `Member` from `build_member`, as the
 training loop calls them; one SRGAN iteration is one discriminator and one generator update (one cycle of the 1:1
@@ -32,16 +32,15 @@ from pathlib import Path
 
 import torch
 
+from mgsrgan.config import Config, load_config
+from mgsrgan.device import cpu_has_bf16
+from mgsrgan.models.fuse import fold_batchnorm
+from mgsrgan.models.generator import Generator
+from tools.speed_report import compare, conv_vs_matmul, markdown
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from mgsrgan.config import Config, load_config  # noqa: E402
-from mgsrgan.device import cpu_has_bf16  # noqa: E402
-from mgsrgan.models.fuse import fold_batchnorm  # noqa: E402
-from mgsrgan.models.generator import Generator  # noqa: E402
-from benchmarks.speed_report import compare, conv_vs_matmul, markdown  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "tools" / "results"
 BASICSR_SCRIPT = ROOT.parent / "shared" / "peers" / "basicsr-bench" / "run.sh"
 BASICSR_CASES = ("matmul_start", "infer_x4_lr256", "pixel_x4_hr128", "srgan_x4_hr128", "matmul_end")
 MATMUL_SIZE = 4096
@@ -377,20 +376,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads, ours and BasicSR's (run.sh: 2)")
     parser.add_argument("--out", default=str(RESULTS / "speed.json"), help="JSON report; the .md beside it")
     parser.add_argument("--profile", action="store_true", help="print an operator profile of x4 inference")
-    parser.add_argument("--profile-train", action="store_true",
-                        help="profile one x4 SRGAN iteration, fp32 and bf16, into --profile-out")
-    parser.add_argument("--profile-out", default=str(RESULTS / "profile_train_x4.txt"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.profile:
         print(profile_inference())
-        return 0
-    if args.profile_train:
-        from benchmarks.profile_train import profile_train
-
-        text = profile_train(reps=args.reps, warmup=args.warmup)
-        Path(args.profile_out).write_text(text)
-        print(text)
         return 0
     if args.case:
         print(json.dumps(run_case(args.case, args.reps, args.warmup)))
@@ -403,9 +392,9 @@ def main() -> int:
     results = {}
     for name in names:
         before = cpu_snapshot()
-        done = subprocess.run([sys.executable, __file__, "--case", name, "--reps", str(args.reps), "--warmup",
-                               str(args.warmup), "--threads", str(args.threads)], capture_output=True, text=True,
-                              cwd=ROOT)
+        done = subprocess.run([sys.executable, "-m", "tools.speed", "--case", name, "--reps", str(args.reps),
+                               "--warmup", str(args.warmup), "--threads", str(args.threads)], capture_output=True,
+                              text=True, cwd=ROOT)
         if done.returncode != 0:
             print(done.stderr, file=sys.stderr)
             return 1
@@ -413,7 +402,7 @@ def main() -> int:
         results[name]["foreign_cpu_frac"] = foreign_load(before, cpu_snapshot())
         print(name, json.dumps(results[name]), flush=True)
     basicsr = run_basicsr(args.threads, args.reps, args.warmup) if args.basicsr else None
-    report = {"command": "python benchmarks/speed.py " + " ".join(sys.argv[1:]), "time": started,
+    report = {"command": "python -m tools.speed " + " ".join(sys.argv[1:]), "time": started,
               "git_commit": git_commit(), "machine": machine(args.threads),
               "settings": {"reps": args.reps, "warmup": args.warmup, "threads": args.threads, "statistic": "median"},
               "cases": results, "comparison": compare(results, basicsr), "conv_vs_matmul": conv_vs_matmul(results),

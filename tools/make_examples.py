@@ -1,6 +1,6 @@
 """Write examples/: small low-resolution images with clear licences, from scikit-image's bundled samples.
 
-    python scripts/make_examples.py
+    python -m tools.make_examples
 
 Each image is downscaled x2 with the same antialiased bicubic the evaluation uses (degradation.py), so the
 shipped x2 ensemble sees the kind of input it was trained on.

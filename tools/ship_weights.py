@@ -1,8 +1,8 @@
 """Copy a run's distortion (pretrain) and GAN checkpoints into weights/x<scale>/, the ensembles inference.py uses
 when given no --run or --weights (`--scale` picks one).
 
-    python scripts/ship_weights.py runs/x2-k3        # -> weights/x2/
-    python scripts/ship_weights.py runs/x2-m1-seed4 --gan-into 1   # a one-member run's gan -> weights/x2/member_1
+    python -m tools.ship_weights runs/x2-k3        # -> weights/x2/
+    python -m tools.ship_weights runs/x2-m1-seed4 --gan-into 1   # a one-member run's gan -> weights/x2/member_1
 
 --gan-into K re-draws one slot: a one-member phase-2 run (its own seed, from member K's pretrain checkpoint) replaces
 member K's gan checkpoint; the metadata then names slot K and the run it came from, the config stays the ensemble's.
@@ -15,11 +15,10 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from mgsrgan.config import load_config
+from mgsrgan.io.checkpoint import load_tensors, read_meta, save_checkpoint
 
-from mgsrgan.config import load_config  # noqa: E402
-from mgsrgan.io.checkpoint import load_tensors, read_meta, save_checkpoint  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SHIPPED = ("pretrain", "gan")  # distortion-oriented and perception-oriented members
 

@@ -1,8 +1,8 @@
 """The README's picture of the page: `mgsrgan serve` with the shipped x2 ensemble, one image uploaded, the GAN side,
 the slider at 42 %, the disagreement overlay on, zoom 200 %, captured by headless Chromium.
 
-    python -m benchmarks.serve_screenshot                       # examples/chelsea.png -> benchmarks/results/serve_page.png
-    python -m benchmarks.serve_screenshot --image my.png --out /tmp/page.png
+    python -m tools.serve_screenshot                       # examples/chelsea.png -> tools/results/serve_page.png
+    python -m tools.serve_screenshot --image my.png --out /tmp/page.png
 
 Needs Debian's `chromium` (apt-get install chromium) and Playwright's Python package (requirements.txt).
 """
@@ -58,7 +58,7 @@ def capture(port: int, image: Path, out: Path, chromium: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", type=Path, default=Path("examples/chelsea.png"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/serve_page.png"))
+    parser.add_argument("--out", type=Path, default=Path("tools/results/serve_page.png"))
     args = parser.parse_args()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Train config.yaml's ensemble (the paper's x4 SRGAN, K = 3) at full speed on one CUDA GPU, in one command:
 #
-#     bash scripts/train_gpu.sh                         # config.yaml, run folder runs/x4-gpu-<time>
-#     CONFIG=config_scaled_x4.yaml NAME=x4-try bash scripts/train_gpu.sh --set train.pretrain_steps=20000
+#     bash tools/train_gpu.sh                         # config.yaml, run folder runs/x4-gpu-<time>
+#     CONFIG=config_scaled_x4.yaml NAME=x4-try bash tools/train_gpu.sh --set train.pretrain_steps=20000
 #
 # What "full speed" means here: bf16 autocast (runtime.amp auto picks bf16 on cards that have it, fp16 with a
 # GradScaler on older ones), channels_last convolutions (cuDNN's fast NHWC kernels), and enough DataLoader workers
@@ -25,7 +25,7 @@ python - <<'EOF'
 import sys
 import torch
 if not torch.cuda.is_available():
-    sys.exit("error: scripts/train_gpu.sh needs a CUDA GPU (torch.cuda.is_available() is False); "
+    sys.exit("error: tools/train_gpu.sh needs a CUDA GPU (torch.cuda.is_available() is False); "
              "on a CPU run `python train.py --config config_scaled.yaml` instead")
 print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
 EOF

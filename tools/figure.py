@@ -1,9 +1,9 @@
 """Comparison figure: one crop of one image through bicubic, the OpenCV peers, each member, the ensembles, and the
 members' disagreement, as a single labelled PNG grid.
 
-    python benchmarks/figure.py --run RUN_DIR --image ../shared/data/Set5/butterfly.png --crop Y X H W
+    python -m tools.figure --run RUN_DIR --image ../shared/data/Set5/butterfly.png --crop Y X H W
         [--checkpoint pretrain] [--gan-checkpoint gan] [--peers ../shared/peers/opencv_dnn_superres]
-        [--columns 4] [--zoom 0] [--device auto] [--tile 0] --out benchmarks/results/figure_ppt3.png
+        [--columns 4] [--zoom 0] [--device auto] [--tile 0] --out tools/results/figure_ppt3.png
 
 Pipeline as evaluate.py's: HR cropped to a multiple of the run's scale, LR by PIL antialiased bicubic, every model
 upscales the whole LR image (so the crop has its real context), outputs rounded to 8 bits, then the crop (Y X H W,
@@ -31,19 +31,17 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # so `python benchmarks/figure.py` finds the package without installing it
-
-from mgsrgan.io.checkpoint import CHECKPOINT_NAMES  # noqa: E402
-from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop  # noqa: E402
-from mgsrgan.device import resolve_device  # noqa: E402
-from mgsrgan.infer.ensemble import (Ensemble, EnsembleSourceError, gan_ensemble,  # noqa: E402
+from mgsrgan.io.checkpoint import CHECKPOINT_NAMES
+from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop
+from mgsrgan.device import resolve_device
+from mgsrgan.infer.ensemble import (Ensemble, EnsembleSourceError, gan_ensemble,
                                     load_members, run_member_paths)
-from mgsrgan.infer.fusion import adaptive_blend, guided_blend  # noqa: E402
-from mgsrgan.errors import UserError  # noqa: E402
-from mgsrgan.evaluate.protocol import SharedMember, gray_to_rgb, load_hr  # noqa: E402
-from mgsrgan.io.images import UNCERTAINTY_FULL_SCALE, colorize_uncertainty  # noqa: E402
-from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
+from mgsrgan.infer.fusion import adaptive_blend, guided_blend
+from mgsrgan.errors import UserError
+from mgsrgan.evaluate.protocol import SharedMember, gray_to_rgb, load_hr
+from mgsrgan.io.images import UNCERTAINTY_FULL_SCALE, colorize_uncertainty
+from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8
+
 
 TARGET_TILE_SIDE = 256  # px: auto zoom enlarges a crop up to this side (readable labels, visible pixels)
 GAP = 6  # px of white around and between tiles
@@ -116,7 +114,7 @@ def peer_outputs(peers: Path, lr_img: np.ndarray, scale: int, notes: list[str]) 
     except ImportError:
         notes.append("peers skipped: cv2 not importable (pip install \"opencv-contrib-python-headless<5\")")
         return {}
-    from benchmarks.peers import PEERS, opencv_upscaler  # after the cv2 check: builds the peers with it
+    from tools.peers import PEERS, opencv_upscaler  # after the cv2 check: builds the peers with it
     outputs = {}
     for name, (algorithm, pattern) in PEERS.items():
         model_file = peers / pattern.format(scale=scale)
@@ -193,7 +191,7 @@ def build_tiles(args: argparse.Namespace, notes: list[str]) -> tuple[list[Tile],
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="benchmarks/figure.py", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.figure", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="training run folder (holds member_<k>/)")
     parser.add_argument("--image", type=Path, required=True, help="HR image file")

@@ -1,7 +1,7 @@
-"""Markdown tables for weights/x<scale>/MODEL_CARD.md from evaluate.py JSON files and benchmarks/results/peers.json.
+"""Markdown tables for weights/x<scale>/MODEL_CARD.md from evaluate.py JSON files and tools/results/peers.json.
 
-    python scripts/model_card_tables.py weights/x2/eval_pretrain.json weights/x2/eval_gan.json \
-        --peers benchmarks/results/peers.json
+    python -m tools.model_card_tables weights/x2/eval_pretrain.json weights/x2/eval_gan.json \
+        --peers tools/results/peers.json
 """
 import argparse
 import json

@@ -1,7 +1,7 @@
 """Does bf16 autocast train as well as fp32? The same member, seed and patch stream, pixel-loss phase, both ways.
 
-    python benchmarks/precision_train_parity.py [--config config_scaled.yaml] [--steps 200]
-        [--out benchmarks/results/precision_train_parity]
+    python -m tools.precision_train_parity [--config config_scaled.yaml] [--steps 200]
+        [--out tools/results/precision_train_parity]
 
 Builds member 0 of the config (its seed), trains it --steps pixel-loss steps with the trainer's own
 `steps.pretrain_step` on the config's patch stream (held-out images excluded) at the config's cosine schedule
@@ -18,14 +18,13 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from mgsrgan.config import load_config
+from mgsrgan.train.data import TrainPatches, holdout_paths, load_validation, make_loader
+from mgsrgan.train.member import build_member
+from mgsrgan.train.steps import pretrain_step
+from mgsrgan.train.validation import validate_generators
 
-from mgsrgan.config import load_config  # noqa: E402
-from mgsrgan.train.data import TrainPatches, holdout_paths, load_validation, make_loader  # noqa: E402
-from mgsrgan.train.member import build_member  # noqa: E402
-from mgsrgan.train.steps import pretrain_step  # noqa: E402
-from mgsrgan.train.validation import validate_generators  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run(amp: str, args: argparse.Namespace) -> dict:
@@ -50,7 +49,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=REPO / "config_scaled.yaml")
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/precision_train_parity")
+    parser.add_argument("--out", type=Path, default=REPO / "tools/results/precision_train_parity")
     args = parser.parse_args()
     rows = [run(amp, args) for amp in ("none", "bf16")]
     args.out.with_suffix(".json").write_text(json.dumps({"config": str(args.config), "rows": rows}, indent=1))

@@ -1,7 +1,7 @@
 """Is the ensemble's disagreement map worth showing? How well the members' per-pixel std predicts the error.
 
-    python benchmarks/uncertainty_worth.py --runs weights runs/x2-indep --checkpoint pretrain \
-        --sets ../shared/data/Set14 ../shared/data/BSD100 [--out benchmarks/results/uncertainty_worth]
+    python -m tools.uncertainty_worth --runs weights runs/x2-indep --checkpoint pretrain \
+        --sets ../shared/data/Set14 ../shared/data/BSD100 [--out tools/results/uncertainty_worth]
 
 Per image (x2 or the run's scale, crop = scale): the members' outputs, their mean M and per-pixel std s (mean over
 RGB), the error e = |M - HR| (mean over RGB, 8-bit levels). Reported, averaged over images: the Spearman rank
@@ -21,14 +21,13 @@ import torch
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from tools.fusion_curve import load_pair
+from mgsrgan.device import autocast_to, resolve_precision
+from mgsrgan.infer.ensemble import load_members, run_member_paths
+from mgsrgan.evaluate.protocol import list_images
+from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8
 
-from benchmarks.fusion_curve import load_pair  # noqa: E402
-from mgsrgan.device import autocast_to, resolve_precision  # noqa: E402
-from mgsrgan.infer.ensemble import load_members, run_member_paths  # noqa: E402
-from mgsrgan.evaluate.protocol import list_images  # noqa: E402
-from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DROP = 0.10  # share of pixels dropped: the issue's 10 %
 
@@ -54,7 +53,7 @@ def main() -> int:
     parser.add_argument("--checkpoint", default="pretrain")
     parser.add_argument("--sets", type=Path, nargs="+", required=True)
     parser.add_argument("--precision", default="auto")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/uncertainty_worth")
+    parser.add_argument("--out", type=Path, default=REPO / "tools/results/uncertainty_worth")
     args = parser.parse_args()
     dtype = resolve_precision(args.precision, torch.device("cpu"))
     results = {}

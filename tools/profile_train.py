@@ -1,5 +1,6 @@
-"""Where one x4 SRGAN training iteration's time goes: `python benchmarks/speed.py --profile-train` writes
-benchmarks/results/profile_train_x4.txt (fp32 and bf16).
+"""Where one x4 SRGAN training iteration's time goes, fp32 and bf16:
+
+    python -m tools.profile_train [--reps 3] [--warmup 1] [--threads 2] [--out tools/results/profile_train_x4.txt]
 
 The iteration is what training runs (`steps.gan_step` for one D and one G update on a `build_member` Member,
 config.yaml at batch 16, HR 128, VGG19 conv5_4 content loss with random weights); each part is then timed alone,
@@ -8,14 +9,16 @@ when other processes used the CPU meanwhile.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
-from benchmarks.speed import cpu_model, cpu_snapshot, foreign_load, git_commit, timings, train_setup
-from benchmarks.speed_report import BUSY_FRACTION
+from tools.speed import RESULTS, cpu_model, cpu_snapshot, foreign_load, git_commit, timings, train_setup
+from tools.speed_report import BUSY_FRACTION
 
 OP_GROUPS = (  # (group, substrings of lower-cased op names), first match wins; self CPU time: nothing counts twice
     ("autograd engine (the ops it calls are counted in their groups)", ("autograd::",)),
@@ -109,7 +112,7 @@ def profile_train(precisions=("fp32", "bf16"), reps: int = 2, warmup: int = 1, r
     from mgsrgan.train.schedule import DISCRIMINATOR, GENERATOR, update_kind
     from mgsrgan.train.steps import gan_step
 
-    lines = ["# Where one x4 SRGAN training iteration's time goes (`python benchmarks/speed.py --profile-train`)",
+    lines = ["# Where one x4 SRGAN training iteration's time goes (`python -m tools.profile_train`)",
              f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, commit {git_commit()[:10]}, CPU "
              f"{cpu_model()} ({os.cpu_count()} cores), torch {torch.__version__}, threads {torch.get_num_threads()}",
              "# config.yaml (16 x 64 SRResNet, paper D, VGG19 conv5_4 content loss with random weights), batch 16, "
@@ -158,3 +161,21 @@ def profile_train(precisions=("fp32", "bf16"), reps: int = 2, warmup: int = 1, r
                   prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total",
                                                                     row_limit=row_limit), ""]
     return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3, help="timed runs per part (median)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--out", type=Path, default=RESULTS / "profile_train_x4.txt")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    text = profile_train(reps=args.reps, warmup=args.warmup)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

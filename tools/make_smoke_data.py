@@ -1,4 +1,4 @@
-"""Write the synthetic images in data/smoke/ (procedural, so they carry no licence): python scripts/make_smoke_data.py"""
+"""Write the synthetic images in data/smoke/ (procedural, so they carry no licence): python -m tools.make_smoke_data"""
 from pathlib import Path
 
 import numpy as np

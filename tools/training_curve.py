@@ -1,6 +1,6 @@
 """Validation PSNR against training minutes, from one or more runs' log.jsonl: a PNG and a Markdown table.
 
-    python scripts/training_curve.py runs/x4-k3 --out weights/x4/training_curve.png
+    python -m tools.training_curve runs/x4-k3 --out weights/x4/training_curve.png
 
 Minutes count wall-clock time spent training: the gaps between a stop and its `--resume` are left out (the clock
 restarts at each "start" event). On these 2-core machines the run has the CPU to itself, so wall minutes are
