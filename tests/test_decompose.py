@@ -1,13 +1,13 @@
-"""The ensemble bias-variance split and the LR-consistency projection (mgsrgan.evaluate.decompose)."""
+"""The ensemble bias-variance split and the LR-consistency projection (research/decompose.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from mgsrgan.evaluate.decompose import (bicubic_matrix, combination_mse, cubic, downscale, ensemble_split, gain_db,
-                                        gram, lr_projection, split_by_texture, stacking_weights, texture)
 from mgsrgan.io.degradation import bicubic_downscale
+from research.decompose import (bicubic_matrix, combination_mse, cubic, downscale, ensemble_split, gain_db, gram,
+                                lr_projection, split_by_texture, stacking_weights, texture)
 
 
 def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:

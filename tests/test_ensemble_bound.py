@@ -1,4 +1,4 @@
-"""benchmarks/ensemble_bound.py's --members: checkpoints of other depths and widths load side by side."""
+"""research/ensemble_bound.py's --members: checkpoints of other depths and widths load side by side."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.ensemble_bound import (TEXTURE_BINS, image_row, load_mixed, markdown, set_summary, stacked,
-                                     y_levels)
-from mgsrgan.evaluate.decompose import gram, stacking_weights
 from mgsrgan.io.checkpoint import arch_of, save_checkpoint
 from mgsrgan.models.generator import Generator
+from research.decompose import gram, stacking_weights
+from research.ensemble_bound import (TEXTURE_BINS, image_row, load_mixed, markdown, set_summary, stacked,
+                                     y_levels)
 
 
 def save(path: Path, generator: Generator) -> Path:

@@ -1,9 +1,9 @@
 """Which adversarial-phase recipe gives detail without a cast or a checkerboard? A small ablation, scored on the
 held-out validation split (never a test set).
 
-    python benchmarks/gan_ablation.py --checkpoint runs/x2-indep/member_0/pretrain.safetensors \
+    python -m research.gan_ablation --checkpoint runs/x2-indep/member_0/pretrain.safetensors \
         --config config_scaled.yaml [--iterations 300] [--variants paper l1_adv ...] \
-        [--out benchmarks/results/gan_ablation]
+        [--out research/results/gan_ablation]
 
 Every variant starts from the same pixel-loss generator with fresh optimizers and a fresh discriminator (seeded),
 reads the same patch stream (the config's training data minus the held-out images) and runs the trainer's own
@@ -23,18 +23,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # so `python benchmarks/gan_ablation.py` finds the package without installing it
+from mgsrgan.io.checkpoint import load_generator
+from mgsrgan.config import load_config
+from mgsrgan.train.data import TrainPatches, holdout_paths, load_validation, make_loader
+from mgsrgan.evaluate.protocol import artifact_scores
+from mgsrgan.train.losses import ContentLoss
+from mgsrgan.train.member import GAN, build_member
+from mgsrgan.evaluate.metrics import psnr, tensor_to_uint8
+from mgsrgan.train.steps import gan_step
+from mgsrgan.evaluate.stlpips import STLPIPS, stlpips_distance
 
-from mgsrgan.io.checkpoint import load_generator  # noqa: E402
-from mgsrgan.config import load_config  # noqa: E402
-from mgsrgan.train.data import TrainPatches, holdout_paths, load_validation, make_loader  # noqa: E402
-from mgsrgan.evaluate.protocol import artifact_scores  # noqa: E402
-from mgsrgan.train.losses import ContentLoss  # noqa: E402
-from mgsrgan.train.member import GAN, build_member  # noqa: E402
-from mgsrgan.evaluate.metrics import psnr, tensor_to_uint8  # noqa: E402
-from mgsrgan.train.steps import gan_step  # noqa: E402
-from mgsrgan.evaluate.stlpips import STLPIPS, stlpips_distance  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 # name -> config overrides on top of the given config. All keep the config's lr, n:m plan and patch stream.
 SHALLOW = ["loss.content_layers=[1_2, 2_2, 3_3]", "loss.content_layer_weights=[0.1, 0.1, 1.0]"]
@@ -134,7 +133,7 @@ def main() -> int:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--no-stlpips", action="store_true", help="skip ST-LPIPS-Alex (faster)")
     parser.add_argument("--append", action="store_true", help="keep OUT.json's other variants in the table")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/gan_ablation")
+    parser.add_argument("--out", type=Path, default=REPO / "research/results/gan_ablation")
     args = parser.parse_args()
     stlpips = None if args.no_stlpips else alex_distance()
     cfg = load_config(args.config)

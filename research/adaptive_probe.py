@@ -1,7 +1,7 @@
 """Does the GAN members' disagreement say where their texture costs PSNR and buys no perception? Probes.
 
-    python benchmarks/adaptive_probe.py --run weights/x2 --held-out config_scaled.yaml \
-        [--sets ../shared/data/Set14 ../shared/data/BSD100] [--out benchmarks/results/adaptive_probe]
+    python -m research.adaptive_probe --run weights/x2 --held-out config_scaled.yaml \
+        [--sets ../shared/data/Set14 ../shared/data/BSD100] [--out research/results/adaptive_probe]
 
 The first adaptive fusion (w = tau^2 / (tau^2 + d^2), d = the GAN members' std in 8-bit levels over 7x7) lay on the
 global alpha blend's curve: no better, no worse. This scores, on the validation images (where a setting may be chosen; --sets only checks one), three
@@ -33,19 +33,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks.fusion_curve import _run, against_global, load_pair  # noqa: E402
-from mgsrgan.config import load_config  # noqa: E402
-from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8  # noqa: E402
-from mgsrgan.evaluate.protocol import list_images  # noqa: E402
-from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS  # noqa: E402
-from mgsrgan.infer.ensemble import (alex_scores, combine, load_members, perceptual_weights,  # noqa: E402
+from mgsrgan.config import load_config
+from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8
+from mgsrgan.evaluate.protocol import list_images
+from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS
+from mgsrgan.infer.ensemble import (alex_scores, combine, load_members, perceptual_weights,
                                     run_member_paths)
-from mgsrgan.infer.fusion import (CONSENSUS_RADIUS, guided_blend, local_mean, member_spread,  # noqa: E402
+from mgsrgan.infer.fusion import (CONSENSUS_RADIUS, guided_blend, local_mean, member_spread,
                                   texture_coherence)
-from mgsrgan.train.data import holdout_paths  # noqa: E402
+from mgsrgan.train.data import holdout_paths
+from tools.fusion_curve import _run, against_global, load_pair
+
+REPO = Path(__file__).resolve().parents[1]
 
 ALPHAS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # 0.5 .. 1: the falling-PSNR branch, where most probes land
 STRUCTURE_TAUS = (0.5, 1.0, 2.0)  # levels: the members' local means differ by 0.3-1 level (their colour shifts)
@@ -136,7 +135,7 @@ def main() -> int:
     parser.add_argument("--run", type=Path, help="run folder (or weights/x2) with pretrain and gan members")
     parser.add_argument("--held-out", type=Path, metavar="CONFIG", help="the config whose held-out images to score")
     parser.add_argument("--sets", type=Path, nargs="*", default=[], help="HR folders to check a probe on")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/adaptive_probe")
+    parser.add_argument("--out", type=Path, default=REPO / "research/results/adaptive_probe")
     parser.add_argument("--replot", action="store_true", help="rewrite OUT.md from OUT.json, no networks")
     args = parser.parse_args()
     if args.replot:

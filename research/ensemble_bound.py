@@ -1,15 +1,15 @@
 """How much more can the pixel-loss ensemble gain from its members? A bias-variance split of their error.
 
-    python benchmarks/ensemble_bound.py --run weights/x2 --held-out config_scaled.yaml \
+    python -m research.ensemble_bound --run weights/x2 --held-out config_scaled.yaml \
         --sets ../shared/data/Set14 ../shared/data/BSD100 [--self-ensemble-sets held-out Set14] \
-        [--out benchmarks/results/ensemble_bound]
-    python benchmarks/ensemble_bound.py --members A.safetensors B.safetensors ... --held-out config_scaled.yaml
+        [--out research/results/ensemble_bound]
+    python -m research.ensemble_bound --members A.safetensors B.safetensors ... --held-out config_scaled.yaml
 
 `--members` takes checkpoint files instead of a run's members, and they may differ in architecture (one scale):
 how much more do members of other depths and widths differ than members of other seeds or data?
 
 Per image (crop = scale px, Y of BT.601 in 8-bit levels, the members' float outputs clipped to [0, 1]):
-mgsrgan.evaluate.decompose.ensemble_split gives the average member's MSE, the mean's MSE, the members' spread (the
+research/decompose.py's ensemble_split gives the average member's MSE, the mean's MSE, the members' spread (the
 exact difference) and the MSE a mean of infinitely many members of the same recipe would reach. Reported per set:
 the protocol PSNR (8-bit, as evaluate.py) of the best member and of the mean, the spread as a share of the member
 MSE, and the limit's gain over the 3-member mean. Two more ways to buy variance reduction, measured: the geometric
@@ -32,19 +32,18 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from mgsrgan.config import load_config
+from mgsrgan.device import autocast_to, resolve_precision
+from mgsrgan.evaluate.metrics import PEAK, Y_OFFSET, Y_WEIGHTS, psnr, tensor_to_uint8
+from mgsrgan.evaluate.protocol import list_images
+from mgsrgan.infer.ensemble import load_members, run_member_paths
+from mgsrgan.infer.self_ensemble import SelfEnsemble
+from mgsrgan.train.data import holdout_paths
+from research.decompose import (combination_mse, downscale, ensemble_split, gain_db, gram, lr_projection,
+                                split_by_texture, stacking_weights, texture)
+from tools.fusion_curve import load_pair
 
-from benchmarks.fusion_curve import load_pair  # noqa: E402
-from mgsrgan.config import load_config  # noqa: E402
-from mgsrgan.device import autocast_to, resolve_precision  # noqa: E402
-from mgsrgan.evaluate.decompose import (combination_mse, downscale, ensemble_split, gain_db, gram,  # noqa: E402
-                                        lr_projection, split_by_texture, stacking_weights, texture)
-from mgsrgan.evaluate.metrics import PEAK, Y_OFFSET, Y_WEIGHTS, psnr, tensor_to_uint8  # noqa: E402
-from mgsrgan.evaluate.protocol import list_images  # noqa: E402
-from mgsrgan.infer.ensemble import load_members, run_member_paths  # noqa: E402
-from mgsrgan.infer.self_ensemble import SelfEnsemble  # noqa: E402
-from mgsrgan.train.data import holdout_paths  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TEXTURE_WINDOW = 5  # LR-gradient box, HR pixels: about one LR 3x3 neighbourhood at x2, what a first conv sees
 TEXTURE_BINS = 4  # quartiles
@@ -158,7 +157,7 @@ def main() -> int:
     parser.add_argument("--self-ensemble-sets", nargs="*", default=[], metavar="NAME",
                         help="sets (folder names, or held-out) where every member also runs x8 (8x the time)")
     parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/ensemble_bound")
+    parser.add_argument("--out", type=Path, default=REPO / "research/results/ensemble_bound")
     args = parser.parse_args()
     if args.members:
         members = load_mixed(args.members)
