@@ -266,7 +266,7 @@ def test_corrupt_sixteen_bit_color_png_names_the_file(tmp_path):
 
 def test_damaged_metadata_reads_without_pillow_warnings(tmp_path):
     """A TIFF tag whose data lies past the end of the file: Pillow skips it with a UserWarning (a source line on the
-    user's terminal); read_image reads the pixels and says nothing (benchmarks/fuzz_images.py found it)."""
+    user's terminal); read_image reads the pixels and says nothing (tests/test_fuzz_images.py found it)."""
     import warnings
 
     pixels = rng_image(4, 5, 3, seed=3)

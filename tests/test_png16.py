@@ -191,7 +191,7 @@ def test_writer_refuses_other_arrays(tmp_path):
 @pytest.mark.parametrize("size", [(262_144, 1), (1, 262_144)])
 def test_one_pixel_thin_images_are_refused_not_decoded_for_seconds(tmp_path, size):
     """The decoder's time grows with width + height (one numpy step per anti-diagonal): 262,144 x 1 took 7.5 s from
-    a 1 KB file within any pixel limit (benchmarks/fuzz_images.py). Past MAX_SIDE_SUM it is a one-line refusal."""
+    a 1 KB file within any pixel limit (tests/test_fuzz_images.py). Past MAX_SIDE_SUM it is a one-line refusal."""
     import time
 
     from mgsrgan.io.images import BadImageError, read_image
