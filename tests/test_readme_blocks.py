@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
-LINKED = ("train.py", "inference.py", "evaluate.py", "mgsrgan", "benchmarks", "scripts", "config.yaml",
+LINKED = ("train.py", "inference.py", "evaluate.py", "mgsrgan", "tools", "research", "config.yaml",
           "config_scaled.yaml")  # code and presets, read only
 COPIED = ("configs", "data", "examples", "weights")  # where an output written beside its inputs would land
 LINE_TIMEOUT_S = 600  # a README line that should take seconds; far past it (even on a loaded machine) is a hang
@@ -43,8 +43,8 @@ LONG = (  # (pattern matched against a command line, why it is not run here)
     (r"evaluate\.py", "evaluation on ../shared/data (Set5, Set14, BSD100): minutes, and needs ../shared"),
     (r"^mgsrgan serve", "starts a server that runs until Ctrl-C (tests/test_serve*.py run it on loopback)"),
     (r"^curl .*127\.0\.0\.1:8000", "talks to the server started above (tests/test_serve.py covers each call)"),
-    (r"benchmarks\.serve_load", "200 requests against a live server; writes benchmarks/results (the repo's)"),
-    (r"benchmarks\.serve_screenshot", "drives Chromium against a live server; writes benchmarks/results"),
+    (r"tests/test_serve_load\.py", "200 requests against a live server; writes tests/results (the repo's)"),
+    (r"tools\.serve_screenshot", "drives Chromium against a live server; writes tools/results"),
 )
 
 
