@@ -160,7 +160,7 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
-def validate(cfg: Config, source: str = "<config>") -> None:
+def check_values(cfg: Config, source: str = "<config>") -> None:
     """Raise ConfigError for values that are well-typed but impossible."""
 
     def bad(key: str, why: str) -> ConfigError:
@@ -374,7 +374,7 @@ def apply_override(raw: dict, assignment: str) -> None:
 
 def config_from_dict(raw: dict, source: str = "<config>") -> Config:
     cfg = _build(Config, raw or {}, "", source)
-    validate(cfg, source)
+    check_values(cfg, source)
     return cfg
 
 

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from mgsrgan.config import load_config
 from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8
-from mgsrgan.evaluate.protocol import list_images
+from mgsrgan.evaluate.protocol import benchmark_images
 from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS
 from mgsrgan.infer.ensemble import (alex_scores, combine, load_members, perceptual_weights,
                                     run_member_paths)
@@ -152,7 +152,7 @@ def main() -> int:
     if args.held_out is not None:
         cfg = load_config(args.held_out)
         sets["held-out"] = holdout_paths(cfg.data.train_dirs, cfg.data.val_holdout)
-    sets.update({folder.name: list_images(folder) for folder in args.sets})
+    sets.update({folder.name: benchmark_images(folder) for folder in args.sets})
     results = {name: score_set(name, paths, pixel, gan, weights, distance) for name, paths in sets.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"run": str(args.run), "sets": results,

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from mgsrgan.config import load_config
 from mgsrgan.device import autocast_to, resolve_precision
 from mgsrgan.evaluate.metrics import PEAK, Y_OFFSET, Y_WEIGHTS, psnr, tensor_to_uint8
-from mgsrgan.evaluate.protocol import list_images
+from mgsrgan.evaluate.protocol import benchmark_images
 from mgsrgan.infer.ensemble import load_members, run_member_paths
 from mgsrgan.infer.self_ensemble import SelfEnsemble
 from mgsrgan.train.data import holdout_paths
@@ -174,7 +174,7 @@ def main() -> int:
     if args.held_out is not None:
         cfg = load_config(args.held_out)
         sets["held-out"] = holdout_paths(cfg.data.train_dirs, cfg.data.val_holdout)
-    sets.update({folder.name: list_images(folder) for folder in args.sets})
+    sets.update({folder.name: benchmark_images(folder) for folder in args.sets})
     if not sets:
         parser.error("give --held-out CONFIG and/or --sets FOLDER [...]")
     results, stats = {}, {}

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from mgsrgan.io.checkpoint import save_checkpoint
-from mgsrgan.serve.bank import Bank, load_bank
+from mgsrgan.serve.members import Bank, load_bank
 from tests.conftest import SCALE, tiny_generator
 
 PIXEL_PSNR = (24.0, 25.0, 24.5)

@@ -26,13 +26,13 @@ KILL_RANK_1 = """
 import os, signal, sys
 import mgsrgan.cli.train as cli
 import mgsrgan.train.loop as training
-real, calls = training.pretrain_step, [0]
+real, calls = training.pixel_step, [0]
 def step(*args, **kwargs):
     calls[0] += 1
     if calls[0] == 5 and os.environ["RANK"] == "1":
         os._exit(3)  # a rank lost mid-run: no cleanup, no goodbye
     return real(*args, **kwargs)
-training.pretrain_step = step
+training.pixel_step = step
 summary = cli.resume_summary
 def torchrun_stops_me_now(*args, **kwargs):
     # torchrun's SIGTERM to the survivor, landing while it words its resume message (the race CI lost once)

@@ -104,7 +104,7 @@ def test_uncertainty_and_alpha_blend():
     _, single_std = Ensemble([Constant(images[0])]).forward_with_uncertainty(x)
     assert float(single_std.abs().max()) == 0.0
     for alpha in (0.0, 0.3, 1.0):
-        blended = Ensemble([Constant(img) for img in images], gan_member=Constant(gan_image), alpha=alpha)(x)
+        blended = Ensemble([Constant(img) for img in images], gan_side=Constant(gan_image), alpha=alpha)(x)
         assert torch.allclose(blended[0], ((1 - alpha) * stack.mean(0) + alpha * gan_image)[0], atol=1e-6)
 
 

@@ -287,11 +287,11 @@ def test_bf16_rows_score_close_to_fp32(setup, capsys):
     import copy
 
     from mgsrgan.models.fuse import fold_batchnorm
-    from mgsrgan.infer.upscaler import Autocast
+    from mgsrgan.infer.upscaler import ReducedPrecision
 
     models = load_run_models(tmp / "run", checkpoint="best", strategies=["mean"], device="cpu",
                              precision=torch.bfloat16)
-    folded = Autocast(fold_batchnorm(copy.deepcopy(generators[1])), torch.bfloat16)
+    folded = ReducedPrecision(fold_batchnorm(copy.deepcopy(generators[1])), torch.bfloat16)
     for name, hr_img in images.items():
         expected = scores_by_hand(folded, hr_img)[0]
         assert rows["bf16"][(name, "member_1")] == pytest.approx(expected, abs=1e-6)

@@ -49,9 +49,9 @@ def test_member_spread_is_the_population_std_over_members_averaged_over_channels
 def test_guided_ensemble_reads_the_pixel_members_disagreement_and_refuses_what_it_cannot_do():
     x = torch.zeros(1, 3, 4, 4)
     gan = Constant(0.7)
-    agree = Ensemble([Constant(0.3), Constant(0.3)], gan_member=gan, alpha=1.0, guided_tau=0.5)
+    agree = Ensemble([Constant(0.3), Constant(0.3)], gan_side=gan, alpha=1.0, guided_tau=0.5)
     torch.testing.assert_close(agree(x), torch.full((1, 3, 8, 8), 0.3))  # members agree: no texture at all
-    apart = Ensemble([Constant(0.28), Constant(0.32)], gan_member=gan, alpha=1.0, guided_tau=0.5, strategy="best",
+    apart = Ensemble([Constant(0.28), Constant(0.32)], gan_side=gan, alpha=1.0, guided_tau=0.5, strategy="best",
                      val_psnr=[30.0, 31.0])  # "best" still runs every member: the map needs them all
     d2 = (0.02 * 255) ** 2  # their std, 5.1 levels
     torch.testing.assert_close(apart(x), 0.32 + d2 / (d2 + 0.25) * (0.7 - 0.32) * torch.ones(1, 3, 8, 8))
@@ -60,12 +60,12 @@ def test_guided_ensemble_reads_the_pixel_members_disagreement_and_refuses_what_i
     torch.testing.assert_close(out, apart(x))
     torch.testing.assert_close(std, torch.full((1, 1, 8, 8), 0.02))
     with pytest.raises(UserError, match="several pixel-loss members"):
-        Ensemble([Constant(0.3)], gan_member=gan, alpha=1.0, guided_tau=0.5)
+        Ensemble([Constant(0.3)], gan_side=gan, alpha=1.0, guided_tau=0.5)
     with pytest.raises(UserError, match="not both"):
-        Ensemble([Constant(0.3), Constant(0.3)], gan_member=Ensemble([gan, gan]), alpha=1.0, guided_tau=0.5,
+        Ensemble([Constant(0.3), Constant(0.3)], gan_side=Ensemble([gan, gan]), alpha=1.0, guided_tau=0.5,
                  adaptive_c0=0.8)
     with pytest.raises(UserError, match=">= 0"):
-        Ensemble([Constant(0.3), Constant(0.3)], gan_member=gan, alpha=1.0, guided_tau=-1.0)
+        Ensemble([Constant(0.3), Constant(0.3)], gan_side=gan, alpha=1.0, guided_tau=-1.0)
 
 
 # ---- adaptive fusion: the coherence of the GAN members' texture -------------------------------------------------
@@ -110,21 +110,21 @@ def test_adaptive_ensemble_reads_the_gan_members_texture_and_refuses_what_it_can
     pixel = [Constant(0.3), Constant(0.3)]
     textured = torch.full((1, 3, 8, 8), 0.3) + _white(0, (1, 3, 8, 8))
     same = Ensemble([Constant(textured)] * 3)
-    adaptive = Ensemble(pixel, gan_member=same, alpha=0.7, adaptive_c0=0.8)
-    global_blend = Ensemble(pixel, gan_member=same, alpha=0.7)
+    adaptive = Ensemble(pixel, gan_side=same, alpha=0.7, adaptive_c0=0.8)
+    global_blend = Ensemble(pixel, gan_side=same, alpha=0.7)
     torch.testing.assert_close(adaptive(x), global_blend(x))  # one texture shared by all: the global blend
     members = [Constant(torch.full((1, 3, 8, 8), 0.3) + _white(k, (1, 3, 8, 8))) for k in range(3)]
     apart = Ensemble(members)
     stack = torch.stack([m.image for m in members])
-    out = Ensemble(pixel, gan_member=apart, alpha=1.0, adaptive_c0=0.8)(x)
+    out = Ensemble(pixel, gan_side=apart, alpha=1.0, adaptive_c0=0.8)(x)
     p = torch.full((1, 3, 8, 8), 0.3)
     torch.testing.assert_close(out, adaptive_blend(p, stack.mean(0), stack, alpha=1.0, c0=0.8))
     assert adaptive.receptive_radius() == 1 + 3  # texture local mean + energy window: 2 x 3 HR px = 3 LR px at x2
     with pytest.raises(UserError, match="several GAN members"):
-        Ensemble(pixel, gan_member=Constant(0.7), alpha=0.5, adaptive_c0=0.8)
+        Ensemble(pixel, gan_side=Constant(0.7), alpha=0.5, adaptive_c0=0.8)
     for bad in (-0.1, 1.5):
         with pytest.raises(UserError, match=r"\(0, 1\]"):
-            Ensemble(pixel, gan_member=same, alpha=0.5, adaptive_c0=bad)
+            Ensemble(pixel, gan_side=same, alpha=0.5, adaptive_c0=bad)
 
 
 @pytest.mark.parametrize("fusion, flag", [({"guided_tau": 0.5}, "--guided"), ({"adaptive_c0": 0.8}, "--adaptive")])

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from mgsrgan.config import LossConfig
-from mgsrgan.train.losses import (ContentLoss, adversarial_g_loss, discriminator_loss, pixel_loss,
-                            relativistic_fake_loss, relativistic_g_loss, relativistic_real_loss, grid_pattern_loss,
-                            grid_phase_means)
+from mgsrgan.train.losses import (ContentLoss, adversarial_g_loss, discriminator_fake_loss, discriminator_real_loss,
+                                  grid_pattern_loss, grid_phase_means, pixel_loss, relativistic_fake_loss,
+                                  relativistic_g_loss, relativistic_real_loss)
 from mgsrgan.models.vgg import VGGFeatures
 
 LOG2 = math.log(2.0)
@@ -43,6 +43,11 @@ def test_adversarial_generator_loss_is_minus_log_d():
     expected = -torch.log(torch.sigmoid(logits)).mean()
     assert adversarial_g_loss(logits).item() == pytest.approx(expected.item(), rel=1e-6)
     assert adversarial_g_loss(torch.full((2,), 30.0)).item() < 1e-12  # D fooled completely
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The discriminator's loss as training makes it: the real term plus the fake term (two backward passes)."""
+    return discriminator_real_loss(real_logits) + discriminator_fake_loss(fake_logits)
 
 
 def test_discriminator_loss_values():

@@ -279,11 +279,11 @@ def test_bank_runs_tiles_exactly(bank):
 
 def test_job_store_keeps_within_count_and_bytes():
     from mgsrgan.io.images import ImageInfo
-    from mgsrgan.serve.work import Job, JobStore
+    from mgsrgan.serve.jobs import JobStore, PageJob
     info = ImageInfo("RGB", "PNG", None, None)
 
-    def job() -> Job:
-        return Job(scale=2, lr_img=torch.zeros(3, 10, 10), info=info, self_ensemble=False)  # 1200 bytes
+    def job() -> PageJob:
+        return PageJob(scale=2, lr_img=torch.zeros(3, 10, 10), info=info, self_ensemble=False)  # 1200 bytes
     store = JobStore(capacity=3, max_bytes=5000)
     jobs = [job() for _ in range(4)]
     for j in jobs:

@@ -12,7 +12,7 @@ import torch
 import mgsrgan.train.loop as training
 from mgsrgan.cli.train import main as train_main
 from mgsrgan.io.checkpoint import load_tensors, read_meta
-from mgsrgan.train import commit
+from mgsrgan.train import group_save
 from mgsrgan.train.loop import Stopped, run_eta, train
 from tests.conftest import make_context, tiny_config
 
@@ -73,7 +73,7 @@ def test_a_lockstep_group_stopped_inside_a_save_resumes_at_one_step_exactly(
     with pytest.raises(Crash):
         train(make_context(raw, run_dir), resume=False)
     monkeypatch.setattr(os, "replace", real_replace)
-    points = {commit.resume_point(run_dir, k) for k in range(2)}
+    points = {group_save.resume_point(run_dir, k) for k in range(2)}
     assert len(points) == 1  # what a resume reads: one phase and step for the group (or none at all)
     train(make_context(raw, run_dir), resume=True)
     assert not list(run_dir.glob("commit-*.json")) and not list(run_dir.glob("member_*/last.pending.*"))
@@ -88,15 +88,15 @@ def test_recover_finishes_a_committed_save_and_drops_an_uncommitted_one(tmp_path
     for member in members:
         member.phase, member.step = "gan", 7
     for member in members:  # phase 1 of a save: pending files, no record
-        commit.save_training_state(member, cfg, run_dir / f"member_{member.index}" / commit.PENDING)
-    assert commit.recover(run_dir) == ["dropped an unfinished save (2 of its member files); the previous one stands"]
+        group_save.save_training_state(member, cfg, run_dir / f"member_{member.index}" / group_save.PENDING)
+    assert group_save.recover(run_dir) == ["dropped an unfinished save (2 of its member files); the previous one stands"]
     assert {read_meta(run_dir / f"member_{k}" / "last.safetensors")["phase"] for k in range(2)} == {"done"}
     for member in members:
-        commit.save_training_state(member, cfg, run_dir / f"member_{member.index}" / commit.PENDING)
-    commit.record_path(run_dir, [0, 1]).write_text('{"members": [0, 1], "phase": "gan", "step": 7}')
-    assert commit.resume_point(run_dir, 1) == ("gan", 7)  # committed: the truth before the renames
+        group_save.save_training_state(member, cfg, run_dir / f"member_{member.index}" / group_save.PENDING)
+    group_save.record_path(run_dir, [0, 1]).write_text('{"members": [0, 1], "phase": "gan", "step": 7}')
+    assert group_save.resume_point(run_dir, 1) == ("gan", 7)  # committed: the truth before the renames
     (run_dir / "member_0" / ".last.safetensors.abc.tmp").write_bytes(b"half a file")
-    assert commit.recover(run_dir) == ["finished the interrupted save of members 0, 1 at gan step 7"]
+    assert group_save.recover(run_dir) == ["finished the interrupted save of members 0, 1 at gan step 7"]
     assert [read_meta(run_dir / f"member_{k}" / "last.safetensors")["step"] for k in range(2)] == [7, 7]
     assert not list(run_dir.glob("member_0/.*.tmp")) and not list(run_dir.glob("commit-*"))
 
@@ -142,7 +142,7 @@ def test_ctrl_c_and_sigterm_save_the_step_and_say_where_resume_starts(tmp_path, 
     without a word."""
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # SIG_IGN under nohup, say
     assert train_main(smoke_args(tmp_path, "--name", "straight")) == 0
-    real, calls = training.pretrain_step, [0]
+    real, calls = training.pixel_step, [0]
 
     def step(*args, **kwargs):
         calls[0] += 1
@@ -150,10 +150,10 @@ def test_ctrl_c_and_sigterm_save_the_step_and_say_where_resume_starts(tmp_path, 
             os.kill(os.getpid(), signum)  # delivered to the handler train.py installs, between two bytecodes
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "pretrain_step", step)
+    monkeypatch.setattr(training, "pixel_step", step)
     capsys.readouterr()
     assert train_main(smoke_args(tmp_path, "--name", "stopped")) == code
-    monkeypatch.setattr(training, "pretrain_step", real)
+    monkeypatch.setattr(training, "pixel_step", real)
     run = tmp_path / "stopped"
     err = capsys.readouterr().err
     assert f"stopped by {said} and saved; continue with the same command plus --resume {run}: it starts " \

@@ -85,7 +85,7 @@ def test_resume_is_bit_exact(tmp_path, monkeypatch, schedule, stop_after, recipe
     train(make_context(raw, straight), resume=False)
 
     calls = {"n": 0}
-    real_pretrain, real_gan = training.pretrain_step, training.gan_step
+    real_pretrain, real_gan = training.pixel_step, training.gan_step
 
     def counting(real):
         def step(*args, **kwargs):
@@ -95,12 +95,12 @@ def test_resume_is_bit_exact(tmp_path, monkeypatch, schedule, stop_after, recipe
             return real(*args, **kwargs)
         return step
 
-    monkeypatch.setattr(training, "pretrain_step", counting(real_pretrain))
+    monkeypatch.setattr(training, "pixel_step", counting(real_pretrain))
     monkeypatch.setattr(training, "gan_step", counting(real_gan))
     resumed = tmp_path / "resumed"
     with pytest.raises(Interrupt):
         train(make_context(raw, resumed), resume=False)
-    monkeypatch.setattr(training, "pretrain_step", real_pretrain)
+    monkeypatch.setattr(training, "pixel_step", real_pretrain)
     monkeypatch.setattr(training, "gan_step", real_gan)
     train(make_context(raw, resumed), resume=True)
 

@@ -15,7 +15,7 @@ from mgsrgan.device import cpu_has_bf16
 from mgsrgan.errors import UserError
 from mgsrgan.models.generator import Generator
 from mgsrgan.infer.self_ensemble import SelfEnsemble
-from mgsrgan.infer.upscaler import Autocast, ensemble_from_source
+from mgsrgan.infer.upscaler import ReducedPrecision, ensemble_from_source
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("best", "pretrain", "gan")
@@ -77,7 +77,7 @@ def test_alpha_blends_pretrain_mean_with_a_gan_member(tmp_path):
     with pytest.raises(UserError, match="--gan-member"):
         Upscaler.from_weights(weights, alpha=0.5)
     gan = tmp_path / "run" / "member_1" / "gan.safetensors"
-    got = Upscaler.from_weights(weights, alpha=0.25, gan_member=gan, precision="fp32").upscale_tensor(lr_img)
+    got = Upscaler.from_weights(weights, alpha=0.25, gan_paths=gan, precision="fp32").upscale_tensor(lr_img)
     assert torch.allclose(got, expected, atol=1e-6)
 
 
@@ -133,7 +133,7 @@ def test_fp32_is_the_model_alone_bit_for_bit(tmp_path):
         expected, expected_std = model.forward_with_uncertainty(x)
     up = Upscaler.from_run(tmp_path / "run", precision="fp32")
     assert up.dtype == torch.float32
-    assert not any(isinstance(m, Autocast) for m in up.model.modules())
+    assert not any(isinstance(m, ReducedPrecision) for m in up.model.modules())
     assert torch.equal(up.upscale_tensor(lr_img), expected.clamp(0, 1))
     sr_img, std = up.upscale_with_uncertainty(lr_img)
     assert torch.equal(sr_img, expected.clamp(0, 1)) and torch.equal(std, expected_std)
@@ -169,7 +169,7 @@ def test_bf16_is_close_to_fp32_and_fuses_in_fp32(tmp_path):
     assert torch.equal(std, stack.std(dim=0, correction=0).mean(dim=1, keepdim=True))
     # A self-ensemble averages its 8 passes in fp32: autocast wraps the generator inside it, not the average.
     x8 = Upscaler.from_run(tmp_path / "run", self_ensemble=True, precision="bf16")
-    assert all(isinstance(m, SelfEnsemble) and isinstance(m.generator, Autocast) for m in x8.model.members)
+    assert all(isinstance(m, SelfEnsemble) and isinstance(m.generator, ReducedPrecision) for m in x8.model.members)
 
 
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=needs_bf16)])
@@ -223,7 +223,7 @@ def test_bf16_ensemble_of_other_networks_keeps_uncertainty_in_fp32():
     from mgsrgan.infer.ensemble import Ensemble
     torch.manual_seed(0)
     up = Upscaler(Ensemble([Conv(), Conv()]), precision="bf16")
-    assert all(isinstance(m, Autocast) for m in up.model.members)
+    assert all(isinstance(m, ReducedPrecision) for m in up.model.members)
     sr_img, std = up.upscale_with_uncertainty(torch.rand(1, 3, 6, 5))
     assert sr_img.dtype == std.dtype == torch.float32 and std.shape == (1, 1, 12, 10)
 

@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 from mgsrgan.io.checkpoint import CHECKPOINT_NAMES
 from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop
 from mgsrgan.device import resolve_device
-from mgsrgan.infer.ensemble import (Ensemble, EnsembleSourceError, gan_ensemble,
+from mgsrgan.infer.ensemble import (Ensemble, EnsembleSourceError, alex_scores, gan_ensemble,
                                     load_members, run_member_paths)
 from mgsrgan.infer.fusion import adaptive_blend, guided_blend
 from mgsrgan.errors import UserError
@@ -150,7 +150,7 @@ def network_tiles(args: argparse.Namespace, lr_img: np.ndarray, hr_crop: np.ndar
                     raise UserError(f"{gan_paths[0]}: x{gan[0].scale}, but the members are x{scale}")
                 # as --checkpoint gan builds it: the texture mean around the pixel-loss members when scored
                 reference = Ensemble(shared).eval() if args.checkpoint == "pretrain" else None
-                gan_model = gan_ensemble(gan, [meta for _, meta in gan_loaded], reference=reference)
+                gan_model = gan_ensemble(gan, alex_scores([meta for _, meta in gan_loaded]), reference=reference)
                 gan_mean = gan_model(lr)
                 tiles.append(scored(f"GAN ensemble {gan_model.strategy} ({args.gan_checkpoint})",
                                     tensor_to_uint8(gan_mean), hr_crop, crop))

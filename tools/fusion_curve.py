@@ -37,7 +37,7 @@ from mgsrgan.infer.ensemble import (alex_scores, combine, load_members, perceptu
                                     run_member_paths)
 from mgsrgan.train.data import holdout_paths
 from mgsrgan.infer.fusion import adaptive_blend, guided_blend, member_spread
-from mgsrgan.evaluate.protocol import artifact_scores, gray_to_rgb, list_images, load_hr
+from mgsrgan.evaluate.protocol import artifact_scores, benchmark_images, gray_to_rgb, load_hr
 from mgsrgan.io.degradation import bicubic_downscale, modcrop
 from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8
 from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS
@@ -244,7 +244,7 @@ def main() -> int:
     args.scale = pixel[0].scale
     dtype = resolve_precision(args.precision, torch.device("cpu"))
     distance = ReferenceSTLPIPS(STLPIPS(net="alex"))
-    sets = {folder.name: list_images(folder) for folder in args.sets}
+    sets = {folder.name: benchmark_images(folder) for folder in args.sets}
     if args.held_out is not None:  # the run's validation images: where settings may be chosen (never a test set)
         cfg = load_config(args.held_out)
         sets["held-out"] = holdout_paths(cfg.data.train_dirs, cfg.data.val_holdout)

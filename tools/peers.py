@@ -23,7 +23,7 @@ import numpy as np
 
 from mgsrgan.errors import UserError
 from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS
-from mgsrgan.evaluate.protocol import (BICUBIC, PERCEPTUAL, ImageUpscaler, bicubic_upscaler, charge_shared_passes,
+from mgsrgan.evaluate.protocol import (BICUBIC, PERCEPTUAL, Uint8Upscale, bicubic_upscaler, charge_shared_passes,
                                 evaluate_folder, gray_to_rgb, load_run_models, rgb_to_gray, summarize)
 from mgsrgan.io.weightfiles import default_weight_path
 
@@ -46,8 +46,8 @@ PAPER_PSNR = {
 }
 
 
-def opencv_upscaler(model_file: Path, algorithm: str, scale: int) -> ImageUpscaler:
-    """A dnn_superres model as an ImageUpscaler: RGB (or gray) uint8 LR -> same layout at x scale."""
+def opencv_upscaler(model_file: Path, algorithm: str, scale: int) -> Uint8Upscale:
+    """A dnn_superres model as a Uint8Upscale: RGB (or gray) uint8 LR -> same layout at x scale."""
     try:
         import cv2
     except ImportError:

@@ -4,7 +4,7 @@
         [--out tools/results/precision_train_parity]
 
 Builds member 0 of the config (its seed), trains it --steps pixel-loss steps with the trainer's own
-`steps.pretrain_step` on the config's patch stream (held-out images excluded) at the config's cosine schedule
+`steps.pixel_step` on the config's patch stream (held-out images excluded) at the config's cosine schedule
 shortened to --steps, once with runtime.amp=none (fp32) and once with bf16, and scores each on the config's
 validation images (Y PSNR). Writes OUT.json and OUT.md with validation PSNR and steps/s of each.
 """
@@ -21,7 +21,7 @@ import torch
 from mgsrgan.config import load_config
 from mgsrgan.train.data import TrainPatches, holdout_paths, load_validation, make_loader
 from mgsrgan.train.member import build_member
-from mgsrgan.train.steps import pretrain_step
+from mgsrgan.train.steps import pixel_step
 from mgsrgan.train.validation import validate_generators
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def run(amp: str, args: argparse.Namespace) -> dict:
                          num_workers=d.num_workers)
     start = time.perf_counter()
     for step, (lr_img, hr_img) in enumerate(loader):
-        pretrain_step(member, lr_img, hr_img, step, cfg, device)
+        pixel_step(member, lr_img, hr_img, step, cfg, device)
     seconds = time.perf_counter() - start
     scores = validate_generators([member.generator], validation, cfg.model.scale, device)
     return {"amp": amp, "steps": args.steps, "seconds": seconds, "steps_per_s": args.steps / seconds, **scores}

@@ -46,9 +46,11 @@ def op_groups(averages) -> list[tuple[str, float]]:
 
 def _components(cfg, member, content, lr_img, hr_img) -> dict:
     """fn() per part of one SRGAN iteration, each a separate forward (+ backward) as the steps run it."""
-    from mgsrgan.train.steps import autocast
+    from mgsrgan.device import autocast_to
+    from mgsrgan.train.steps import amp_dtype
 
     device = torch.device("cpu")
+    dtype = amp_dtype(cfg, device)
     generator, discriminator = member.generator, member.discriminator
     sr_grad = torch.full((lr_img.shape[0], 3, hr_img.shape[2], hr_img.shape[3]), 1e-3)
     with torch.no_grad():
@@ -58,22 +60,22 @@ def _components(cfg, member, content, lr_img, hr_img) -> dict:
     def generator_pass(plain_tail: bool):
         def run():
             generator.zero_grad(set_to_none=True)
-            with autocast(cfg, device):
+            with autocast_to(dtype, device):
                 sr_img = generator(lr_img, plain_tail=plain_tail)
             sr_img.float().backward(sr_grad)
         return run
 
     def generator_forward():
-        with torch.no_grad(), autocast(cfg, device):
+        with torch.no_grad(), autocast_to(dtype, device):
             generator(lr_img)
 
     def vgg_hr():
-        with torch.no_grad(), autocast(cfg, device):
+        with torch.no_grad(), autocast_to(dtype, device):
             content.features(hr_img)
 
     def vgg_sr():
         sr_img = sr_fixed.clone().requires_grad_(True)
-        with autocast(cfg, device):
+        with autocast_to(dtype, device):
             loss = content(sr_img, hr_features=hr_features)
         loss.float().backward()
 
@@ -81,7 +83,7 @@ def _components(cfg, member, content, lr_img, hr_img) -> dict:
         sr_img = sr_fixed.clone().requires_grad_(True)
         discriminator.requires_grad_(False)
         try:
-            with autocast(cfg, device):
+            with autocast_to(dtype, device):
                 logits = discriminator(sr_img).float()
             logits.mean().backward()
         finally:
@@ -89,7 +91,7 @@ def _components(cfg, member, content, lr_img, hr_img) -> dict:
 
     def d_weights():
         discriminator.zero_grad(set_to_none=True)
-        with autocast(cfg, device):
+        with autocast_to(dtype, device):
             logits = discriminator(hr_img).float()
         logits.mean().backward()
 

@@ -9,7 +9,7 @@
 
 Where one x4 SRGAN iteration's time goes: `python -m tools.profile_train` (it uses this module's timing helpers).
 
-The training cases time `mgsrgan.train.steps.pretrain_step` and `gan_step` on a `Member` from `build_member`, as the
+The training cases time `mgsrgan.train.steps.pixel_step` and `gan_step` on a `Member` from `build_member`, as the
 training loop calls them; one SRGAN iteration is one discriminator and one generator update (one cycle of the 1:1
 plan, `schedule.update_kind`), BasicSR's `optimize_parameters`. Batches are `torch.rand` tensors (no loader), as in
 BasicSR's script. `--basicsr` runs `../shared/peers/basicsr-bench/run.sh` (its own venv, fp32) in the same
@@ -166,13 +166,13 @@ def train_setup(config: str, precision: str, hr_patch: int | None = None, batch:
 
 
 def case_pixel(config: str, precision: str, hr_patch: int | None, reps: int, warmup: int) -> dict:
-    """steps.pretrain_step: one generator update on the pixel loss."""
-    from mgsrgan.train.steps import pretrain_step
+    """steps.pixel_step: one generator update on the pixel loss."""
+    from mgsrgan.train.steps import pixel_step
 
     cfg, member, _content, lr_img, hr_img = train_setup(config, precision, hr_patch)
     device = torch.device("cpu")
     step = iter(range(10 ** 9))
-    result = summary(timings(lambda: pretrain_step(member, lr_img, hr_img, next(step), cfg, device), reps, warmup))
+    result = summary(timings(lambda: pixel_step(member, lr_img, hr_img, next(step), cfg, device), reps, warmup))
     batch = lr_img.shape[0]
     return {"config": config, "precision": precision, "hr_patch": cfg.data.hr_patch, "batch": batch,
             "pixel": cfg.loss.pixel, "samples_per_s": batch / result["seconds"], **result}

@@ -14,7 +14,7 @@ CONV_PEAK_TARGET = 0.60
 COMPARISONS = (
     ("infer_x4", "x4 inference 256^2 -> 1024^2 (Upscaler, BN folded; BasicSR: MSRResNet)", "infer_x4_fp32",
      "infer_x4_auto", "infer_x4_lr256"),
-    ("pixel_x4", "pixel-loss x4 step, batch 16, HR 128 (`pretrain_step`)", "pixel_x4_fp32", "pixel_x4_bf16",
+    ("pixel_x4", "pixel-loss x4 step, batch 16, HR 128 (`pixel_step`)", "pixel_x4_fp32", "pixel_x4_bf16",
      "pixel_x4_hr128"),
     ("srgan_x4", "SRGAN x4 iteration, 1 D + 1 G update, batch 16, HR 128, VGG19 5_4 (`gan_step` x 2)",
      "srgan_x4_fp32", "srgan_x4_bf16", "srgan_x4_hr128"),

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from tools.fusion_curve import load_pair
 from mgsrgan.device import autocast_to, resolve_precision
 from mgsrgan.infer.ensemble import load_members, run_member_paths
-from mgsrgan.evaluate.protocol import list_images
+from mgsrgan.evaluate.protocol import benchmark_images
 from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def main() -> int:
         scale = members[0].scale
         for folder in args.sets:
             rows = []
-            for path in tqdm(list_images(folder), desc=f"{run} {folder.name}", unit="img"):
+            for path in tqdm(benchmark_images(folder), desc=f"{run} {folder.name}", unit="img"):
                 hr, lr = load_pair(path, scale)
                 with torch.no_grad(), autocast_to(dtype, lr.device):
                     outputs = torch.stack([m(lr).float() for m in members])

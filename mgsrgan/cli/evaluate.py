@@ -33,9 +33,9 @@ from mgsrgan.device import PRECISIONS, resolve_device, resolve_precision
 from mgsrgan.infer import ensemble
 from mgsrgan.infer.ensemble import DEFAULT_SHIPPED_SCALE, SHIPPED_SCALES, STRATEGIES, shipped_dir
 from mgsrgan.errors import UserError
-from mgsrgan.evaluate.protocol import (ARTIFACTS, BICUBIC, PERCEPTUAL, ImageScore, PairDistance, bicubic_upscaler,
-                                charge_shared_passes, evaluate_folder, list_images, load_run_models, markdown_table,
-                                summarize)
+from mgsrgan.evaluate.protocol import (ARTIFACTS, BICUBIC, PERCEPTUAL, ImageScore, PairDistance, benchmark_images,
+                                bicubic_upscaler, charge_shared_passes, evaluate_folder, load_run_models,
+                                markdown_table, summarize)
 from mgsrgan.evaluate.lpips import LPIPS, LPIPSError, default_backbone_path, default_heads_path, lpips_distance
 from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS, STLPIPSError, default_weight_path
 
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     names = [folder.name for folder in args.data]
     if len(set(names)) != len(names):
         raise UserError(f"--data: two folders share a name ({', '.join(names)}); set names come from folder names")
-    counts = {folder: len(list_images(folder)) for folder in args.data}  # fail on a bad folder before loading models
+    counts = {folder: len(benchmark_images(folder)) for folder in args.data}  # fail on a bad folder before loading models
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     shipped_scale = DEFAULT_SHIPPED_SCALE if args.scale is None else args.scale

@@ -68,13 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @dataclass(frozen=True)
-class Job:
+class FileJob:
+    """One input file and the files its output and uncertainty map go to."""
+
     source: Path
     target: Path
     uncertainty: Path
 
 
-def collect_jobs(inputs: list[Path], output: Path, *, recursive: bool, ext: str | None) -> list[Job]:
+def collect_jobs(inputs: list[Path], output: Path, *, recursive: bool, ext: str | None) -> list[FileJob]:
     """One job per input image; folders give their image files (by extension, sorted), subfolders if recursive."""
     # an output "folder" that is a file (or lies under one) would fail every write after every upscale: say so now
     for parent in (output, *output.parents):
@@ -97,7 +99,7 @@ def collect_jobs(inputs: list[Path], output: Path, *, recursive: bool, ext: str 
             target = output / (rel.with_suffix("." + ext.lstrip(".")) if ext else rel)
             if target.resolve() == source.resolve():
                 raise UserError(f"{source}: the output would replace the input; choose another --output folder")
-            jobs.append(Job(source, target, target.with_name(target.stem + UNCERTAINTY_SUFFIX + ".png")))
+            jobs.append(FileJob(source, target, target.with_name(target.stem + UNCERTAINTY_SUFFIX + ".png")))
     if not jobs:
         raise UserError(f"no images found in {', '.join(map(str, inputs))}")
     return jobs
@@ -111,13 +113,13 @@ class Runner:
         self.out_format = format_for_extension(args.ext) if args.ext else None
         self.written = self.skipped = self.failed = 0
         self.output_pixels = 0
-        self.pending: list[tuple[Job, torch.Tensor, ImageInfo]] = []
+        self.pending: list[tuple[FileJob, torch.Tensor, ImageInfo]] = []
 
     def fail(self, message: str) -> None:
         self.failed += 1
         tqdm.write(f"error: {message}", file=sys.stderr)
 
-    def add(self, job: Job) -> None:
+    def add(self, job: FileJob) -> None:
         if job.target.exists() and not self.args.overwrite:
             self.skipped += 1
             self.progress.update(1)
@@ -161,7 +163,7 @@ class Runner:
         self.progress.update(len(self.pending))
         self.pending.clear()
 
-    def write(self, job: Job, info: ImageInfo, sr_img: torch.Tensor, std: torch.Tensor | None) -> None:
+    def write(self, job: FileJob, info: ImageInfo, sr_img: torch.Tensor, std: torch.Tensor | None) -> None:
         fmt = self.out_format or output_format(job.target, info.format)
         if self.args.outscale is not None:
             size = outscale_size(sr_img.shape[-2:], self.upscaler.scale, self.args.outscale)

@@ -21,7 +21,7 @@ DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000  # loopback: only this machine ca
 
 def build_parser() -> argparse.ArgumentParser:
     from mgsrgan.serve.app import ServeLimits
-    from mgsrgan.serve.bank import DEFAULT_TILE
+    from mgsrgan.serve.members import DEFAULT_TILE
     limits = ServeLimits()
     parser = argparse.ArgumentParser(prog="mgsrgan serve", description="Serve the upscaling web page (/) and HTTP "
                                      "API (/v1, documented at /docs) with an mgsrgan ensemble.")
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-upload-mb", type=float, default=limits.max_upload_bytes / 2**20,
                         help="largest request body in MiB (default %(default)s)")
     parser.add_argument("--max-pixels", type=int, default=limits.max_pixels,
-                        help="largest input in pixels (default %(default)s: ~2 s per member per MP here)")
+                        help="largest input in pixels (default %(default)s); time and memory grow with it")
     parser.add_argument("--queue-size", type=int, default=limits.queue_size,
                         help="images queued or running at once; beyond it requests get 429 (default %(default)s)")
     parser.add_argument("--max-jobs", type=int, default=limits.max_jobs,
@@ -77,11 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         import uvicorn
 
         from mgsrgan.serve.app import ServeLimits, create_app
-        from mgsrgan.serve.bank import load_bank
+        from mgsrgan.serve.members import load_bank
         from mgsrgan.infer.ensemble import run_member_paths
-        from mgsrgan.io.checkpoint import read_meta
+        from mgsrgan.io.checkpoint import Side, read_meta
         if args.run is not None:
-            run_scale = int(read_meta(run_member_paths(args.run, "pretrain")[0])["arch"]["scale"])
+            run_scale = int(read_meta(run_member_paths(args.run, Side.PIXEL)[0])["arch"]["scale"])
             if args.scale and args.scale != [run_scale]:
                 raise UserError(f"--scale {' '.join(map(str, args.scale))}, but {args.run} holds x{run_scale} members")
             scales = [run_scale]

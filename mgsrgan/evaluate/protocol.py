@@ -11,9 +11,9 @@ fields stlpips_alex, stlpips) and LPIPS (mgsrgan.evaluate.lpips), each a
 border is where the networks see zero padding and the bicubic baseline clamps; every row is scored on the same
 pixels). Gray images are scored as three equal channels (the networks were trained on RGB).
 
-Every model is an `ImageUpscaler`: (h, w, 3) RGB or (h, w) gray uint8 LR -> the same layout at x scale. Networks
-that work on tensors (a generator, an ensemble, a tiled wrapper) are adapted with `tensor_upscaler`, so the loop
-never needs to know what is behind a name.
+Every model is a `Uint8Upscale`: (h, w, 3) RGB or (h, w) gray uint8 LR -> the same layout at x scale. Networks
+that work on tensors (a `TensorUpscale`: a generator, an ensemble, a tiled wrapper) are adapted with
+`tensor_upscaler`, so the loop never needs to know what is behind a name.
 """
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from torch import nn
 
 from mgsrgan.evaluate.artifacts import colour_shift, periodic_artifact
 from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop
-from mgsrgan.infer.ensemble import (STRATEGIES, Ensemble, alex_scores, load_members, pixel_siblings,
-                                    run_member_paths, val_alex_of, val_psnr_of)
+from mgsrgan.infer.ensemble import (Ensemble, alex_scores, load_members, pixel_siblings, psnr_scores,
+                                    run_member_paths, scores_for, supported_strategies)
 from mgsrgan.errors import UserError
 from mgsrgan.evaluate.metrics import PEAK, psnr, ssim, tensor_to_uint8
 from mgsrgan.infer.self_ensemble import SUFFIX as SELF_ENSEMBLE_SUFFIX
@@ -40,12 +40,11 @@ from mgsrgan.infer.upscaler import with_precision
 from mgsrgan.io import images
 from mgsrgan.io.images import IMAGE_EXTENSIONS, BadImageError
 
-ImageUpscaler = Callable[[np.ndarray], np.ndarray]  # uint8 LR (h, w[, 3]) -> uint8 SR (h*s, w*s[, 3])
-TensorUpscaler = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, h, w) in [0, 1] -> (1, 3, h*s, w*s), ~[0, 1]
+Uint8Upscale = Callable[[np.ndarray], np.ndarray]  # uint8 LR (h, w[, 3]) -> uint8 SR (h*s, w*s[, 3])
+TensorUpscale = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, h, w) in [0, 1] -> (1, 3, h*s, w*s), ~[0, 1]
 PairDistance = Callable[[np.ndarray, np.ndarray], float]  # (H, W, 3) uint8 SR, HR -> distance >= 0, lower = closer
 
 BICUBIC = "bicubic"  # the model name of the baseline every SR paper reports
-VAL_STRATEGIES = ("weighted", "best")  # strategies that need each member's validation PSNR in its checkpoint
 HIGH_BIT_MODES = ("I;16", "RGB;16", "RGBA;16")  # ImageInfo modes with more than 8 bits per sample (mgsrgan.io.images)
 # ImageScore field -> column header, in column order: ST-LPIPS with the AlexNet trunk first (the headline column),
 # then the VGG16 one (mgsrgan.evaluate.stlpips, net="alex" / "vgg"), then LPIPS
@@ -79,7 +78,7 @@ class ImageScore:
     shift_b: float | None = None
 
 
-def list_images(folder: Path) -> list[Path]:
+def benchmark_images(folder: Path) -> list[Path]:
     """The images directly inside a benchmark folder (`mgsrgan.io.images.list_images`); EvaluationError if the folder
     is missing or holds no image."""
     if not Path(folder).is_dir():
@@ -117,13 +116,13 @@ def rgb_to_gray(img: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(img).convert("L"))
 
 
-def bicubic_upscaler(scale: int) -> ImageUpscaler:
+def bicubic_upscaler(scale: int) -> Uint8Upscale:
     """The PIL bicubic baseline; works on gray and RGB directly."""
     return lambda lr_img: bicubic_upscale(lr_img, scale)
 
 
-def tensor_upscaler(upscale: TensorUpscaler, *, device: torch.device | str = "cpu") -> ImageUpscaler:
-    """Adapt a tensor model to an ImageUpscaler: uint8 -> [0, 1] float on `device`, no_grad, clip/round to uint8.
+def tensor_upscaler(upscale: TensorUpscale, *, device: torch.device | str = "cpu") -> Uint8Upscale:
+    """Adapt a tensor model to an Uint8Upscale: uint8 -> [0, 1] float on `device`, no_grad, clip/round to uint8.
 
     Gray LR enters as three equal channels and the RGB output is turned back to gray with `rgb_to_gray`.
     The caller puts its modules in eval mode (BatchNorm must use running statistics) and sets their precision
@@ -167,7 +166,7 @@ def artifact_scores(sr_img: np.ndarray, hr_img: np.ndarray, *, scale: int) -> di
             "shift_b": b}
 
 
-def evaluate_image(hr_img: np.ndarray, upscalers: dict[str, ImageUpscaler], *, scale: int,
+def evaluate_image(hr_img: np.ndarray, upscalers: dict[str, Uint8Upscale], *, scale: int,
                    perceptual: dict[str, PairDistance] | None = None) -> dict[str, dict[str, float]]:
     """Score every upscaler on one HR image: model name -> {"psnr" dB, "ssim", "seconds", and one entry per
     perceptual metric}. HR is modcropped here; `seconds` times the upscaling only."""
@@ -187,7 +186,7 @@ def evaluate_image(hr_img: np.ndarray, upscalers: dict[str, ImageUpscaler], *, s
     return scores
 
 
-def evaluate_folder(folder: Path, upscalers: dict[str, ImageUpscaler], *, scale: int,
+def evaluate_folder(folder: Path, upscalers: dict[str, Uint8Upscale], *, scale: int,
                     on_image: Callable[[str], None] | None = None,
                     perceptual: dict[str, PairDistance] | None = None) -> list[ImageScore]:
     """Every image of `folder` through every upscaler (and every perceptual metric). The dataset name is the
@@ -198,7 +197,7 @@ def evaluate_folder(folder: Path, upscalers: dict[str, ImageUpscaler], *, scale:
     """
     folder = Path(folder)
     results = []
-    for path in list_images(folder):
+    for path in benchmark_images(folder):
         if on_image is not None:
             on_image(path.name)
         try:
@@ -285,22 +284,19 @@ class SharedMember(nn.Module):
 
 @dataclass(frozen=True)
 class RunModels:
-    """What `load_run_models` found: the run's scale, ImageUpscalers by row name (members first, then ensembles,
+    """What `load_run_models` found: the run's scale, Uint8Upscales by row name (members first, then ensembles,
     in the order they must run), each ensemble row's member rows (see `charge_shared_passes`), and per-member
     checkpoint facts for the report."""
     scale: int
-    upscalers: dict[str, ImageUpscaler]
+    upscalers: dict[str, Uint8Upscale]
     uses: dict[str, list[str]]
     members: list[dict]
 
 
 def default_strategies(metas: list[dict], has_pixel_siblings: bool = False) -> list[str]:
-    """Every strategy the checkpoints support: weighted and best need a validation PSNR in every member, perceptual
-    a held-out ST-LPIPS-Alex score, texture that and the pretrain checkpoints beside the members (its reference)."""
-    has_val = all(isinstance(m.get("val"), dict) and isinstance(m["val"].get("psnr"), (int, float)) for m in metas)
-    scored = alex_scores(metas) is not None
-    return [s for s in STRATEGIES if (has_val or s not in VAL_STRATEGIES)
-            and (s != "perceptual" or scored) and (s != "texture" or (scored and has_pixel_siblings))]
+    """Every strategy the checkpoints support (`supported_strategies`): the rows evaluate.py adds by default."""
+    return supported_strategies(has_psnr=psnr_scores(metas) is not None, scored=alex_scores(metas) is not None,
+                                has_reference=has_pixel_siblings)
 
 
 def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None, device: torch.device | str,
@@ -322,7 +318,7 @@ def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None,
     generators = [SelfEnsemble(g) if self_ensemble else g for g, _ in loaded]
     shared = [SharedMember(with_precision(generator.to(device).eval(), precision), tile=tile)
               for generator in generators]
-    upscalers: dict[str, ImageUpscaler] = {n: tensor_upscaler(m, device=device) for n, m in zip(names, shared)}
+    upscalers: dict[str, Uint8Upscale] = {n: tensor_upscaler(m, device=device) for n, m in zip(names, shared)}
     uses: dict[str, list[str]] = {}
     siblings = pixel_siblings(paths)
     chosen = default_strategies(metas, siblings is not None) if strategies is None else list(strategies)
@@ -335,12 +331,7 @@ def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None,
         reference = Ensemble([SharedMember(with_precision(g.to(device).eval(), precision), tile=tile)
                               for g in pixel]).eval()
     for strategy in chosen if len(shared) > 1 else []:
-        val_psnr = None
-        if strategy in VAL_STRATEGIES:
-            val_psnr = [val_psnr_of(p, meta, strategy) for p, meta in zip(paths, metas)]
-        val_alex = [val_alex_of(p, meta) for p, meta in zip(paths, metas)] if strategy == "perceptual" else None
-        if strategy == "texture":
-            val_alex = alex_scores(metas)
+        val_psnr, val_alex = scores_for(strategy, paths, metas)
         ensemble = Ensemble(shared, strategy=strategy, val_psnr=val_psnr, val_alex=val_alex,
                             reference=reference if strategy == "texture" else None).eval()
         name = f"ensemble-{strategy}{suffix}"

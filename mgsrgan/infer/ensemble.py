@@ -1,30 +1,30 @@
 """K generators -> one nn.Module with the generator's call signature, so tiling, evaluation and export never ask K.
 
 Strategies (how K member outputs (K, B, 3, H, W) become one image):
-  mean      plain average.
-  median    per-pixel, per-channel median (mean of the two middle values for even K).
-  weighted  fixed weights from each member's validation PSNR, w_k proportional to 10^(psnr_k / 10) = 1 / MSE_k:
-            the minimum-variance linear combination of unbiased estimators with independent errors. It has no free
-            temperature (a softmax would) and stays close to the mean when members are close (0.1 dB -> 2.3%).
-  best      the single member with the best validation PSNR.
-  consensus per-pixel inverse-variance weighting against the ensemble's own median: each member's squared
-            deviation from the per-pixel median, averaged over a (2r+1)^2 window of the output, estimates its local
-            error variance; weights are 1 / (that + floor). Needs no validation scores, trusts every member equally
-            where they agree, and down-weights a member where (and only where) it strays, e.g. a local artefact.
-            Measured (tests/test_ensemble.py::test_consensus_measurement, 96x96 smooth truth, 5 members = truth +
-            N(0, 0.02)): PSNR dB  mean / median / consensus
-              all members good                       41.1 / 39.4 / 41.0
-              one member N(0, 0.15) everywhere        30.2 / 37.8 / 40.0
-              one member with a +0.4 32x32 blotch     31.1 / 39.2 / 40.8
-            i.e. within 0.1 dB of the mean when nothing is wrong, 9-10 dB above it and ~2 dB above the median with
-            one outlier (the mean of the 4 good members alone scores 40.1).
+  mean       plain average.
+  median     per-pixel, per-channel median (mean of the two middle values for even K).
+  weighted   fixed weights from each member's validation PSNR, w_k proportional to 10^(psnr_k / 10) = 1 / MSE_k:
+             the minimum-variance linear combination of unbiased estimators with independent errors. It has no free
+             temperature (a softmax would) and stays close to the mean when members are close.
+  perceptual fixed weights 1 / d_k from each member's held-out ST-LPIPS-Alex distance d_k (GAN members).
+  best       the single member with the best validation PSNR.
+  consensus  per-pixel inverse-variance weighting against the ensemble's own median: each member's squared
+             deviation from the per-pixel median, averaged over a (2r+1)^2 window of the output, estimates its local
+             error variance; weights are 1 / (that + floor). Needs no validation scores, trusts every member equally
+             where they agree, and down-weights a member where (and only where) it strays, e.g. a local artefact
+             (tests/test_ensemble.py compares it with the mean and the median on one and on no outlier).
+  texture    the GAN members' perceptual-weights mean with the texture that averaging removes restored, measured
+             around the pixel-loss ensemble's output (fusion.texture_mean).
+
+`default_strategy` picks one when none is asked; `member_weights` turns scores into weights for every strategy.
 
 Perception-distortion knob (Blau & Michaeli, CVPR 2018): with a GAN side (one GAN generator, or an Ensemble of
-several: their mean) and alpha in [0, 1], the output is P + alpha * (G - P), P = strategy(distortion members),
-G = the GAN side's output. Global: one alpha for every pixel.
+several) and alpha in [0, 1], the output is P + alpha * (G - P), P = strategy(pixel-loss members), G = the GAN
+side's output. Global: one alpha for every pixel.
 
 Per-pixel fusions (mgsrgan/infer/fusion.py): `adaptive_c0` > 0 steers the GAN share by how alike the GAN members'
 texture is (needs several GAN members), `guided_tau` > 0 by the pixel-loss members' disagreement (needs several).
+`fusion.check_fusion` is the one check of alpha, adaptive_c0 and guided_tau.
 """
 from __future__ import annotations
 
@@ -36,12 +36,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from mgsrgan.io.checkpoint import (CHECKPOINT_NAMES, CheckpointError, GeneratorArch, check_same_phase1,
-                                    load_generator)
+from mgsrgan.io.checkpoint import (CHECKPOINT_NAMES, CheckpointError, GeneratorArch, Side,
+                                   check_gan_started_from_pixel, load_generator)
 from mgsrgan.errors import UserError
 from mgsrgan.models.fuse import fold_batchnorm
-from mgsrgan.infer.fusion import (CONSENSUS_RADIUS, adaptive_blend, guided_blend, local_mean, member_spread,
-                                  texture_mean)
+from mgsrgan.infer.fusion import (CONSENSUS_RADIUS, adaptive_blend, check_fusion, guided_blend, local_mean,
+                                  member_spread, texture_mean)
 from mgsrgan.infer.self_ensemble import SelfEnsemble
 
 STRATEGIES = ("mean", "median", "weighted", "perceptual", "best", "consensus", "texture")
@@ -49,8 +49,9 @@ VARIANCE_FLOOR = (1.0 / 255.0) ** 2 / 12.0  # variance of 8-bit quantisation: ag
 #                                             store carries no information, so no member gets more weight for it
 SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "weights"  # weights/x<scale>/member_<k>/{pretrain,gan}.safetensors
 SHIPPED_SCALES = (2, 4)  # the ensembles shipped in the repo
-# x2 unless asked: its members trained longer and lead the x4 ones on every measure (see the README)
-DEFAULT_SHIPPED_SCALE = 2
+DEFAULT_SHIPPED_SCALE = 2  # x2 unless asked: its members trained longer (weights/x2/MODEL_CARD.md)
+PSNR_STRATEGIES = ("weighted", "best")  # need each member's validation PSNR
+ALEX_STRATEGIES = ("perceptual",)  # need each member's held-out ST-LPIPS-Alex score ("texture" uses it when there)
 _MEMBER_DIR = re.compile(r"member_(\d+)$")
 
 
@@ -100,6 +101,32 @@ def combine(stack: torch.Tensor, strategy: str, weights: torch.Tensor, best_inde
     raise UserError(f"unknown ensemble strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
 
 
+def default_strategy(*, scored: bool, has_reference: bool) -> str:
+    """The strategy when none is asked: "texture" for members scored on held-out ST-LPIPS-Alex (GAN members) with
+    their pixel-loss ensemble at hand as its reference P, "perceptual" for scored members without it, else "mean"."""
+    if not scored:
+        return "mean"
+    return "texture" if has_reference else "perceptual"
+
+
+def supported_strategies(*, has_psnr: bool, scored: bool, has_reference: bool) -> list[str]:
+    """Every strategy members with these scores (and reference) can use: weighted and best need a validation PSNR
+    for every member, perceptual a held-out ST-LPIPS-Alex score, texture that and the pixel-loss reference."""
+    return [s for s in STRATEGIES if (has_psnr or s not in PSNR_STRATEGIES) and (scored or s not in ALEX_STRATEGIES)
+            and (s != "texture" or (scored and has_reference))]
+
+
+def member_weights(strategy: str, k: int, val_psnr: Sequence[float] | None,
+                   val_alex: Sequence[float] | None) -> torch.Tensor:
+    """(k,) weights summing to 1, the one mapping from scores to weights: 1/d from ST-LPIPS-Alex for "perceptual"
+    (and "texture" when scored), else 1/MSE from validation PSNR when given, else equal."""
+    if strategy == "perceptual" or (strategy == "texture" and val_alex is not None):
+        return perceptual_weights(val_alex)
+    if val_psnr is not None:
+        return psnr_weights(val_psnr)
+    return torch.full((k,), 1 / k)
+
+
 def perceptual_weights(val_alex: Sequence[float]) -> torch.Tensor:
     """(K,) weights proportional to 1 / d, d = each member's held-out ST-LPIPS-Alex distance, summing to 1.
 
@@ -126,62 +153,32 @@ class Ensemble(nn.Module):
     `val_psnr` (one per member, dB) is needed by "weighted" and "best", `val_alex` (held-out ST-LPIPS-Alex, one per
     member) by "perceptual" (and weights "texture" when given). "texture" (GAN members) needs `reference`: the
     pixel-loss ensemble whose output P the members' texture is measured against (fusion.texture_mean).
-    `gan_member` with `alpha` in [0, 1] blends a
-    perception-oriented generator in: out = (1 - alpha) * combined + alpha * gan_member(x).
+    `gan_side` (a GAN generator, or an Ensemble of several) with `alpha` in [0, 1] blends perception in:
+    out = (1 - alpha) * combined + alpha * gan_side(x), per pixel with `adaptive_c0` or `guided_tau` > 0.
     """
 
     def __init__(self, members: Sequence[nn.Module], *, strategy: str = "mean",
                  val_psnr: Sequence[float] | None = None, val_alex: Sequence[float] | None = None,
-                 gan_member: nn.Module | None = None, reference: nn.Module | None = None,
+                 gan_side: nn.Module | None = None, reference: nn.Module | None = None,
                  alpha: float = 0.0, adaptive_c0: float = 0.0, guided_tau: float = 0.0) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
-        if strategy not in STRATEGIES:
-            raise UserError(f"unknown ensemble strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        if strategy in ("weighted", "best") and (val_psnr is None or len(val_psnr) != len(members)):
-            raise UserError(f"strategy {strategy!r} needs one validation PSNR per member")
-        if strategy == "perceptual" and (val_alex is None or len(val_alex) != len(members)):
-            raise UserError("strategy 'perceptual' needs one held-out ST-LPIPS-Alex score per member "
-                            "(scripts/score_members.py writes them into the checkpoints)")
-        if strategy == "texture" and reference is None:
-            raise UserError("strategy 'texture' is for GAN members and needs their pixel-loss ensemble (the "
-                            "pretrain checkpoints beside them)")
-        if not 0.0 <= alpha <= 1.0:
-            raise UserError(f"alpha must be in [0, 1], got {alpha}")
-        if alpha > 0.0 and gan_member is None:
-            raise UserError("alpha > 0 needs a GAN member to blend in")
-        if not 0.0 <= adaptive_c0 <= 1.0:
-            raise UserError(f"adaptive c0 must be in (0, 1] (the texture coherence that keeps all of alpha; 0 = a "
-                            f"global blend), got {adaptive_c0}")
-        if adaptive_c0 > 0 and not (isinstance(gan_member, Ensemble) and len(gan_member.members) > 1):
-            raise UserError("adaptive fusion needs several GAN members (how alike their texture is steers it); "
-                            "with one GAN member use the global --alpha blend")
-        if guided_tau < 0:
-            raise UserError(f"guided tau must be >= 0 (8-bit levels; 0 = a global blend), got {guided_tau}")
-        if guided_tau > 0 and adaptive_c0 > 0:
-            raise UserError("choose one per-pixel fusion: --adaptive (the GAN members' texture) or --guided "
-                            "(the pixel-loss members'), not both")
-        if guided_tau > 0 and len(members) < 2:
-            raise UserError("guided fusion needs several pixel-loss members (their disagreement steers it)")
-        scales = ({m.scale for m in members} | ({gan_member.scale} if gan_member is not None else set())
-                  | ({reference.scale} if reference is not None else set()))
+        _check_strategy(strategy, len(members), val_psnr, val_alex, reference)
+        gan_members = 0 if gan_side is None else len(gan_side.members) if isinstance(gan_side, Ensemble) else 1
+        check_fusion(alpha, adaptive_c0, guided_tau, gan_members=gan_members, pixel_members=len(members))
+        scales = {m.scale for m in members} | {m.scale for m in (gan_side, reference) if m is not None}
         if len(scales) != 1:
             raise UserError(f"ensemble members have different scales {sorted(scales)}")
         self.members = nn.ModuleList(members)
-        self.gan_member = gan_member
+        self.gan_side = gan_side
         self.reference = reference
         self.scale = scales.pop()
         self.strategy = strategy
         self.alpha = float(alpha)
         self.adaptive_c0 = float(adaptive_c0)
         self.guided_tau = float(guided_tau)
-        if strategy == "perceptual" or (strategy == "texture" and val_alex is not None):
-            weights = perceptual_weights(val_alex)
-        elif val_psnr is not None:
-            weights = psnr_weights(val_psnr)
-        else:
-            weights = torch.full((len(members),), 1 / len(members))
+        weights = member_weights(strategy, len(members), val_psnr, val_alex)
         self.register_buffer("member_weights", weights, persistent=False)  # (K,) used by "weighted", "perceptual"
         self.best_index = int(torch.tensor(list(val_psnr)).argmax()) if val_psnr is not None else 0
 
@@ -197,8 +194,7 @@ class Ensemble(nn.Module):
         return radius
 
     def _all_generators(self) -> list[nn.Module]:
-        return (list(self.members) + ([self.gan_member] if self.gan_member is not None else [])
-                + ([self.reference] if self.reference is not None else []))
+        return list(self.members) + [m for m in (self.gan_side, self.reference) if m is not None]
 
     def _stack(self, lr_img: torch.Tensor) -> torch.Tensor:
         return torch.stack([member(lr_img) for member in self.members], dim=0)  # (K, B, 3, H, W)
@@ -216,22 +212,22 @@ class Ensemble(nn.Module):
         return self._combine(self._stack(lr_img), lr_img, pixel)
 
     def _gan_output(self, lr_img: torch.Tensor, combined: torch.Tensor) -> torch.Tensor:
-        gan = self.gan_member
+        gan = self.gan_side
         if isinstance(gan, Ensemble) and gan.strategy == "texture":
             return gan.texture_given(lr_img, combined)
         return gan(lr_img)
 
     def _blend(self, combined: torch.Tensor, lr_img: torch.Tensor, spread: torch.Tensor | None) -> torch.Tensor:
         """combined: P; spread: the members' std (member_spread), needed by guided fusion only."""
-        if self.gan_member is None or self.alpha == 0.0:
+        if self.gan_side is None or self.alpha == 0.0:
             return combined
         if self.guided_tau > 0.0:
             return guided_blend(combined, self._gan_output(lr_img, combined), spread, alpha=self.alpha,
                                 tau=self.guided_tau)
         if self.adaptive_c0 == 0.0:
             return (1.0 - self.alpha) * combined + self.alpha * self._gan_output(lr_img, combined)
-        gan_stack = self.gan_member._stack(lr_img)  # (K, B, 3, H, W): their texture's coherence steers the share
-        gan = self.gan_member._combine(gan_stack, lr_img, combined)  # combined = P for a "texture" GAN side
+        gan_stack = self.gan_side._stack(lr_img)  # (K, B, 3, H, W): their texture's coherence steers the share
+        gan = self.gan_side._combine(gan_stack, lr_img, combined)  # combined = P for a "texture" GAN side
         return adaptive_blend(combined, gan, gan_stack, alpha=self.alpha, c0=self.adaptive_c0)
 
     def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
@@ -242,11 +238,26 @@ class Ensemble(nn.Module):
         return self._blend(self._combine(stack, lr_img), lr_img, spread)
 
     def forward_with_uncertainty(self, lr_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(output (B, 3, H, W), std (B, 1, H, W)): per-pixel std across the (distortion) members, population
+        """(output (B, 3, H, W), std (B, 1, H, W)): per-pixel std across the members, population
         form (0 for K = 1), averaged over the 3 channels; same units as the image ([0, 1] scale)."""
         stack = self._stack(lr_img)
         std = member_spread(stack)
         return self._blend(self._combine(stack, lr_img), lr_img, std), std
+
+
+def _check_strategy(strategy: str, k: int, val_psnr: Sequence[float] | None, val_alex: Sequence[float] | None,
+                    reference: nn.Module | None) -> None:
+    """UserError when `strategy` is unknown or lacks what it needs (one score per member, or its reference)."""
+    if strategy not in STRATEGIES:
+        raise UserError(f"unknown ensemble strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if strategy in PSNR_STRATEGIES and (val_psnr is None or len(val_psnr) != k):
+        raise UserError(f"strategy {strategy!r} needs one validation PSNR per member")
+    if strategy in ALEX_STRATEGIES and (val_alex is None or len(val_alex) != k):
+        raise UserError(f"strategy {strategy!r} needs one held-out ST-LPIPS-Alex score per member "
+                        "(scripts/score_members.py writes them into the checkpoints)")
+    if strategy == "texture" and reference is None:
+        raise UserError("strategy 'texture' is for GAN members and needs their pixel-loss ensemble (the "
+                        "pretrain checkpoints beside them)")
 
 
 # ---- where members come from -------------------------------------------------------------------------------------
@@ -263,9 +274,11 @@ def run_member_paths(run: Path, checkpoint: str) -> list[Path]:
     if not dirs:
         raise EnsembleSourceError(f"{run}: no member_<k> folders; is this a training run folder?")
     paths = [d / f"{checkpoint}.safetensors" for d in dirs]
-    for path in paths:
-        if not path.is_file():
-            raise EnsembleSourceError(f"{path}: missing (checkpoint {checkpoint!r} of this run)")
+    missing = [path for path in paths if not path.is_file()]
+    if missing:
+        present = [name for name in CHECKPOINT_NAMES if all((d / f"{name}.safetensors").is_file() for d in dirs)]
+        raise EnsembleSourceError(f"{missing[0]}: missing (checkpoint {checkpoint!r} of this run); every member of "
+                                  f"{run} has: {', '.join(present) or 'no checkpoint'} (--checkpoint)")
     return paths
 
 
@@ -320,35 +333,6 @@ def val_alex_of(path: Path, meta: dict) -> float:
     return float(val["stlpips_alex"])
 
 
-def alex_scores(metas: Sequence[dict]) -> list[float] | None:
-    """Every member's held-out ST-LPIPS-Alex score (`val.stlpips_alex`, what "perceptual" weighting needs), or None
-    when any member lacks one."""
-    vals = [meta.get("val") for meta in metas]
-    if all(isinstance(v, dict) and isinstance(v.get("stlpips_alex"), (int, float)) for v in vals):
-        return [float(v["stlpips_alex"]) for v in vals]
-    return None
-
-
-def gan_ensemble(generators: Sequence[nn.Module], metas: Sequence[dict], reference: nn.Module | None = None
-                 ) -> Ensemble:
-    """Several GAN members as one model (eval mode). Scored members (held-out ST-LPIPS-Alex in every checkpoint):
-    the texture-preserving mean with perceptual weights around `reference` (the pixel-loss ensemble) when given,
-    else the perceptual-weights mean; unscored: the mean."""
-    scores = alex_scores(metas)
-    if scores and reference is not None:
-        return Ensemble(generators, strategy="texture", val_alex=scores, reference=reference).eval()
-    return Ensemble(generators, strategy="perceptual" if scores else "mean", val_alex=scores).eval()
-
-
-def pixel_siblings(paths: Sequence[Path]) -> list[Path] | None:
-    """The pretrain (pixel-loss) checkpoint beside each GAN member file (member_<k>/pretrain.safetensors next to
-    member_<k>/gan.safetensors), or None when any is missing or the members are pretrain files themselves."""
-    siblings = [Path(p).parent / "pretrain.safetensors" for p in paths]
-    if any(Path(p).name == s.name or not s.is_file() for p, s in zip(paths, siblings)):
-        return None
-    return siblings
-
-
 def val_psnr_of(path: Path, meta: dict, strategy: str) -> float:
     val = meta.get("val")
     if not isinstance(val, dict) or not isinstance(val.get("psnr"), (int, float)):
@@ -357,15 +341,70 @@ def val_psnr_of(path: Path, meta: dict, strategy: str) -> float:
     return float(val["psnr"])
 
 
+def _scores(metas: Sequence[dict], key: str) -> list[float] | None:
+    vals = [meta.get("val") for meta in metas]
+    if all(isinstance(v, dict) and isinstance(v.get(key), (int, float)) for v in vals):
+        return [float(v[key]) for v in vals]
+    return None
+
+
+def alex_scores(metas: Sequence[dict]) -> list[float] | None:
+    """Every member's held-out ST-LPIPS-Alex score (`val.stlpips_alex`, what "perceptual" weighting needs), or None
+    when any member lacks one."""
+    return _scores(metas, "stlpips_alex")
+
+
+def psnr_scores(metas: Sequence[dict]) -> list[float] | None:
+    """Every member's validation PSNR (`val.psnr`, what "weighted" and "best" need), or None when any lacks one."""
+    return _scores(metas, "psnr")
+
+
+def scores_for(strategy: str, paths: Sequence[Path], metas: Sequence[dict]
+               ) -> tuple[list[float] | None, list[float] | None]:
+    """(val_psnr, val_alex) that `strategy` reads from the members' metadata, for `Ensemble`; EnsembleSourceError
+    naming the file when a strategy that needs a score finds none ("texture" weights by them only when there)."""
+    val_psnr = val_alex = None
+    if strategy in PSNR_STRATEGIES:
+        val_psnr = [val_psnr_of(Path(p), meta, strategy) for p, meta in zip(paths, metas)]
+    if strategy in ALEX_STRATEGIES:
+        val_alex = [val_alex_of(Path(p), meta) for p, meta in zip(paths, metas)]
+    if strategy == "texture":
+        val_alex = alex_scores(metas)
+    return val_psnr, val_alex
+
+
+def gan_ensemble(generators: Sequence[nn.Module], val_alex: Sequence[float] | None,
+                 reference: nn.Module | None = None) -> Ensemble:
+    """GAN members as one model (eval mode), combined by `default_strategy`: the texture-preserving mean around
+    `reference` (the pixel-loss ensemble) when scored and given, the perceptual-weights mean when scored, else the
+    mean."""
+    strategy = default_strategy(scored=val_alex is not None, has_reference=reference is not None)
+    return Ensemble(generators, strategy=strategy, val_alex=val_alex,
+                    reference=reference if strategy == "texture" else None).eval()
+
+
+def gan_side(generators: Sequence[nn.Module], val_alex: Sequence[float] | None,
+             reference: nn.Module | None = None) -> nn.Module:
+    """The GAN side that alpha blends in: one generator is itself, several their `gan_ensemble`."""
+    return generators[0] if len(generators) == 1 else gan_ensemble(generators, val_alex, reference)
+
+
+def pixel_siblings(paths: Sequence[Path]) -> list[Path] | None:
+    """The pixel-loss checkpoint beside each GAN member file (member_<k>/pretrain.safetensors next to
+    member_<k>/gan.safetensors), or None when any is missing or the members are pixel-loss files themselves."""
+    siblings = [Path(p).parent / f"{Side.PIXEL}.safetensors" for p in paths]
+    if any(Path(p).name == s.name or not s.is_file() for p, s in zip(paths, siblings)):
+        return None
+    return siblings
+
+
 def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_paths: Sequence[Path] = (),
                    alpha: float = 0.0, adaptive_c0: float = 0.0, guided_tau: float = 0.0,
                    self_ensemble: bool = False) -> Ensemble:
-    """Load checkpoints into an Ensemble (eval mode). The GAN side, if any (one file: that generator; several: the
-    mean of them, whose texture adaptive fusion reads), must match the members' architecture.
+    """Load checkpoints into an Ensemble (eval mode). The GAN side, if any (`gan_side` of `gan_paths`),
+    must match the members' architecture.
     self_ensemble: every generator runs on the 8 flips/rotations of the input (mgsrgan/infer/self_ensemble.py, 8x cost).
-    strategy None: "texture" when every member carries a held-out ST-LPIPS-Alex score (scored GAN members) and has
-    its pretrain checkpoint beside it (the reference P: their mean), "perceptual" when scored without those, else
-    "mean". A several-member GAN side of a blend: "texture" around the blend's own P when scored, else "mean"."""
+    strategy None: `default_strategy`, with the pixel-loss checkpoints beside the members as the reference."""
     if strategy is not None and strategy not in STRATEGIES:
         raise UserError(f"unknown ensemble strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if not paths:
@@ -374,31 +413,23 @@ def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_pa
     if self_ensemble:
         loaded = [(SelfEnsemble(generator), meta) for generator, meta in loaded]
     loaded, gan_loaded = loaded[:len(paths)], loaded[len(paths):]
-    check_same_phase1([(p, meta) for p, (_, meta) in zip(paths, loaded)],
-                      [(g, meta) for g, (_, meta) in zip(gan_paths, gan_loaded)])
+    check_gan_started_from_pixel([(p, meta) for p, (_, meta) in zip(paths, loaded)],
+                                 [(g, meta) for g, (_, meta) in zip(gan_paths, gan_loaded)])
     gan = None
-    if len(gan_loaded) == 1:
-        gan = gan_loaded[0][0]
-    elif gan_loaded:
+    if gan_loaded:
         pixel = Ensemble([g for g, _ in loaded]).eval()  # P for the texture mean when the GAN side runs alone
-        gan = gan_ensemble([g for g, _ in gan_loaded], [meta for _, meta in gan_loaded], reference=pixel)
+        gan = gan_side([g for g, _ in gan_loaded], alex_scores([meta for _, meta in gan_loaded]), pixel)
     metas = [meta for _, meta in loaded]
     siblings = pixel_siblings(paths)
     if strategy is None:
-        scored = alex_scores(metas) is not None
-        strategy = ("texture" if siblings else "perceptual") if scored else "mean"
+        strategy = default_strategy(scored=alex_scores(metas) is not None, has_reference=siblings is not None)
     reference = None
     if strategy == "texture" and siblings:
         sibling_loaded = load_members(siblings)
-        check_same_phase1([(s, meta) for s, (_, meta) in zip(siblings, sibling_loaded)], list(zip(paths, metas)))
+        check_gan_started_from_pixel([(s, meta) for s, (_, meta) in zip(siblings, sibling_loaded)],
+                                     list(zip(paths, metas)))
         generators = [g for g, _ in sibling_loaded]
         reference = Ensemble([SelfEnsemble(g) for g in generators] if self_ensemble else generators).eval()
-    val_psnr = val_alex = None
-    if strategy in ("weighted", "best"):
-        val_psnr = [val_psnr_of(Path(p), meta, strategy) for p, meta in zip(paths, metas)]
-    if strategy == "perceptual":
-        val_alex = [val_alex_of(Path(p), meta) for p, meta in zip(paths, metas)]
-    if strategy == "texture":
-        val_alex = alex_scores(metas)  # perceptual weights when scored, else equal ones
-    return Ensemble([g for g, _ in loaded], strategy=strategy, val_psnr=val_psnr, val_alex=val_alex, gan_member=gan,
+    val_psnr, val_alex = scores_for(strategy, paths, metas)
+    return Ensemble([g for g, _ in loaded], strategy=strategy, val_psnr=val_psnr, val_alex=val_alex, gan_side=gan,
                     reference=reference, alpha=alpha, adaptive_c0=adaptive_c0, guided_tau=guided_tau).eval()

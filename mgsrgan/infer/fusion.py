@@ -44,6 +44,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mgsrgan.errors import UserError
+
 CONSENSUS_RADIUS = 3  # HR pixels: a 7x7 window, 147 samples per variance estimate (3 channels); small enough to
 #                       localise an artefact, large enough that the estimate's relative noise is ~12% (sqrt(2/147),
 #                       independent Gaussian errors)
@@ -55,6 +57,37 @@ TEXTURE_ENERGY_FLOOR = (1.0 / 255.0) ** 2 / 12.0
 # G = P and the weight does not matter; 1,000x below TEXTURE_ENERGY_FLOOR so it never moves a weight that does (the
 # value benchmarks/adaptive_probe.py measured the coherence form with)
 COHERENCE_ENERGY_FLOOR = 1e-9
+
+
+def check_fusion(alpha: float, adaptive_c0: float = 0.0, guided_tau: float = 0.0, *, gan_members: int | None = None,
+                 pixel_members: int | None = None, prefix: str = "--") -> None:
+    """The one check of the fusion parameters, UserError naming the parameter (`prefix` + name: a CLI flag, or the
+    API's field with prefix ""). gan_members / pixel_members: how many each side has, None where not known yet (the
+    Ensemble checks again once they are)."""
+    alpha_name, adaptive_name, guided_name = (f"{prefix}{name}" for name in ("alpha", "adaptive", "guided"))
+    if not 0.0 <= alpha <= 1.0:
+        raise UserError(f"{alpha_name} must be in [0, 1], got {alpha}")
+    if not 0.0 <= adaptive_c0 <= 1.0:
+        raise UserError(f"{adaptive_name} must be in [0, 1] (0: one global {alpha_name}; in (0, 1]: the GAN members' "
+                        f"texture coherence that keeps all of {alpha_name}), got {adaptive_c0}")
+    if guided_tau < 0:
+        raise UserError(f"{guided_name} must be >= 0 (8-bit levels; 0: one global {alpha_name}), got {guided_tau}")
+    if adaptive_c0 > 0 and alpha == 0.0:
+        raise UserError(f"{adaptive_name} needs {alpha_name} > 0 (the GAN share where the GAN members' texture "
+                        "agrees; 1 = all of it)")
+    if guided_tau > 0 and alpha == 0.0:
+        raise UserError(f"{guided_name} needs {alpha_name} > 0 (the GAN share where the pixel-loss members disagree; "
+                        "1 = all of it)")
+    if guided_tau > 0 and adaptive_c0 > 0:
+        raise UserError(f"choose one per-pixel fusion: {adaptive_name} (the GAN members' texture) or {guided_name} "
+                        "(the pixel-loss members'), not both")
+    if gan_members is not None and alpha > 0.0 and gan_members == 0:
+        raise UserError(f"{alpha_name} > 0 needs GAN members to blend in")
+    if gan_members is not None and adaptive_c0 > 0 and gan_members < 2:
+        raise UserError(f"adaptive fusion needs several GAN members (how alike their texture is steers it); with one "
+                        f"GAN member use the global {alpha_name} blend")
+    if pixel_members is not None and guided_tau > 0 and pixel_members < 2:
+        raise UserError("guided fusion needs several pixel-loss members (their disagreement steers it)")
 
 
 def local_mean(x: torch.Tensor, radius: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ from typing import Callable, Protocol
 import torch
 
 
-class Upscaler2d(Protocol):
+class TileableModel(Protocol):
     """What tiling needs of a model: a Generator and an Ensemble both qualify."""
 
     scale: int
@@ -102,7 +102,7 @@ def tiled_apply(fn: Callable[[torch.Tensor], tuple[torch.Tensor, ...]], lr_img: 
     return tuple(outputs)
 
 
-def upscale_tiled(model: Upscaler2d, lr_img: torch.Tensor, *, tile: int, pad: int | None = None) -> torch.Tensor:
+def upscale_tiled(model: TileableModel, lr_img: torch.Tensor, *, tile: int, pad: int | None = None) -> torch.Tensor:
     """model(lr_img) computed tile by tile: (B, 3, h, w) in [0, 1] -> (B, 3, h*s, w*s).
 
     `tile` in LR pixels (0 = whole image); `pad` defaults to model.receptive_radius(), which makes the result equal

@@ -6,7 +6,7 @@
     sr_img = up.upscale_tensor(lr_img)               # (B, 3, h, w) in [0, 1] -> (B, 3, h*s, w*s), clipped
 
 Precision (`precision=` auto|fp32|bf16|fp16, mgsrgan.device.resolve_precision): only the networks' forward passes
-run under autocast (`with_precision` wraps each Generator); their outputs come back as float32, so ensemble fusion
+run under autocast (`with_precision` wraps each Generator in a `ReducedPrecision`); their outputs come back as float32, so ensemble fusion
 (mean/median/consensus, the uncertainty std), self-ensemble averaging, clipping and quantising are float32.
 """
 from __future__ import annotations
@@ -22,6 +22,8 @@ from torch import nn
 from mgsrgan.device import autocast_to, resolve_device, resolve_precision
 from mgsrgan.infer.ensemble import (DEFAULT_SHIPPED_SCALE, Ensemble, EnsembleSourceError, build_ensemble,
                                     run_member_paths, shipped_member_paths)
+from mgsrgan.infer.fusion import check_fusion
+from mgsrgan.io.checkpoint import Side
 from mgsrgan.errors import UserError
 from mgsrgan.models.generator import Generator
 from mgsrgan.io.images import from_pil, to_pil
@@ -36,8 +38,8 @@ def resolve_inference_device(name: str, *, half: bool) -> torch.device:
     return device
 
 
-class Autocast(nn.Module):
-    """`network`'s forward pass under autocast to `dtype`, its output cast back to float32. Keeps the network's
+class ReducedPrecision(nn.Module):
+    """`network`'s forward pass under autocast to `dtype` (device.autocast_to), its output cast back to float32. Keeps the network's
     `scale` and `receptive_radius`, so tiling and ensembles treat it as the network itself."""
 
     def __init__(self, network: nn.Module, dtype: torch.dtype) -> None:
@@ -57,7 +59,7 @@ class Autocast(nn.Module):
 
 def with_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """`model` with every Generator inside it (ensemble members, the GAN member, a self-ensemble's generator)
-    replaced, in place, by Autocast(generator, dtype): only the network passes run in `dtype`, and whatever combines
+    replaced, in place, by ReducedPrecision(generator, dtype): only the network passes run in `dtype`, and whatever combines
     their outputs (ensemble strategies, the uncertainty std, self-ensemble averaging) runs on float32. A model that
     holds no Generator is wrapped as a whole (an Ensemble's members one by one, so its fusion stays float32).
     float32: `model` itself, untouched."""
@@ -66,16 +68,16 @@ def with_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     if isinstance(model, Ensemble):
         for index, member in enumerate(model.members):
             model.members[index] = with_precision(member, dtype)
-        if model.gan_member is not None:
-            model.gan_member = with_precision(model.gan_member, dtype)
+        if model.gan_side is not None:
+            model.gan_side = with_precision(model.gan_side, dtype)
         return model
     if isinstance(model, Generator) or not any(isinstance(m, Generator) for m in model.modules()):
-        return Autocast(model, dtype)
-    wrapped: dict[int, Autocast] = {}  # one wrapper per generator, even where two parents share it
+        return ReducedPrecision(model, dtype)
+    wrapped: dict[int, ReducedPrecision] = {}  # one wrapper per generator, even where two parents share it
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, Generator):
-                setattr(parent, name, wrapped.setdefault(id(child), Autocast(child, dtype)))
+                setattr(parent, name, wrapped.setdefault(id(child), ReducedPrecision(child, dtype)))
     return model
 
 
@@ -87,42 +89,35 @@ def default_run_checkpoint(run: Path) -> str:
         return "best"
     except EnsembleSourceError:
         try:
-            run_member_paths(run, "pretrain")
+            run_member_paths(run, Side.PIXEL)
         except EnsembleSourceError:
             return "best"
-    print(f"note: {run} has no best checkpoints (a run without validation, or shipped weights); using pretrain, "
-          "the end of the pixel-loss phase (--checkpoint to choose)", file=sys.stderr)
-    return "pretrain"
+    print(f"note: {run} has no best checkpoints (a run without validation, or shipped weights); using "
+          f"{Side.PIXEL}, the end of the pixel-loss phase (--checkpoint to choose)", file=sys.stderr)
+    return Side.PIXEL.value
 
 
 def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | None = None,
                          checkpoint: str | None = None, strategy: str | None = None, alpha: float = 0.0,
-                         gan_member: Path | Sequence[Path] | None = None, gan_index: int | None = None,
+                         gan_paths: Path | Sequence[Path] | None = None, gan_index: int | None = None,
                          adaptive_c0: float = 0.0, guided_tau: float = 0.0, self_ensemble: bool = False,
                          scale: int | None = None) -> Ensemble:
     """Members from a run folder, explicit files, or (neither given) the shipped weights/x<scale> folder.
 
     `scale` picks the shipped ensemble (default DEFAULT_SHIPPED_SCALE); with a run or files it must be theirs.
 
-    `checkpoint` defaults to "best" for a run, or "pretrain" (the distortion members) when alpha > 0 or for the
+    `checkpoint` defaults to "best" for a run, or "pretrain" (the pixel-loss members) when alpha > 0 or for the
     shipped weights; a run folder without best checkpoints (validation off, or weights/x<s> passed as --run: they
     hold pretrain and gan only) falls back to "pretrain", with a note on stderr. With alpha > 0 the GAN side is
-    `gan_member` (one file or several), else the "gan" checkpoints of every member (their mean), or of member
+    `gan_paths` (one file or several), else the "gan" checkpoints of every member (their combination), or of member
     `gan_index` alone. adaptive_c0 > 0 / guided_tau > 0: adaptive / guided fusion (fusion.py).
     """
     if run is not None and weights:
         raise UserError("pass either --run or --weights, not both")
-    if not 0.0 <= alpha <= 1.0:
-        raise UserError(f"--alpha must be in [0, 1], got {alpha}")
-    if adaptive_c0 > 0 and alpha == 0.0:
-        raise UserError("--adaptive needs --alpha > 0 (the GAN share where the GAN members' texture agrees; 1 = all "
-                        "of it)")
-    if guided_tau > 0 and alpha == 0.0:
-        raise UserError("--guided needs --alpha > 0 (the GAN share where the pixel-loss members disagree; 1 = all "
-                        "of it)")
-    if isinstance(gan_member, (str, Path)):
-        gan_member = [gan_member]
-    gan_paths = [Path(p) for p in gan_member] if (gan_member and alpha > 0.0) else []
+    check_fusion(alpha, adaptive_c0, guided_tau)
+    if isinstance(gan_paths, (str, Path)):
+        gan_paths = [gan_paths]
+    gan_paths = [Path(p) for p in gan_paths] if (gan_paths and alpha > 0.0) else []
     if weights:
         if checkpoint is not None:
             raise UserError("--checkpoint selects files inside --run; with --weights name the files directly")
@@ -132,13 +127,13 @@ def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | N
                             "generators)")
     else:
         if checkpoint is None:
-            checkpoint = "pretrain" if (alpha > 0.0 or run is None) else default_run_checkpoint(Path(run))
+            checkpoint = Side.PIXEL.value if (alpha > 0.0 or run is None) else default_run_checkpoint(Path(run))
         shipped_scale = DEFAULT_SHIPPED_SCALE if scale is None else scale
         paths = (run_member_paths(Path(run), checkpoint) if run is not None
                  else shipped_member_paths(checkpoint, shipped_scale))
         if alpha > 0.0 and not gan_paths:
-            gan_paths = (run_member_paths(Path(run), "gan") if run is not None
-                         else shipped_member_paths("gan", shipped_scale))
+            gan_paths = (run_member_paths(Path(run), Side.GAN) if run is not None
+                         else shipped_member_paths(Side.GAN, shipped_scale))
             if gan_index is not None:
                 if not 0 <= gan_index < len(gan_paths):
                     raise UserError(f"--gan-index {gan_index}: there are {len(gan_paths)} members "
@@ -173,8 +168,7 @@ class Upscaler:
                 raise UserError(f"--half means --precision fp16; it contradicts --precision {precision}")
             precision = "fp16"
         self.dtype = resolve_precision(precision, self.device)
-        # NHWC: oneDNN's and cuDNN's fast convolution layout (benchmarks/speed.py: x4 CPU inference 0.27 -> 0.43
-        # output MP/s with BatchNorm folded). Weights stay float32; autocast casts them per pass.
+        # NHWC: oneDNN's and cuDNN's fast convolution layout. Weights stay float32; autocast casts them per pass.
         self.model = with_precision(model.eval().to(self.device).to(memory_format=torch.channels_last), self.dtype)
         self.scale: int = model.scale
         self.tile = tile
@@ -190,7 +184,7 @@ class Upscaler:
         guided_tau > 0: per-pixel fusion (fusion.py); self_ensemble: each generator on the 8 flips/rotations, 8x the
         time)."""
         if alpha > 0.0 and checkpoint == "best":
-            checkpoint = "pretrain"  # the distortion side of the knob (see ensemble_from_source)
+            checkpoint = Side.PIXEL.value  # the pixel-loss side of the knob (see ensemble_from_source)
         model = ensemble_from_source(run=Path(run), checkpoint=checkpoint, strategy=strategy, alpha=alpha,
                                      gan_index=gan_index, adaptive_c0=adaptive_c0, guided_tau=guided_tau,
                                      self_ensemble=self_ensemble)
@@ -198,18 +192,18 @@ class Upscaler:
 
     @classmethod
     def from_weights(cls, paths: Sequence[Path], strategy: str | None = None, device: str = "cpu", *,
-                     alpha: float = 0.0, gan_member: Path | Sequence[Path] | None = None,
+                     alpha: float = 0.0, gan_paths: Path | Sequence[Path] | None = None,
                      adaptive_c0: float = 0.0, guided_tau: float = 0.0, self_ensemble: bool = False,
                      precision: str = "auto", **options) -> "Upscaler":
-        """Members from explicit checkpoint files (gan_member: one or several GAN checkpoints for alpha > 0)."""
+        """Members from explicit checkpoint files (gan_paths: one or several GAN checkpoints for alpha > 0)."""
         model = ensemble_from_source(weights=[Path(p) for p in paths], strategy=strategy, alpha=alpha,
-                                     gan_member=gan_member, adaptive_c0=adaptive_c0, guided_tau=guided_tau,
+                                     gan_paths=gan_paths, adaptive_c0=adaptive_c0, guided_tau=guided_tau,
                                      self_ensemble=self_ensemble)
         return cls(model, device=device, precision=precision, **options)
 
     @classmethod
     def pretrained(cls, strategy: str | None = None, device: str = "cpu", *, scale: int = DEFAULT_SHIPPED_SCALE,
-                   checkpoint: str = "pretrain", alpha: float = 0.0, adaptive_c0: float = 0.0,
+                   checkpoint: str = Side.PIXEL.value, alpha: float = 0.0, adaptive_c0: float = 0.0,
                    guided_tau: float = 0.0, self_ensemble: bool = False, precision: str = "auto",
                    **options) -> "Upscaler":
         """The ensemble shipped in the repo's weights/x<scale> folder (scale 2 or 4): `checkpoint` "pretrain" (pixel

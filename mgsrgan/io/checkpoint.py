@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,7 +27,22 @@ from mgsrgan.models.generator import Generator
 
 SCHEMA_VERSION = 1
 META_KEY = "mgsrgan"
-CHECKPOINT_NAMES = ("best", "last", "pretrain", "gan")  # see the module docstring
+
+
+class Side(StrEnum):
+    """The two kinds of member an ensemble holds, and the two training phases that make them. The value is the
+    checkpoint file stem (member_<k>/<value>.safetensors), the phase name in checkpoint metadata and logs, and the
+    CLI's --checkpoint value. PIXEL: trained on the pixel loss alone (SRResNet; highest PSNR, the distortion end of
+    the perception-distortion curve). GAN: trained on from PIXEL with the adversarial and content losses (SRGAN)."""
+
+    PIXEL = "pretrain"
+    GAN = "gan"
+
+    def __repr__(self) -> str:
+        return repr(self.value)  # messages quote a side as the string the user types and the disk holds
+
+
+CHECKPOINT_NAMES = ("best", "last", Side.PIXEL.value, Side.GAN.value)  # see the module docstring
 
 
 class CheckpointError(UserError):
@@ -126,16 +142,15 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
     optimizer.load_state_dict({"state": state, "param_groups": extra["param_groups"]})
 
 
-def check_same_phase1(pixel: Sequence[tuple[Path, dict]], gan: Sequence[tuple[Path, dict]]) -> None:
+def check_gan_started_from_pixel(pixel: Sequence[tuple[Path, dict]], gan: Sequence[tuple[Path, dict]]) -> None:
     """(path, meta) of pixel-loss and of GAN checkpoints, member by member: raise CheckpointError when a GAN
-    checkpoint was trained from another pixel-loss generator than the pretrain checkpoint in its own member folder.
-    A GAN checkpoint keeps the phase-1 validation it started from (meta history.pretrain), a pretrain checkpoint its
-    own (meta val). Why: the texture mean and the fused outputs read each GAN member's offset from the pixel-loss
-    ensemble, and from other pixel-loss weights that offset carries their difference as texture (measured:
-    weights/x2/MODEL_CARD.md, "A longer phase 1"). Pairs in different folders, or without these records (older or
-    hand-made files), are not checked."""
+    checkpoint was trained from another pixel-loss generator than the pixel-loss checkpoint in its own member folder.
+    A GAN checkpoint keeps the pixel-loss validation it started from (meta history.pretrain), a pixel-loss checkpoint
+    its own (meta val). Why: the texture mean and the fused outputs read each GAN member's offset from the pixel-loss
+    ensemble, and from other pixel-loss weights that offset carries their difference as texture. Pairs in different
+    folders, or without these records (hand-made files), are not checked."""
     for (pixel_path, pixel_meta), (gan_path, gan_meta) in zip(pixel, gan):
-        started = ((gan_meta.get("history") or {}).get("pretrain") or {}).get("psnr")
+        started = ((gan_meta.get("history") or {}).get(Side.PIXEL) or {}).get("psnr")
         own = (pixel_meta.get("val") or {}).get("psnr")
         if (Path(pixel_path).parent == Path(gan_path).parent
                 and isinstance(started, (int, float)) and isinstance(own, (int, float))

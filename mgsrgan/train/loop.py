@@ -6,7 +6,7 @@ code: a phase trains a *group* of members step by step; sequential mode uses gro
 
 Resume is exact: a sample is a pure function of (data seed, sample index) and the n:m plan is a pure function of
 the step, so a member's checkpoint (weights, optimizers, RNG, phase, step) is all the state there is. A group's
-`last` files are saved as one (train/commit.py), so a stop at any moment resumes the whole group from one step.
+`last` files are saved as one (train/group_save.py), so a stop at any moment resumes the whole group from one step.
 A stop request (ctx.stop, set by the CLI's SIGINT/SIGTERM handlers) ends the current step, saves the group and
 raises Stopped.
 """
@@ -25,17 +25,18 @@ from tqdm import tqdm
 from mgsrgan.config import Config
 from mgsrgan.evaluate.stlpips import STLPIPS, ReferenceSTLPIPS
 from mgsrgan.train.data import MemberStreams, TrainPatches, make_loader
-from mgsrgan.train import commit
+from mgsrgan.train import group_save
 from mgsrgan.train.distributed import World, all_reduce_sum, any_rank, barrier
 from mgsrgan.train.losses import ContentLoss
 from mgsrgan.io.atomic import atomic_write
-from mgsrgan.io.checkpoint import arch_of, load_generator
+from mgsrgan.io.checkpoint import Side, arch_of, load_generator
 from mgsrgan.errors import UserError
-from mgsrgan.train.member import (DONE, GAN, PHASES, PRETRAIN, Member, build_member, init_body_from,
-                                  load_training_state, member_dir, save_generator)
+from mgsrgan.train.member import (DONE, PHASES, Member, build_member, init_body_from, load_training_state,
+                                  member_dir, save_generator)
 from mgsrgan.train.runlog import RunLog, format_eta
 from mgsrgan.train.schedule import DISCRIMINATOR, gan_phase_steps, update_kind
-from mgsrgan.train.steps import autocast, gan_step, pretrain_step
+from mgsrgan.device import autocast_to
+from mgsrgan.train.steps import amp_dtype, gan_step, pixel_step
 from mgsrgan.train.validation import validate_generators
 
 PHASE_SEED_STRIDE = 1_000_003  # keeps phase 2's data stream apart from phase 1's (a prime, so seeds never collide)
@@ -95,7 +96,7 @@ class Context:
 def phase_steps(cfg: Config, phase: str) -> int:
     """Steps (optimizer updates, one batch each) in `phase`: an adversarial iteration is d_updates + g_updates."""
     t = cfg.train
-    return t.pretrain_steps if phase == PRETRAIN else gan_phase_steps(t.gan_iterations, t.g_updates, t.d_updates)
+    return t.pretrain_steps if phase == Side.PIXEL else gan_phase_steps(t.gan_iterations, t.g_updates, t.d_updates)
 
 
 def data_seed(cfg: Config, member: Member, phase: str) -> int:
@@ -131,11 +132,11 @@ def _content_loss(ctx: Context) -> ContentLoss | None:
     return ctx.content_loss
 
 
-def _validate(ctx: Context, group: list[Member], phase: str, step: int) -> None:
+def _validate_group(ctx: Context, group: list[Member], phase: str, step: int) -> None:
     if not ctx.validation:
         return
     scale = ctx.cfg.model.scale
-    selecting = phase == GAN and ctx.cfg.train.gan_select == "stlpips_alex"
+    selecting = phase == Side.GAN and ctx.cfg.train.gan_select == "stlpips_alex"
     for member in group:
         member.val = validate_generators([member.shipped_generator()], ctx.validation, scale, ctx.device,
                                          _val_world(ctx), perceptual=alex_distance() if selecting else None)
@@ -178,14 +179,14 @@ def _keep_if_best_gan(ctx: Context, member: Member, step: int) -> None:
     HR's, no RGB channel's mean shift beyond gan_select_max_shift levels) and beat the member's ST-LPIPS-Alex so
     far."""
     t, val = ctx.cfg.train, member.val
-    floor = member.history[PRETRAIN]["psnr"] - t.gan_select_max_psnr_drop
+    floor = member.history[Side.PIXEL]["psnr"] - t.gan_select_max_psnr_drop
     ratio = val["artifact"] / max(val["artifact_hr"], 1e-12)
     cast = max(abs(val[key]) for key in ("shift_r", "shift_g", "shift_b"))
     passes = val["psnr"] >= floor and ratio <= t.gan_select_max_artifact and cast <= t.gan_select_max_shift
     if passes and (member.gan_pick is None or val["stlpips_alex"] < member.gan_pick["stlpips_alex"]):
         member.gan_pick = {"step": step, **val}
         if ctx.writes_checkpoints:
-            save_generator(member, ctx.cfg, member_dir(ctx.run_dir, member.index) / f"{GAN}.safetensors")
+            save_generator(member, ctx.cfg, member_dir(ctx.run_dir, member.index) / f"{Side.GAN}.safetensors")
         ctx.log.event("gan_pick", member=member.index, step=step, **val)
 
 
@@ -196,7 +197,7 @@ def _val_world(ctx: Context) -> World:
 
 def _save_last(ctx: Context, group: list[Member]) -> None:
     if ctx.writes_checkpoints:
-        commit.save_group(group, ctx.cfg, ctx.run_dir)
+        group_save.save_group(group, ctx.cfg, ctx.run_dir)
 
 
 def _stop_requested(ctx: Context) -> bool:
@@ -214,7 +215,7 @@ def _stop(ctx: Context, group: list[Member]) -> None:
 
 def resume_summary(run_dir: Path, indices: list[int]) -> str:
     """Where a --resume of `run_dir` starts for these members, read from the files."""
-    return describe_points({k: commit.resume_point(run_dir, k) for k in indices})
+    return describe_points({k: group_save.resume_point(run_dir, k) for k in indices})
 
 
 def describe_points(points: dict[int, tuple[str, int] | None]) -> str:
@@ -258,7 +259,7 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
         return
     cfg, t = ctx.cfg, ctx.cfg.train
     total, start = phase_steps(cfg, phase), group[0].step
-    if any(m.step != start for m in group):  # runs saved member by member (before train/commit.py) could be
+    if any(m.step != start for m in group):  # runs saved member by member (before train/group_save.py) could be
         raise UserError(f"{ctx.run_dir}: the lockstep members' last checkpoints are at different {phase} steps ("
                         + ", ".join(f"member {m.index}: {m.step}" for m in group) + "); a run saved one member at "
                         "a time by an older mgsrgan and stopped between two writes cannot resume exactly")
@@ -273,7 +274,7 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
         loader = make_loader(dataset, batch_size=cfg.data.batch_size, start_step=start, stop_step=total,
                              num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda",
                              rank=shard.rank, world_size=shard.world_size)
-        content_loss = _content_loss(ctx) if phase == GAN else None
+        content_loss = _content_loss(ctx) if phase == Side.GAN else None
         bar = tqdm(total=total, initial=start, desc=f"{phase} m{names}", unit="step",
                    disable=not ctx.progress or not ctx.log.enabled,
                    dynamic_ncols=True)
@@ -282,9 +283,9 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
             lr_img = lr_img.to(ctx.device, non_blocking=True)  # (B, 3, p/s, p/s) in [0, 1]
             hr_img = hr_img.to(ctx.device, non_blocking=True)  # (B, 3, p, p) in [0, 1]
             hr_features = None
-            if phase == GAN and shared and len(group) > 1 and content_loss is not None and \
+            if phase == Side.GAN and shared and len(group) > 1 and content_loss is not None and \
                     update_kind(step, t.g_updates, t.d_updates) != DISCRIMINATOR:
-                with torch.no_grad(), autocast(cfg, ctx.device):
+                with torch.no_grad(), autocast_to(amp_dtype(cfg, ctx.device), ctx.device):
                     hr_features = content_loss.features(hr_img)  # shared by the whole lockstep group
             stats = {}
             for j, member in enumerate(group):
@@ -293,8 +294,8 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
                 if cfg.runtime.channels_last and ctx.device.type == "cuda":
                     lr_j = lr_j.contiguous(memory_format=torch.channels_last)
                     hr_j = hr_j.contiguous(memory_format=torch.channels_last)
-                if phase == PRETRAIN:
-                    stats[member.index] = pretrain_step(member, lr_j, hr_j, step, cfg, ctx.device)
+                if phase == Side.PIXEL:
+                    stats[member.index] = pixel_step(member, lr_j, hr_j, step, cfg, ctx.device)
                 else:
                     stats[member.index] = gan_step(member, lr_j, hr_j, step, cfg, ctx.device, content_loss,
                                                    hr_features)
@@ -318,7 +319,7 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
                                 + f" | {rate:.2f} step/s, ETA phase {format_eta(eta)}, run {format_eta(eta_run)}")
                 tick, tick_step = now, done
             if t.val_every and done % t.val_every == 0 and done < total:
-                _validate(ctx, group, phase, done)
+                _validate_group(ctx, group, phase, done)
             saved = done % t.checkpoint_every == 0 and done < total
             if saved:
                 _save_last(ctx, group)
@@ -328,20 +329,20 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
                 _stop(ctx, group)
         bar.close()
     if total > 0:  # a phase of zero steps changed nothing: its scores are the previous phase's
-        _validate(ctx, group, phase, total)
+        _validate_group(ctx, group, phase, total)
     for member in group:
         member.history[phase] = member.val
-        picked = phase == GAN and cfg.train.gan_select != "last" and member.gan_pick is not None
+        picked = phase == Side.GAN and cfg.train.gan_select != "last" and member.gan_pick is not None
         if picked:  # `gan` already holds the picked weights (_keep_if_best_gan)
             member.history[phase] = member.gan_pick
             ctx.log.say(f"[gan_select] member {member.index}: gan = step {member.gan_pick['step']} "
                         f"(ST-LPIPS-Alex {member.gan_pick['stlpips_alex']:.4f}, {member.gan_pick['psnr']:.2f} dB)")
-        elif phase == GAN and cfg.train.gan_select != "last" and total > 0:
+        elif phase == Side.GAN and cfg.train.gan_select != "last" and total > 0:
             ctx.log.say(f"[gan_select] member {member.index}: no validation passed the guards; gan = the last weights")
         if ctx.writes_checkpoints and not picked:
             save_generator(member, cfg, member_dir(ctx.run_dir, member.index) / f"{phase}.safetensors")
-        member.phase, member.step = (GAN if phase == PRETRAIN else DONE), 0
-        if phase == PRETRAIN:
+        member.phase, member.step = (Side.GAN if phase == Side.PIXEL else DONE), 0
+        if phase == Side.PIXEL:
             # The adversarial phase starts a fresh generator optimizer, as SRGAN starts from the trained SRResNet
             # (Ledig et al. 2017, sec. 3.2). Adam's second moments from the converged pixel loss are tiny next to
             # the content and adversarial gradients: carried over, they turn lr 1e-4 into far larger first steps.
@@ -355,7 +356,7 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
 def start_from_pretrained(ctx: Context, member: Member, source: Path) -> None:
     """Begin `member` at phase 2 with the generator of `source`/member_<k>/pretrain.safetensors (a finished phase 1
     of another run, e.g. to try new adversarial settings without repeating it); its file is copied into this run."""
-    path = member_dir(source, member.index) / f"{PRETRAIN}.safetensors"
+    path = member_dir(source, member.index) / f"{Side.PIXEL}.safetensors"
     if not path.is_file():
         raise UserError(f"--pretrained {source}: {path} not found (member {member.index} has no finished phase 1)")
     generator, meta = load_generator(path)
@@ -365,19 +366,19 @@ def start_from_pretrained(ctx: Context, member: Member, source: Path) -> None:
     member.generator.load_state_dict(generator.state_dict(), strict=True)
     if member.ema is not None:
         member.ema.load_state_dict(generator.state_dict(), strict=True)
-    member.phase, member.step = GAN, 0
-    member.history[PRETRAIN] = member.val = meta["history"].get(PRETRAIN, meta["val"])
+    member.phase, member.step = Side.GAN, 0
+    member.history[Side.PIXEL] = member.val = meta["history"].get(Side.PIXEL, meta["val"])
     if ctx.writes_checkpoints:  # atomically, like every checkpoint: a stop mid-copy leaves no half file
-        atomic_write(member_dir(ctx.run_dir, member.index) / f"{PRETRAIN}.safetensors",
+        atomic_write(member_dir(ctx.run_dir, member.index) / f"{Side.PIXEL}.safetensors",
                      lambda tmp: shutil.copyfile(path, tmp))
 
 
 def start_body_from(member: Member, source: Path) -> str:
     """`train.init_from`: member k's head, residual blocks and body tail from source/member_<k>/pretrain.safetensors
     (any scale; at the same scale the whole generator), before its first step. Returns what was copied, in words."""
-    path = member_dir(source, member.index) / f"{PRETRAIN}.safetensors"
+    path = member_dir(source, member.index) / f"{Side.PIXEL}.safetensors"
     if not path.is_file():
-        raise UserError(f"train.init_from: {path} not found (every member k needs member_<k>/{PRETRAIN}.safetensors)")
+        raise UserError(f"train.init_from: {path} not found (every member k needs member_<k>/{Side.PIXEL}.safetensors)")
     generator, _ = load_generator(path)
     try:
         copied = init_body_from(member.generator, generator)
@@ -394,7 +395,7 @@ def train(ctx: Context, *, resume: bool, pretrained: Path | None = None) -> list
     Raises Stopped when ctx.stop is requested (after saving where the members stand)."""
     cfg = ctx.cfg
     if resume and (ctx.world.is_main or not ctx.world.distributed):
-        for line in commit.recover(ctx.run_dir):  # a group save that a stop cut short: finished or dropped
+        for line in group_save.recover(ctx.run_dir):  # a group save that a stop cut short: finished or dropped
             ctx.log.say(f"resume: {line}")
     barrier(ctx.world)  # no rank reads a `last` file before rank 0 has recovered them
     members = [build_member(cfg, k, ctx.device, data_parallel=ctx.data_parallel) for k in ctx.own_members()]
@@ -423,7 +424,7 @@ def _start_members(ctx: Context, members: list[Member], *, resume: bool, pretrai
     cfg = ctx.cfg
     resumed = {}
     for member in members:
-        last = member_dir(ctx.run_dir, member.index) / commit.LAST
+        last = member_dir(ctx.run_dir, member.index) / group_save.LAST
         if ctx.writes_checkpoints:
             member_dir(ctx.run_dir, member.index).mkdir(parents=True, exist_ok=True)
         if resume and last.exists():
@@ -458,7 +459,7 @@ def _wait_for_all_members(ctx: Context, poll_s: float = FINISH_POLL_S) -> None:
     others = [k for k in range(ctx.cfg.train.members) if k not in ctx.own_members()]
     waiting = None
     while True:
-        left = [k for k in others if (commit.resume_point(ctx.run_dir, k) or ("",))[0] != DONE]
+        left = [k for k in others if (group_save.resume_point(ctx.run_dir, k) or ("",))[0] != DONE]
         if not left:
             return
         if ctx.stop.requested:

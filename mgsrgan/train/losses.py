@@ -106,7 +106,10 @@ def adversarial_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 
 
 def discriminator_real_loss(real_logits: torch.Tensor) -> torch.Tensor:
-    """-log D(hr): BCE-with-logits of real images against 1."""
+    """-log D(hr): BCE-with-logits of real images against 1. With `discriminator_fake_loss`, the discriminator's
+    loss mean -log D(hr) + mean -log(1 - D(sr)) (Ledig et al. 2017, eq. 2, as a minimisation); training
+    back-propagates the two terms one after the other (one forward, one backward each), which gives the gradient
+    of their sum and is the pattern DistributedDataParallel supports."""
     real = real_logits.float()
     return F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
 
@@ -115,16 +118,6 @@ def discriminator_fake_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     """-log(1 - D(sr)): BCE-with-logits of (detached) SR images against 0."""
     fake = fake_logits.float()
     return F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
-
-
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Discriminator loss: mean -log D(hr) + mean -log(1 - D(sr)) (Ledig et al. 2017, eq. 2, as a minimisation).
-
-    The sum of the real and fake terms; fake_logits should come from detached SR images so the generator gets no
-    gradient from this loss. Training back-propagates the two terms one after the other (one forward, one
-    backward each), which gives the same gradient and is the pattern DistributedDataParallel supports.
-    """
-    return discriminator_real_loss(real_logits) + discriminator_fake_loss(fake_logits)
 
 
 def relativistic_g_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:

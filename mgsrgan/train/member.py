@@ -7,16 +7,16 @@ from pathlib import Path
 
 import torch
 
-from mgsrgan.io.checkpoint import (CheckpointError, arch_of, load_tensors, optimizer_tensors, read_meta,
-                                restore_optimizer, save_checkpoint)
+from mgsrgan.io.checkpoint import (CheckpointError, Side, arch_of, load_tensors, optimizer_tensors, read_meta,
+                                   restore_optimizer, save_checkpoint)
 from mgsrgan.config import Config, config_to_dict
 from mgsrgan.device import resolve_precision
 from mgsrgan.models.discriminator import Discriminator
 from mgsrgan.train.distributed import cross_rank_batchnorm
 from mgsrgan.models.generator import Generator
 
-PRETRAIN, GAN, DONE = "pretrain", "gan", "done"
-PHASES = (PRETRAIN, GAN)
+DONE = "done"  # a member's phase once both are trained
+PHASES = (Side.PIXEL, Side.GAN)  # the training phases, in order: each makes the checkpoint of its side
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Member:
     discriminator: Discriminator
     optim_g: torch.optim.Adam
     optim_d: torch.optim.Adam
-    phase: str = PRETRAIN  # PRETRAIN, GAN or DONE
+    phase: str = Side.PIXEL  # a Side, or DONE
     step: int = 0  # steps done within `phase`
     best_psnr: float | None = None  # best validation PSNR so far; None before the first validation
     gan_pick: dict | None = None  # train.gan_select: the phase-2 validation saved as `gan` so far ({"step", scores})
@@ -46,7 +46,7 @@ class Member:
 
     def shipped_generator(self) -> Generator:
         """The generator a checkpoint of the current phase ships: the EMA in phase 2 when there is one."""
-        return self.ema if self.ema is not None and self.phase == GAN else self.generator
+        return self.ema if self.ema is not None and self.phase == Side.GAN else self.generator
 
 
 def member_seed(cfg: Config, index: int) -> int:
@@ -166,7 +166,7 @@ def load_training_state(member: Member, path: Path) -> None:
     if member.ema is not None:
         if ema:
             member.ema.load_state_dict(ema, strict=True)
-        elif meta["phase"] == PRETRAIN or (meta["phase"] == GAN and meta["step"] == 0):
+        elif meta["phase"] == Side.PIXEL or (meta["phase"] == Side.GAN and meta["step"] == 0):
             # the EMA starts at phase 2's first step: a file from before then holds none yet (e.g. phase 2
             # restarted from a pre-training run with new GAN settings)
             member.ema.load_state_dict(member.generator.state_dict(), strict=True)

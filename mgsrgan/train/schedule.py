@@ -22,19 +22,6 @@ def update_kind(step: int, g_updates: int, d_updates: int) -> str:
     return DISCRIMINATOR if step % (g_updates + d_updates) < d_updates else GENERATOR
 
 
-def update_plan(steps: int, g_updates: int, d_updates: int) -> list[str]:
-    """The update kind of each of `steps` steps, in order."""
-    return [update_kind(i, g_updates, d_updates) for i in range(steps)]
-
-
-def count_updates(steps: int, g_updates: int, d_updates: int) -> tuple[int, int]:
-    """(generator updates, discriminator updates) made in the first `steps` steps; closed form."""
-    cycle = g_updates + d_updates
-    full, rest = divmod(steps, cycle)
-    d_steps = full * d_updates + min(rest, d_updates)
-    return steps - d_steps, d_steps
-
-
 def gan_phase_steps(iterations: int, g_updates: int, d_updates: int) -> int:
     """Steps (optimizer updates) of an adversarial phase of `iterations` n:m cycles."""
     return iterations * (g_updates + d_updates)
@@ -47,8 +34,8 @@ def gan_learning_rate_factor(step: int, decay_iteration: int, decay: float, g_up
     return decay if step >= gan_phase_steps(decay_iteration, g_updates, d_updates) else 1.0
 
 
-def pretrain_learning_rate_factor(step: int, total: int, schedule: str) -> float:
-    """Factor on the pre-training lr at `step` (0-based) of `total`: 1 (constant), or a cosine from 1 at step 0
+def pixel_learning_rate_factor(step: int, total: int, schedule: str) -> float:
+    """Factor on the pixel-loss phase's lr at `step` (0-based) of `total`: 1 (constant), or a cosine from 1 at step 0
     towards 0 at step `total` (Loshchilov and Hutter 2017, without restarts)."""
     if schedule == "constant":
         return 1.0

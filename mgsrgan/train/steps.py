@@ -14,15 +14,15 @@ from mgsrgan.train.losses import (ContentLoss, adversarial_g_loss, discriminator
                             grid_pattern_loss, pixel_loss, relativistic_fake_loss, relativistic_g_loss,
                             relativistic_real_loss)
 from mgsrgan.train.member import Member
-from mgsrgan.train.schedule import DISCRIMINATOR, gan_learning_rate_factor, pretrain_learning_rate_factor, update_kind
+from mgsrgan.train.schedule import DISCRIMINATOR, gan_learning_rate_factor, pixel_learning_rate_factor, update_kind
 
 
-def autocast(cfg: Config, device: torch.device):
-    """Autocast to `runtime.amp`'s dtype on `device` (CPU included: bf16 is ~2x fp32 where the CPU has it).
+def amp_dtype(cfg: Config, device: torch.device) -> torch.dtype:
+    """`runtime.amp`'s autocast dtype on `device` (CPU included, where it runs bf16 natively) for `autocast_to`.
 
     Master weights, optimizer state, losses (computed on .float() outputs) and BatchNorm statistics stay fp32.
     """
-    return autocast_to(resolve_precision(cfg.runtime.amp, device, "runtime.amp"), device)
+    return resolve_precision(cfg.runtime.amp, device, "runtime.amp")
 
 
 def _apply(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
@@ -32,14 +32,14 @@ def _apply(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.a
     scaler.update()
 
 
-def pretrain_step(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, step: int, cfg: Config,
+def pixel_step(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, step: int, cfg: Config,
                   device: torch.device) -> dict[str, torch.Tensor]:
-    """Phase 1 (SRResNet): minimise the pixel loss only; `step` (0-based) sets the lr on the schedule."""
+    """The pixel-loss phase (SRResNet): minimise the pixel loss only; `step` (0-based) sets the lr on the schedule."""
     t = cfg.train
-    factor = pretrain_learning_rate_factor(step, t.pretrain_steps, t.pretrain_lr_schedule)
+    factor = pixel_learning_rate_factor(step, t.pretrain_steps, t.pretrain_lr_schedule)
     for group in member.optim_g.param_groups:
         group["lr"] = t.g_learning_rate * factor
-    with autocast(cfg, device):
+    with autocast_to(amp_dtype(cfg, device), device):
         sr_img = member.train_generator(lr_img)
     loss = pixel_loss(sr_img.float(), hr_img, cfg.loss.pixel)
     _apply(loss, member.optim_g, member.scaler_g)
@@ -73,23 +73,23 @@ def update_ema(ema: torch.nn.Module, generator: torch.nn.Module, decay: float) -
 
 def _discriminator_update(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, cfg: Config,
                           device: torch.device) -> dict[str, torch.Tensor]:
-    with torch.no_grad(), autocast(cfg, device):
+    with torch.no_grad(), autocast_to(amp_dtype(cfg, device), device):
         sr_img = member.generator(lr_img)
     relativistic = cfg.loss.adversarial == "relativistic"
     mean_fake = None
     if relativistic:  # the real term compares with the batch's mean fake logit (no gradient through it)
-        with torch.no_grad(), autocast(cfg, device):
+        with torch.no_grad(), autocast_to(amp_dtype(cfg, device), device):
             mean_fake = member.discriminator(sr_img).float()
     # Real and fake batches go through D separately (BatchNorm statistics per batch, as in the paper's
     # reference implementations), each forward followed by its backward (the pattern DDP supports).
     optimizer = member.optim_d
     optimizer.zero_grad(set_to_none=True)
-    with autocast(cfg, device):
+    with autocast_to(amp_dtype(cfg, device), device):
         real_logits = member.train_discriminator(hr_img).float()
     real_loss = (relativistic_real_loss(real_logits, mean_fake) if relativistic
                  else discriminator_real_loss(real_logits))
     member.scaler_d.scale(real_loss).backward()
-    with autocast(cfg, device):
+    with autocast_to(amp_dtype(cfg, device), device):
         fake_logits = member.train_discriminator(sr_img).float()
     fake_loss = (relativistic_fake_loss(real_logits, fake_logits) if relativistic
                  else discriminator_fake_loss(fake_logits))
@@ -103,7 +103,7 @@ def _discriminator_update(member: Member, lr_img: torch.Tensor, hr_img: torch.Te
 def gan_step(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, step: int, cfg: Config,
              device: torch.device, content_loss: ContentLoss | None,
              hr_features: list[torch.Tensor] | None) -> dict[str, torch.Tensor]:
-    """Phase 2 (SRGAN): one discriminator or one generator update, as the n:m plan says for `step` (0-based).
+    """The GAN phase (SRGAN): one discriminator or one generator update, as the n:m plan says for `step` (0-based).
 
     `hr_features` are the content network's features of hr_img, computed once per batch by the caller and shared
     by all members trained in lockstep on the same batch (None: computed here). content_loss may be None when
@@ -118,7 +118,7 @@ def gan_step(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, step: i
     discriminator = member.discriminator
     discriminator.requires_grad_(False)  # no D gradients in a G step: saves the weight-gradient work
     try:
-        with autocast(cfg, device):
+        with autocast_to(amp_dtype(cfg, device), device):
             sr_img = member.train_generator(lr_img)
             fake_logits = discriminator(sr_img).float()  # D itself, not its DDP wrapper: D is not updated here
             if lo.adversarial == "relativistic":
@@ -130,7 +130,7 @@ def gan_step(member: Member, lr_img: torch.Tensor, hr_img: torch.Tensor, step: i
         loss = lo.adv_weight * adversarial
         stats = {"adv": adversarial.detach()}
         if content_loss is not None and lo.content_weight > 0:
-            with autocast(cfg, device):
+            with autocast_to(amp_dtype(cfg, device), device):
                 content = content_loss(sr_img, hr=hr_img if hr_features is None else None, hr_features=hr_features)
             loss = loss + lo.content_weight * content.float()
             stats["content"] = content.detach()

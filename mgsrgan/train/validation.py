@@ -1,20 +1,17 @@
 """Validation during training: PSNR and SSIM on the Y channel, `scale` pixels cropped (PROTOCOL.md)."""
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from mgsrgan.evaluate.metrics import psnr, ssim, tensor_to_uint8
-from mgsrgan.evaluate.protocol import ARTIFACTS, PairDistance, artifact_scores, perceptual_scores
+from mgsrgan.evaluate.protocol import ARTIFACTS, PairDistance, TensorUpscale, artifact_scores, perceptual_scores
 from mgsrgan.train.distributed import World, all_reduce_sum
 
 GAN_SELECT_KEYS = ("stlpips_alex", *ARTIFACTS)  # the extra scores `perceptual=` adds
-Upscale = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, h, w) [0, 1] -> (1, 3, h*s, w*s)
 
 
 @torch.no_grad()
-def validate(upscale: Upscale, pairs: list, scale: int, device: torch.device,
+def validate(upscale: TensorUpscale, pairs: list, scale: int, device: torch.device,
              world: World = World(), *, perceptual: PairDistance | None = None) -> dict[str, float]:
     """Mean Y-PSNR (dB) and Y-SSIM over `pairs` of (name, lr (1,3,h,w), hr (1,3,H,W)), float tensors in [0, 1].
 
@@ -41,7 +38,7 @@ def validate(upscale: Upscale, pairs: list, scale: int, device: torch.device,
     return {key: total / count for key, total in zip(sums, totals)}
 
 
-def eval_mode_upscaler(generators: list[torch.nn.Module]) -> Upscale:
+def eval_mode_upscaler(generators: list[torch.nn.Module]) -> TensorUpscale:
     """The mean of the generators' outputs (one generator: itself); call with the generators in eval mode."""
     def upscale(lr_img: torch.Tensor) -> torch.Tensor:
         return torch.stack([g(lr_img) for g in generators]).mean(0)

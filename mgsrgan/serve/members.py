@@ -15,20 +15,19 @@ from torch import nn
 
 from mgsrgan.device import resolve_device, resolve_precision
 from mgsrgan.errors import UserError
-from mgsrgan.infer.ensemble import (SHIPPED_SCALES, EnsembleSourceError, alex_scores, load_members,
+from mgsrgan.infer.ensemble import (SHIPPED_SCALES, EnsembleSourceError, alex_scores, load_members, psnr_scores,
                                     run_member_paths, shipped_member_paths)
 from mgsrgan.infer.self_ensemble import SelfEnsemble
 from mgsrgan.infer.tiling import tiled_apply
 from mgsrgan.infer.upscaler import with_precision
+from mgsrgan.io.checkpoint import Side
 
-PIXEL, GAN = "pretrain", "gan"  # the two sides, named by their checkpoint (the CLI's --checkpoint values)
-SIDES = (PIXEL, GAN)
 DEFAULT_TILE = 192  # LR pixels per tile: the page's progress moves in steps of a few hundred ms, and a 2 MP input
 #                     needs ~1 GB of activations at most instead of ~4 (tiling is exact: infer/tiling.py)
 
 
 @dataclass(frozen=True)
-class Side:
+class SideMembers:
     """One side's members: generators (BatchNorm folded, eval, on the bank's device, network passes in its
     precision) and each member's validation scores from its checkpoint metadata (None where any lacks one)."""
 
@@ -44,14 +43,14 @@ class Side:
 
 @dataclass(frozen=True)
 class Bank:
-    """The ensemble of one scale: sides[PIXEL] always, sides[GAN] where the source has gan checkpoints."""
+    """The ensemble of one scale: sides[Side.PIXEL] always, sides[Side.GAN] where the source has gan checkpoints."""
 
     scale: int
     source: str  # shown to clients: "shipped weights/x2" or the run folder's name (never a full server path)
-    sides: dict[str, Side]
+    sides: dict[Side, SideMembers]
     tile: int
 
-    def run(self, lr_img: torch.Tensor, sides: Sequence[str], *, self_ensemble: bool = False,
+    def run(self, lr_img: torch.Tensor, sides: Sequence[Side], *, self_ensemble: bool = False,
             on_tile: Callable[[int, int], None] | None = None) -> dict[str, torch.Tensor]:
         """(3, h, w) float in [0, 1] -> {side: (K, 3, h*s, w*s) float32 member outputs, unclipped} for each side
         asked for; every member runs tile by tile (exact), `on_tile(done, total)` after each tile."""
@@ -63,7 +62,7 @@ class Bank:
         if self_ensemble:
             members = [SelfEnsemble(g) for g in members]
         pad = max(g.receptive_radius() for g in members)
-        device = next(iter(self.sides[PIXEL].generators[0].parameters())).device
+        device = next(iter(self.sides[Side.PIXEL].generators[0].parameters())).device
 
         def fn(tile: torch.Tensor) -> tuple[torch.Tensor, ...]:
             tile = tile.contiguous(memory_format=torch.channels_last)
@@ -79,21 +78,17 @@ class Bank:
         return result
 
     def describe(self) -> dict:
-        return {"scale": self.scale, "source": self.source, "checkpoints": list(self.sides),
-                **{side: self.sides[side].describe() for side in self.sides}}
+        return {"scale": self.scale, "source": self.source, "checkpoints": [side.value for side in self.sides],
+                **{side.value: self.sides[side].describe() for side in self.sides}}
 
 
-def _load_side(paths: Sequence[Path], device: torch.device, dtype: torch.dtype) -> Side:
+def _load_side(paths: Sequence[Path], device: torch.device, dtype: torch.dtype) -> SideMembers:
     loaded = load_members(paths)
     generators = tuple(with_precision(g.to(device).to(memory_format=torch.channels_last).eval(), dtype)
                        for g, _ in loaded)
     metas = [meta for _, meta in loaded]
-    vals = [meta.get("val") for meta in metas]
-    psnr = None
-    if all(isinstance(v, dict) and isinstance(v.get("psnr"), (int, float)) for v in vals):
-        psnr = tuple(float(v["psnr"]) for v in vals)
-    alex = alex_scores(metas)
-    return Side(generators, psnr, tuple(alex) if alex else None)
+    psnr, alex = psnr_scores(metas), alex_scores(metas)
+    return SideMembers(generators, tuple(psnr) if psnr else None, tuple(alex) if alex else None)
 
 
 def load_bank(*, scale: int, run: Path | None = None, device: str = "auto", precision: str = "auto",
@@ -105,17 +100,17 @@ def load_bank(*, scale: int, run: Path | None = None, device: str = "auto", prec
     if run is None:
         if scale not in SHIPPED_SCALES:
             raise UserError(f"--scale {scale}: the shipped ensembles are x{' and x'.join(map(str, SHIPPED_SCALES))}")
-        pixel_paths, source = shipped_member_paths(PIXEL, scale), f"shipped weights/x{scale}"
+        pixel_paths, source = shipped_member_paths(Side.PIXEL, scale), f"shipped weights/x{scale}"
     else:
-        pixel_paths, source = run_member_paths(Path(run), PIXEL), Path(run).name
-    sides = {PIXEL: _load_side(pixel_paths, torch_device, dtype)}
+        pixel_paths, source = run_member_paths(Path(run), Side.PIXEL), Path(run).name
+    sides = {Side.PIXEL: _load_side(pixel_paths, torch_device, dtype)}
     try:
-        gan_paths = shipped_member_paths(GAN, scale) if run is None else run_member_paths(Path(run), GAN)
+        gan_paths = shipped_member_paths(Side.GAN, scale) if run is None else run_member_paths(Path(run), Side.GAN)
     except EnsembleSourceError:
         gan_paths = []  # a run stopped before its adversarial phase: the pixel-loss side only
     if gan_paths:
-        sides[GAN] = _load_side(gan_paths, torch_device, dtype)
-    found = sides[PIXEL].generators[0].scale
+        sides[Side.GAN] = _load_side(gan_paths, torch_device, dtype)
+    found = sides[Side.PIXEL].generators[0].scale
     if found != scale:
         raise UserError(f"--scale {scale}, but {source} holds x{found} members")
     return Bank(scale=scale, source=source, sides=sides, tile=tile)

@@ -86,7 +86,7 @@ class WorkQueue:
 
 
 @dataclass
-class Job:
+class PageJob:
     """One uploaded image of the page: its input, progress and, once done, every member's output."""
 
     scale: int
@@ -98,7 +98,7 @@ class Job:
     tiles_done: int = 0
     tiles_total: int = 0
     error: str | None = None
-    outputs: dict[str, torch.Tensor] | None = None  # side -> (K, 3, H, W) float16: half the memory, 0.1 level
+    outputs: dict[str, torch.Tensor] | None = None  # side -> (K, 3, H, W) float16: half the memory, far under an 8-bit level
 
     def nbytes(self) -> int:
         """Bytes of tensors this job holds (input and cached member outputs)."""
@@ -120,10 +120,10 @@ class JobStore:
         if capacity < 1 or max_bytes < 1:
             raise ValueError(f"job store capacity and bytes must be >= 1, got {capacity}, {max_bytes}")
         self.capacity, self.max_bytes = capacity, max_bytes
-        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._jobs: OrderedDict[str, PageJob] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, job: Job) -> None:
+    def add(self, job: PageJob) -> None:
         with self._lock:
             self._jobs[job.id] = job
         self.trim()
@@ -137,7 +137,7 @@ class JobStore:
     def nbytes(self) -> int:
         return sum(job.nbytes() for job in self._jobs.values())
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str) -> PageJob | None:
         with self._lock:
             return self._jobs.get(job_id)
 
