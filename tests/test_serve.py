@@ -55,6 +55,22 @@ def assert_error(response, status, *words):
         assert word in body["error"], body["error"]
 
 
+def test_docs_page_loads_every_asset_from_this_server(client):
+    """/docs works offline: every script, stylesheet and icon it names is a local path that answers 200, and the
+    OpenAPI document it loads is served too."""
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(r"url: '([^']+)'", page.text)
+    assert len(urls) >= 4, urls  # css, icon, js, openapi.json
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), url
+        assert client.get(url).status_code == 200, url
+    assert client.get("/openapi.json").json()["paths"].keys() >= {"/v1/upscale", "/v1/jobs", "/v1/models"}
+    assert client.get("/redoc").status_code == 404  # ReDoc would load from a CDN: not offered
+
+
 def test_health_and_models(client):
     assert client.get("/healthz").json() == {"status": "ok", "queue": {"pending": 0, "capacity": 2}}
     models = client.get("/v1/models").json()
