@@ -21,11 +21,11 @@ import torch
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from tools.fusion_curve import load_pair
 from mgsrgan.device import autocast_to, resolve_precision
 from mgsrgan.infer.ensemble import load_members, run_member_paths
 from mgsrgan.evaluate.protocol import benchmark_images
 from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8
+from tools.fusion_curve import load_pair
 
 REPO = Path(__file__).resolve().parents[1]
 
