@@ -166,6 +166,26 @@ def test_ctrl_c_and_sigterm_save_the_step_and_say_where_resume_starts(tmp_path, 
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # main() puts them back
 
 
+def test_the_resume_hint_is_a_line_of_its_own_after_the_progress_bars(tmp_path, monkeypatch, capsys):
+    """With progress bars on, the Ctrl-C hint was glued to a bar's line and the bar redrew after it."""
+    real, calls = training.pixel_step, [0]
+
+    def step(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "pixel_step", step)
+    args = [a for a in smoke_args(tmp_path, "--name", "bars") if a != "--no-progress"]
+    assert train_main(args) == 130
+    err = capsys.readouterr().err
+    assert "pretrain m0" in err  # the bar was drawn
+    start = err.index("stopped by Ctrl-C (SIGINT)")
+    assert start > 0 and err[start - 1] == "\n"  # begins a line
+    assert "\r" not in err[start:] and "pretrain m0" not in err[start:]  # no bar drawn over or after it
+
+
 def test_resume_of_a_run_without_checkpoints_says_it_starts_from_scratch(tmp_path, capsys):
     assert train_main(smoke_args(tmp_path, "--name", "done", "--set", "train.pretrain_steps=1",
                                  "--set", "train.gan_iterations=0")) == 0

@@ -29,6 +29,20 @@ def test_smoke_config_leaves_a_complete_run_folder(tmp_path, capsys):
     assert main(["--resume", str(run), "--no-progress"]) == 0
 
 
+def test_a_smoke_run_says_its_scores_say_nothing_about_quality(tmp_path, capsys):
+    """configs/smoke.yaml printed an ensemble scoring below both its members without a word."""
+    from mgsrgan.config import Config, load_config
+    from mgsrgan.train.loop import smoke_note
+
+    assert main(smoke_args(tmp_path, "--name", "smoke")) == 0
+    out = capsys.readouterr().out
+    final = out.rindex("[val] mean of 2 gan members")
+    assert out.count("says nothing about quality") == 2  # when the run starts, and under the ensemble's scores
+    assert out.index("says nothing about quality") < out.index("[val]") < final < out.rindex("says nothing about")
+    assert smoke_note(Config()) is None  # the paper's settings: no note
+    assert smoke_note(load_config(ROOT / "config_scaled.yaml")) is None
+
+
 def test_config_mistake_is_one_line(tmp_path, capsys):
     assert main(smoke_args(tmp_path, "--set", "train.g_update=2")) == 2
     err = capsys.readouterr().err.strip()

@@ -18,7 +18,7 @@ from mgsrgan.device import resolve_device
 from mgsrgan.train.distributed import World, broadcast_object, init_process_group, shutdown, world_from_env
 from mgsrgan.errors import UserError
 from mgsrgan.train.runlog import RunLog
-from mgsrgan.train.loop import Context, StopFlag, Stopped, resume_summary, train
+from mgsrgan.train.loop import Context, StopFlag, Stopped, resume_summary, smoke_note, train
 from mgsrgan.io.weightfiles import resolve_imagenet_file, resolve_stlpips_file
 
 
@@ -131,6 +131,8 @@ def run(args: argparse.Namespace, world: World, stop: StopFlag | None = None) ->
             f"{len(dataset.sources)} training images ({dataset.skipped_small} smaller than a patch and "
             f"{dataset.skipped_unreadable} unreadable skipped), {len(validation)} validation images"
             + (f" | {world.world_size} processes, {cfg.runtime.distributed}-parallel" if world.distributed else ""))
+    if smoke_note(cfg):
+        log.say(smoke_note(cfg))
     log.event("start", device=str(device), resume=bool(args.resume), torch=torch.__version__,
               training_images=len(dataset.sources), skipped_small=dataset.skipped_small,
               skipped_unreadable=dataset.skipped_unreadable,

@@ -41,6 +41,9 @@ from mgsrgan.train.validation import validate_generators
 
 PHASE_SEED_STRIDE = 1_000_003  # keeps phase 2's data stream apart from phase 1's (a prime, so seeds never collide)
 FINISH_POLL_S = 5.0  # how often rank 0 of an ensemble-parallel run looks whether the other ranks' members are done
+# Pixel-loss steps below which a run only shows that training runs end to end (configs/smoke.yaml): its members are
+# barely past their random init, so no score it prints compares members, ensembles or settings
+SMOKE_PIXEL_STEPS = 100
 
 
 @dataclass
@@ -50,7 +53,7 @@ class StopFlag:
     reason: str = ""  # what asked, for messages (e.g. "Ctrl-C", "SIGTERM")
     armed: bool = False  # True while train() can honour a request (from building the members to its return)
     # True once train() has failed or stopped: the CLI is saying how to resume. torchrun's SIGTERM to the survivors
-    # of a lost rank lands right then; it must not cut that message short (CI, 2026-12-03: it did)
+    # of a lost rank lands right then; it must not cut that message short
     closing: bool = False
 
 
@@ -91,6 +94,20 @@ class Context:
         if self.world.distributed and not self.data_parallel:
             return [k for k in members if k % self.world.world_size == self.world.rank]
         return list(members)
+
+
+def smoke_note(cfg: Config) -> str | None:
+    """The warning a smoke-sized run prints with its scores (start and end of the run), or None for a real run."""
+    reasons = []
+    if cfg.train.pretrain_steps < SMOKE_PIXEL_STEPS:
+        reasons.append(f"{cfg.train.pretrain_steps} pixel-loss steps")
+    if cfg.loss.vgg_weights == "random" and cfg.train.gan_iterations > 0 and cfg.loss.content_weight > 0:
+        reasons.append("a content loss on random VGG weights")
+    if not reasons:
+        return None
+    return (f"note: a smoke run ({', '.join(reasons)}) shows that training runs end to end; it says nothing about "
+            "quality (an ensemble may score below its members); train with config.yaml or config_scaled.yaml to "
+            "compare anything")
 
 
 def phase_steps(cfg: Config, phase: str) -> int:
@@ -257,100 +274,125 @@ def run_phase(ctx: Context, group: list[Member], phase: str) -> None:
     group = [m for m in group if m.phase == phase]
     if not group:
         return
-    cfg, t = ctx.cfg, ctx.cfg.train
-    total, start = phase_steps(cfg, phase), group[0].step
-    if any(m.step != start for m in group):  # runs saved member by member (before train/group_save.py) could be
+    total, start = phase_steps(ctx.cfg, phase), group[0].step
+    if any(m.step != start for m in group):  # a group is saved as one (group_save.py), so its members agree
         raise UserError(f"{ctx.run_dir}: the lockstep members' last checkpoints are at different {phase} steps ("
-                        + ", ".join(f"member {m.index}: {m.step}" for m in group) + "); a run saved one member at "
-                        "a time by an older mgsrgan and stopped between two writes cannot resume exactly")
+                        + ", ".join(f"member {m.index}: {m.step}" for m in group) + "); a lockstep group resumes "
+                        "from one step only, so this run cannot resume exactly")
     if _stop_requested(ctx):
         _stop(ctx, group)
-    names = ",".join(str(m.index) for m in group)
     if start < total:
-        shared = shares_batches(cfg, group)
-        dataset = (member_stream(ctx, group[0], phase) if shared
-                   else MemberStreams([member_stream(ctx, m, phase) for m in group]))
-        shard = ctx.world if ctx.data_parallel else World()
-        loader = make_loader(dataset, batch_size=cfg.data.batch_size, start_step=start, stop_step=total,
-                             num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == "cuda",
-                             rank=shard.rank, world_size=shard.world_size)
-        content_loss = _content_loss(ctx) if phase == Side.GAN else None
-        bar = tqdm(total=total, initial=start, desc=f"{phase} m{names}", unit="step",
-                   disable=not ctx.progress or not ctx.log.enabled,
-                   dynamic_ncols=True)
-        tick, tick_step = time.perf_counter(), start
-        for step, (lr_img, hr_img) in enumerate(loader, start):
-            lr_img = lr_img.to(ctx.device, non_blocking=True)  # (B, 3, p/s, p/s) in [0, 1]
-            hr_img = hr_img.to(ctx.device, non_blocking=True)  # (B, 3, p, p) in [0, 1]
-            hr_features = None
-            if phase == Side.GAN and shared and len(group) > 1 and content_loss is not None and \
-                    update_kind(step, t.g_updates, t.d_updates) != DISCRIMINATOR:
-                with torch.no_grad(), autocast_to(amp_dtype(cfg, ctx.device), ctx.device):
-                    hr_features = content_loss.features(hr_img)  # shared by the whole lockstep group
-            stats = {}
-            for j, member in enumerate(group):
-                # (B, K, 3, h, w) from MemberStreams: member j's own batch
-                lr_j, hr_j = (lr_img, hr_img) if shared else (lr_img[:, j], hr_img[:, j])
-                if cfg.runtime.channels_last and ctx.device.type == "cuda":
-                    lr_j = lr_j.contiguous(memory_format=torch.channels_last)
-                    hr_j = hr_j.contiguous(memory_format=torch.channels_last)
-                if phase == Side.PIXEL:
-                    stats[member.index] = pixel_step(member, lr_j, hr_j, step, cfg, ctx.device)
-                else:
-                    stats[member.index] = gan_step(member, lr_j, hr_j, step, cfg, ctx.device, content_loss,
-                                                   hr_features)
-                member.step = step + 1
-            bar.update(1)
-            done = step + 1
-            if done % t.log_every == 0 or done == total:
-                now = time.perf_counter()
-                rate = (done - tick_step) / max(now - tick, 1e-9)
-                ctx.rates[phase] = rate
-                eta = (total - done) / rate if rate > 0 else float("inf")
-                eta_run = run_eta(ctx, phase, rate)
-                for index, values in stats.items():
-                    floats = _mean_over_ranks(ctx, values)
-                    ctx.log.event("train", member=index, phase=phase, step=done, steps_per_s=rate, eta_s=eta,
-                                  eta_run_s=eta_run, g_learning_rate=group[0].optim_g.param_groups[0]["lr"],
-                                  **floats)
-                    ctx.log.scalars(f"train/member_{index}/{phase}", floats, done)
-                    ctx.log.say(f"[{phase} m{index}] step {done}/{total} "
-                                + " ".join(f"{k} {v:.4g}" for k, v in floats.items())
-                                + f" | {rate:.2f} step/s, ETA phase {format_eta(eta)}, run {format_eta(eta_run)}")
-                tick, tick_step = now, done
-            if t.val_every and done % t.val_every == 0 and done < total:
-                _validate_group(ctx, group, phase, done)
-            saved = done % t.checkpoint_every == 0 and done < total
+        names = ",".join(str(m.index) for m in group)
+        # closed on the way out, a stop included, so that what the CLI prints next starts on a line of its own
+        with tqdm(total=total, initial=start, desc=f"{phase} m{names}", unit="step", dynamic_ncols=True,
+                  disable=not ctx.progress or not ctx.log.enabled) as bar:
+            _train_steps(ctx, group, phase, start, total, bar)
+    _end_phase(ctx, group, phase, total)
+
+
+def _train_steps(ctx: Context, group: list[Member], phase: str, start: int, total: int, bar: tqdm) -> None:
+    """Steps start..total-1 of `phase` for the group, with logging, validation, `last` saves and stop requests."""
+    t = ctx.cfg.train
+    shared = shares_batches(ctx.cfg, group)
+    dataset = (member_stream(ctx, group[0], phase) if shared
+               else MemberStreams([member_stream(ctx, m, phase) for m in group]))
+    shard = ctx.world if ctx.data_parallel else World()
+    loader = make_loader(dataset, batch_size=ctx.cfg.data.batch_size, start_step=start, stop_step=total,
+                         num_workers=ctx.cfg.data.num_workers, pin_memory=ctx.device.type == "cuda",
+                         rank=shard.rank, world_size=shard.world_size)
+    content_loss = _content_loss(ctx) if phase == Side.GAN else None
+    tick = (time.perf_counter(), start)  # (time, step) of the last progress line: its rate covers the steps since
+    for step, (lr_img, hr_img) in enumerate(loader, start):
+        stats = _step_group(ctx, group, phase, step, lr_img, hr_img, shared=shared, content_loss=content_loss)
+        bar.update(1)
+        done = step + 1
+        if done % t.log_every == 0 or done == total:
+            tick = _log_progress(ctx, group, phase, done, total, stats, tick)
+        if t.val_every and done % t.val_every == 0 and done < total:
+            _validate_group(ctx, group, phase, done)
+        saved = done % t.checkpoint_every == 0 and done < total
+        if saved:
+            _save_last(ctx, group)
+        if done < total and _stop_requested(ctx):
             if saved:
-                _save_last(ctx, group)
-            if done < total and _stop_requested(ctx):
-                if saved:
-                    raise Stopped(resume_summary(ctx.run_dir, ctx.own_members()))
-                _stop(ctx, group)
-        bar.close()
+                raise Stopped(resume_summary(ctx.run_dir, ctx.own_members()))
+            _stop(ctx, group)
+
+
+def _step_group(ctx: Context, group: list[Member], phase: str, step: int, lr_img: torch.Tensor,
+                hr_img: torch.Tensor, *, shared: bool, content_loss: ContentLoss | None) -> dict[int, dict]:
+    """One optimizer step of every member of the group; {member index: its step's statistics}."""
+    cfg, t = ctx.cfg, ctx.cfg.train
+    lr_img = lr_img.to(ctx.device, non_blocking=True)  # (B, 3, p/s, p/s) in [0, 1]
+    hr_img = hr_img.to(ctx.device, non_blocking=True)  # (B, 3, p, p) in [0, 1]
+    hr_features = None
+    if phase == Side.GAN and shared and len(group) > 1 and content_loss is not None and \
+            update_kind(step, t.g_updates, t.d_updates) != DISCRIMINATOR:
+        with torch.no_grad(), autocast_to(amp_dtype(cfg, ctx.device), ctx.device):
+            hr_features = content_loss.features(hr_img)  # shared by the whole lockstep group
+    stats = {}
+    for j, member in enumerate(group):
+        # (B, K, 3, h, w) from MemberStreams: member j's own batch
+        lr_j, hr_j = (lr_img, hr_img) if shared else (lr_img[:, j], hr_img[:, j])
+        if cfg.runtime.channels_last and ctx.device.type == "cuda":
+            lr_j = lr_j.contiguous(memory_format=torch.channels_last)
+            hr_j = hr_j.contiguous(memory_format=torch.channels_last)
+        if phase == Side.PIXEL:
+            stats[member.index] = pixel_step(member, lr_j, hr_j, step, cfg, ctx.device)
+        else:
+            stats[member.index] = gan_step(member, lr_j, hr_j, step, cfg, ctx.device, content_loss, hr_features)
+        member.step = step + 1
+    return stats
+
+
+def _log_progress(ctx: Context, group: list[Member], phase: str, done: int, total: int, stats: dict[int, dict],
+                  tick: tuple[float, int]) -> tuple[float, int]:
+    """The progress event, scalars and line of every member after `done` steps; returns the new tick."""
+    now = time.perf_counter()
+    rate = (done - tick[1]) / max(now - tick[0], 1e-9)
+    ctx.rates[phase] = rate
+    eta = (total - done) / rate if rate > 0 else float("inf")
+    eta_run = run_eta(ctx, phase, rate)
+    for index, values in stats.items():
+        floats = _mean_over_ranks(ctx, values)
+        ctx.log.event("train", member=index, phase=phase, step=done, steps_per_s=rate, eta_s=eta, eta_run_s=eta_run,
+                      g_learning_rate=group[0].optim_g.param_groups[0]["lr"], **floats)
+        ctx.log.scalars(f"train/member_{index}/{phase}", floats, done)
+        ctx.log.say(f"[{phase} m{index}] step {done}/{total} " + " ".join(f"{k} {v:.4g}" for k, v in floats.items())
+                    + f" | {rate:.2f} step/s, ETA phase {format_eta(eta)}, run {format_eta(eta_run)}")
+    return now, done
+
+
+def _end_phase(ctx: Context, group: list[Member], phase: str, total: int) -> None:
+    """The phase's final validation, each member's phase checkpoint and move to the next phase, one group save."""
     if total > 0:  # a phase of zero steps changed nothing: its scores are the previous phase's
         _validate_group(ctx, group, phase, total)
     for member in group:
-        member.history[phase] = member.val
-        picked = phase == Side.GAN and cfg.train.gan_select != "last" and member.gan_pick is not None
-        if picked:  # `gan` already holds the picked weights (_keep_if_best_gan)
-            member.history[phase] = member.gan_pick
-            ctx.log.say(f"[gan_select] member {member.index}: gan = step {member.gan_pick['step']} "
-                        f"(ST-LPIPS-Alex {member.gan_pick['stlpips_alex']:.4f}, {member.gan_pick['psnr']:.2f} dB)")
-        elif phase == Side.GAN and cfg.train.gan_select != "last" and total > 0:
-            ctx.log.say(f"[gan_select] member {member.index}: no validation passed the guards; gan = the last weights")
-        if ctx.writes_checkpoints and not picked:
-            save_generator(member, cfg, member_dir(ctx.run_dir, member.index) / f"{phase}.safetensors")
-        member.phase, member.step = (Side.GAN if phase == Side.PIXEL else DONE), 0
-        if phase == Side.PIXEL:
-            # The adversarial phase starts a fresh generator optimizer, as SRGAN starts from the trained SRResNet
-            # (Ledig et al. 2017, sec. 3.2). Adam's second moments from the converged pixel loss are tiny next to
-            # the content and adversarial gradients: carried over, they turn lr 1e-4 into far larger first steps.
-            member.optim_g.state.clear()
-            if member.ema is not None:  # the average starts from the pre-trained generator
-                member.ema.load_state_dict(member.generator.state_dict(), strict=True)
+        _finish_member(ctx, member, phase, total)
     _save_last(ctx, group)
     ctx.log.event("phase_end", phase=phase, members=[m.index for m in group])
+
+
+def _finish_member(ctx: Context, member: Member, phase: str, total: int) -> None:
+    cfg = ctx.cfg
+    member.history[phase] = member.val
+    picked = phase == Side.GAN and cfg.train.gan_select != "last" and member.gan_pick is not None
+    if picked:  # `gan` already holds the picked weights (_keep_if_best_gan)
+        member.history[phase] = member.gan_pick
+        ctx.log.say(f"[gan_select] member {member.index}: gan = step {member.gan_pick['step']} "
+                    f"(ST-LPIPS-Alex {member.gan_pick['stlpips_alex']:.4f}, {member.gan_pick['psnr']:.2f} dB)")
+    elif phase == Side.GAN and cfg.train.gan_select != "last" and total > 0:
+        ctx.log.say(f"[gan_select] member {member.index}: no validation passed the guards; gan = the last weights")
+    if ctx.writes_checkpoints and not picked:
+        save_generator(member, cfg, member_dir(ctx.run_dir, member.index) / f"{phase}.safetensors")
+    member.phase, member.step = (Side.GAN if phase == Side.PIXEL else DONE), 0
+    if phase == Side.PIXEL:
+        # The adversarial phase starts a fresh generator optimizer, as SRGAN starts from the trained SRResNet
+        # (Ledig et al. 2017, sec. 3.2). Adam's second moments from the converged pixel loss are tiny next to
+        # the content and adversarial gradients: carried over, they turn lr 1e-4 into far larger first steps.
+        member.optim_g.state.clear()
+        if member.ema is not None:  # the average starts from the pixel-loss generator
+            member.ema.load_state_dict(member.generator.state_dict(), strict=True)
 
 
 def start_from_pretrained(ctx: Context, member: Member, source: Path) -> None:
@@ -480,3 +522,6 @@ def _validate_final_ensemble(ctx: Context) -> None:
         ctx.log.event("val", member="mean", phase=f"final_{name}", **summary)
         ctx.log.say(f"[val] mean of {len(generators)} {name} members: {summary['psnr']:.2f} dB / "
                     f"{summary['ssim']:.4f}")
+    note = smoke_note(cfg)
+    if note:
+        ctx.log.say(note)
