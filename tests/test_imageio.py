@@ -155,6 +155,16 @@ def test_uncertainty_colormap_scale():
     assert tuple(rgb[0, 2]) == tuple(rgb[0, 3]) == VIRIDIS_ANCHORS[-1]
 
 
+def test_uncertainty_map_by_default_spans_the_palette():
+    """The members' std is small almost everywhere and large on a few edges (here exponential, mean 0.2 levels): a
+    fixed top colour left such a map almost uniformly dark; the default range is the image's own spread."""
+    std = torch.from_numpy(np.random.default_rng(0).exponential(0.2 / 255, (1, 64, 64)))
+    green = np.asarray(colorize_uncertainty(std))[..., 1]  # viridis' green rises monotonically, 1 -> 231
+    assert green.min() == VIRIDIS_ANCHORS[0][1] and green.max() == VIRIDIS_ANCHORS[-1][1]
+    assert (green > VIRIDIS_ANCHORS[1][1]).mean() > 0.25  # over a quarter of the pixels past the first quarter
+    assert np.asarray(colorize_uncertainty(torch.zeros(1, 8, 8)))[..., 1].max() == VIRIDIS_ANCHORS[0][1]  # agree
+
+
 def rng_image16(h: int, w: int, channels: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 65536, (h, w, channels), dtype=np.uint16)
 

@@ -242,6 +242,34 @@ def test_scale_must_match_the_members_and_picks_the_shipped_folder(tmp_path, wei
     assert code == 2 and "weights/x2" in err
 
 
+def test_an_unshipped_scale_is_one_line_naming_the_shipped_ones_and_outscale(tmp_path, capsys):
+    """`--scale 3` said only "invalid choice"."""
+    rgb(6, 5).save(tmp_path / "a.png")
+    code, _, err = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "out", "--scale", 3)
+    assert code == 2 and err.strip().count("\n") == 0 and "invalid choice" not in err
+    assert "--scale 3" in err and "x2 and x4" in err and "--outscale" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_checkpoint_lists_those_the_members_have(tmp_path, capsys):
+    """`--checkpoint best` on a folder of pretrain and gan files (the shipped layout) said only that best was
+    missing."""
+    rgb(6, 5).save(tmp_path / "a.png")
+    for k in range(2):
+        for name in ("pretrain", "gan"):
+            save_member(tmp_path / "run" / f"member_{k}" / f"{name}.safetensors", seed=k)
+    code, _, err = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "out", "--run", tmp_path / "run",
+                       "--checkpoint", "best")
+    assert code == 2 and "best.safetensors: missing" in err and "has: pretrain, gan" in err
+
+
+def test_checkpoint_help_names_what_the_shipped_folders_hold(capsys):
+    assert main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "best (best validation PSNR) or last" in text and "pretrain for the shipped weights" in text
+    assert "0.25" not in text  # no measured value as advice; the cards compare values
+
+
 def test_outscale_resizes_the_model_output(tmp_path, weights, capsys):
     from mgsrgan.cli.infer import outscale_size, resize_antialiased
 

@@ -165,7 +165,7 @@ def network_tiles(args: argparse.Namespace, lr_img: np.ndarray, hr_crop: np.ndar
                                         crop))
     if len(shared) > 1:
         std_crop = crop.of(std[0, 0].cpu())
-        heat = np.asarray(colorize_uncertainty(std_crop))
+        heat = np.asarray(colorize_uncertainty(std_crop, UNCERTAINTY_FULL_SCALE))
         tiles.append(Tile(heat, (f"uncertainty: member std, mean {float(std_crop.mean()) * PEAK:.1f}/255",
                                  f"(yellow >= {UNCERTAINTY_FULL_SCALE * PEAK:.0f}/255)")))
     else:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from mgsrgan.cli.args import add_model_arguments, model_from_args
 from mgsrgan.device import PRECISIONS
 from mgsrgan.errors import UserError
-from mgsrgan.io.images import (UNCERTAINTY_FULL_SCALE, ImageInfo, colorize_uncertainty, format_for_extension,
+from mgsrgan.io.images import (UNCERTAINTY_PERCENTILE, ImageInfo, colorize_uncertainty, format_for_extension,
                              list_images, output_format, read_image, to_pil, write_image)
 from mgsrgan.infer.upscaler import Upscaler
 
@@ -39,9 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(parser)
     parser.add_argument("--uncertainty", action="store_true",
                         help="also write <name>_uncertainty.png: per-pixel std across members, viridis colours")
-    parser.add_argument("--uncertainty-max", type=float, default=UNCERTAINTY_FULL_SCALE,
-                        help="std (image units, [0, 1]) shown as the top (yellow) colour; 0 is dark purple "
-                             "(default %(default)s)")
+    parser.add_argument("--uncertainty-max", type=float, default=None,
+                        help="std (image units, [0, 1]) shown as the top (yellow) colour; 0 is dark purple. Default: "
+                             f"each image's own {UNCERTAINTY_PERCENTILE:g}th percentile of std, so every map spans "
+                             "the palette; give a value to compare maps across images")
     parser.add_argument("--tile", type=int, default=0, help="tile size in LR pixels (default 0 = whole image); bounds memory")
     parser.add_argument("--tile-pad", type=int, default=None,
                         help="LR pixels of context around each tile (default: the receptive radius: seamless)")
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.batch_size < 1:
             raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-        if args.uncertainty_max <= 0:
+        if args.uncertainty_max is not None and args.uncertainty_max <= 0:
             raise UserError(f"--uncertainty-max must be > 0, got {args.uncertainty_max}")
         if args.ext:
             format_for_extension(args.ext)

@@ -39,7 +39,12 @@ ALPHA_FORMATS = ("PNG", "WEBP", "TIFF", "GIF")  # formats that keep an alpha cha
 TO_RGB_MODES = ("CMYK", "YCbCr", "LAB", "HSV", "RGBX")
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, the weights Pillow's convert("L") uses
 SAVE_QUALITY = {"JPEG": 95, "WEBP": 95}  # Pillow's default 75 quantises away much of the detail SR adds
-UNCERTAINTY_FULL_SCALE = 0.05  # std (image units, [0, 1]) drawn at the top colour: ~13 8-bit levels of disagreement
+UNCERTAINTY_FULL_SCALE = 0.05  # a fixed top colour (std, image units): ~13 8-bit levels; the page's legend uses it
+# The default top colour of an uncertainty map: the std that this percentage of the image's pixels stay under. The
+# members' std is small almost everywhere and large on a few edges, so a fixed top leaves most maps dark; the
+# image's own spread spans the palette, and the few pixels above it clip to yellow.
+UNCERTAINTY_PERCENTILE = 99.0
+UNCERTAINTY_MIN_SCALE = 0.5 / 255.0  # never finer than half an 8-bit level: below that the members agree exactly
 VIRIDIS_ANCHORS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))  # matplotlib's
 #   viridis at 0, 0.25, 0.5, 0.75, 1 (its published 5-step palette); linear in between is within a few levels
 
@@ -298,9 +303,17 @@ def save_atomically(path: Path, write: Callable[[str], None]) -> None:
         raise ImageWriteError(f"{path}: cannot write ({reason})") from None
 
 
-def colorize_uncertainty(std: torch.Tensor, full_scale: float = UNCERTAINTY_FULL_SCALE) -> Image.Image:
+def uncertainty_scale(std: torch.Tensor) -> float:
+    """The default top of an uncertainty map: the std's UNCERTAINTY_PERCENTILE-th percentile over the image (image
+    units), at least UNCERTAINTY_MIN_SCALE."""
+    values = std.detach().to("cpu", torch.float64).flatten().numpy()
+    return max(float(np.percentile(values, UNCERTAINTY_PERCENTILE)), UNCERTAINTY_MIN_SCALE)
+
+
+def colorize_uncertainty(std: torch.Tensor, full_scale: float | None = None) -> Image.Image:
     """(1, H, W) or (H, W) std in image units -> RGB viridis map: dark purple = members agree, yellow = std at or
-    above `full_scale` (linear in between, clipped)."""
+    above `full_scale` (linear in between, clipped); None: `uncertainty_scale(std)`, the image's own spread."""
+    full_scale = uncertainty_scale(std) if full_scale is None else full_scale
     level = (std.detach().to("cpu", torch.float64).reshape(std.shape[-2:]) / full_scale).clamp(0.0, 1.0).numpy()
     anchors = np.asarray(VIRIDIS_ANCHORS, dtype=np.float64)
     positions = np.linspace(0.0, 1.0, len(anchors))

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from mgsrgan.errors import UserError
-from mgsrgan.io.images import BadImageError, ImageInfo, colorize_uncertainty, read_image, to_pil, write_image
+from mgsrgan.io.images import (UNCERTAINTY_FULL_SCALE, BadImageError, ImageInfo, colorize_uncertainty, read_image,
+                               to_pil, write_image)
 
 FORMATS = {"png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp"), "jpeg": ("JPEG", "image/jpeg"),
            "jpg": ("JPEG", "image/jpeg")}  # ?format= value -> (Pillow format, media type)
@@ -58,10 +59,11 @@ def encode(sr_img: torch.Tensor, info: ImageInfo, fmt: str) -> bytes:
 
 
 def encode_uncertainty(std: torch.Tensor, fmt: str) -> bytes:
-    """(1, H, W) std in image units -> the viridis map (as `inference.py --uncertainty`) as file bytes."""
+    """(1, H, W) std in image units -> the viridis map as file bytes, on the fixed scale the page's legend names
+    (UNCERTAINTY_FULL_SCALE), so views and images compare."""
     with tempfile.TemporaryDirectory(prefix="mgsrgan-out-") as folder:
         path = Path(folder) / "out"
-        write_image(colorize_uncertainty(std), path, fmt=fmt)
+        write_image(colorize_uncertainty(std, UNCERTAINTY_FULL_SCALE), path, fmt=fmt)
         return path.read_bytes()
 
 
