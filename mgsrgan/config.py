@@ -63,7 +63,7 @@ class LossConfig:
     content_rescale: float = 1.0 / 12.75  # VGG features scaled by 1/12.75 (Ledig et al. 2017, sec. 3.2)
     content_weight: float = 1.0  # l_X weight in the perceptual loss (Ledig et al. 2017, eq. 3)
     adv_weight: float = 1e-3  # 10^-3 * l_Gen (Ledig et al. 2017, eq. 3)
-    pixel_weight_gan: float = 0.0  # optional pixel term in phase 2; 0 = the paper's SRGAN-VGG54
+    pixel_weight_gan: float = 0.0  # optional pixel term in the GAN phase; 0 = the paper's SRGAN-VGG54
     # Multi-layer perceptual loss (ESRGAN/Real-ESRGAN weight several VGG layers): these layers, each weighted by
     # content_layer_weights, replace content_layer; empty = content_layer alone (the paper). Weights 0 = no trunk.
     content_layers: list[str] = field(default_factory=list)
@@ -104,29 +104,30 @@ class TrainConfig:
     adam_beta2: float = 0.999  # PyTorch/Adam paper default (Kingma and Ba 2015)
     gan_lr_decay_iteration: int = 100_000  # lr x gan_lr_decay from this adversarial iteration on (Ledig et al.)
     gan_lr_decay: float = 0.1  # 1e-4 -> 1e-5 (Ledig et al. 2017, sec. 3.2)
-    # Exponential moving average of the generator's weights in phase 2, saved as the `gan` checkpoint (BasicSR and
+    # Exponential moving average of the generator's weights in the GAN phase, saved as the `gan` checkpoint (BasicSR and
     # Real-ESRGAN use 0.999 over 4e5 iterations); 0 = off (the paper). Its horizon, 1/(1 - decay) updates, should
     # be a fraction of the phase's generator updates.
     ema_decay: float = 0.0
-    # Phase 2 runs the generator's BatchNorm in eval mode on the pre-training statistics: D batches then cannot move
+    # The GAN phase runs the generator's BatchNorm in eval mode on the pixel-loss statistics: D batches then cannot move
     # the running statistics that inference folds into the weights, and train and inference compute the same
     # function (ESRGAN drops BN for its train/test mismatch, Wang et al. 2018, sec. 3.1). False = the paper.
     gan_freeze_bn: bool = False
     # Which adversarial weights become the `gan` checkpoint. last: the phase's end (the paper). stlpips_alex: of the
     # phase's validations (every val_every steps and the end), the one with the lowest held-out ST-LPIPS-Alex that
-    # passes the two guards below. Why: measured here (x2, 450 iterations from the shipped pixel members, held-out
-    # scores of snapshots) one member's ST-LPIPS-Alex went 0.113 -> 0.035 -> 0.032 and another's 0.031 -> 0.016 ->
-    # 0.032 at iterations 150 / 300 / 450: a short adversarial phase's end is a lottery. Never a test set.
+    # passes the guards below. Why: a GAN's perceptual quality does not improve monotonically with its steps, so a
+    # short adversarial phase's last weights need not be its best. Picked on held-out images, never a test set.
     gan_select: Literal["last", "stlpips_alex"] = "last"
     gan_select_max_psnr_drop: float = 0.3  # dB a candidate may lose against the member's pixel-loss validation PSNR
-    gan_select_max_artifact: float = 2.0  # candidate's periodic-artifact amplitude / the HR's (issue 14's target)
-    # largest |mean SR - HR| per RGB channel, 8-bit levels (issue 14's target): measured, a pick without it (x2,
-    # runs/x2-cont-gan member 1, step 150) had the lowest ST-LPIPS-Alex and a +3.7-level blue cast
+    # candidate's periodic-artifact amplitude / the HR's: at most twice the pattern the image itself has
+    gan_select_max_artifact: float = 2.0
+    # largest |mean SR - HR| per RGB channel, 8-bit levels: the lowest ST-LPIPS-Alex can come with a colour cast,
+    # which the perceptual distance barely sees
     gan_select_max_shift: float = 1.0
     # A run (or weights/x2) folder whose member_<k>/pretrain.safetensors starts member k's generator wherever names
     # and shapes match: at another scale head, residual blocks and body tail, the upsampler and tail keeping their
     # fresh init (x4 from a trained x2 body converges faster: EDSR, Lim et al. 2017, sec. 4.2); at the same scale
-    # the whole generator, so phase 1 continues from it (a warm restart: SGDR, Loshchilov and Hutter 2017).
+    # the whole generator, so the pixel-loss phase continues from it (a warm restart: SGDR, Loshchilov and Hutter
+    # 2017).
     # "" = random init (the paper).
     init_from: str = ""
     g_updates: int = 1  # n: generator updates per cycle of the n:m plan (1:1 in the paper)
@@ -141,8 +142,8 @@ class TrainConfig:
 @dataclass
 class RuntimeConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when available; the CLI's --device overrides it
-    # autocast dtype, CPU included. auto: bf16 on CUDA cards and CPUs with native bf16 (AVX512-BF16/AMX: ~2x the
-    # fp32 conv rate measured here), fp16 on older CUDA cards, else none (fp32). Weights and optimizers stay fp32.
+    # autocast dtype, CPU included. auto: bf16 on CUDA cards and CPUs with native bf16 (AVX512-BF16/AMX: faster
+    # convolutions than fp32), fp16 on older CUDA cards, else none (fp32). Weights and optimizers stay fp32.
     amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
     channels_last: bool = True  # NHWC memory format on CUDA (faster convolutions on tensor cores)
     threads: int = 0  # torch CPU threads; 0 = torch's default
@@ -267,10 +268,10 @@ def _check_type(value: Any, hint: Any, key: str, source: str) -> Any:
     return value
 
 
-# Keys an older mgsrgan read, renamed when their unit changed: they counted adversarial steps (one D or one G
-# update each); their successors count iterations of the n:m plan (d_updates + g_updates steps each). A config file
-# that uses one is an error saying so; a run's saved config (config.yaml in a run folder, a checkpoint's metadata)
-# is converted by upgrade_saved_config.
+# Keys that counted adversarial steps (one D or one G update each), renamed when the unit became iterations of the
+# n:m plan (d_updates + g_updates steps each). The shipped weights/x4 (its config.yaml and its checkpoints' metadata)
+# still carry them, so a saved config is converted by upgrade_saved_config; a config file that uses one is an error
+# saying so.
 RENAMED_KEYS = {"gan_steps": "gan_iterations", "gan_lr_decay_step": "gan_lr_decay_iteration"}
 
 
@@ -292,8 +293,8 @@ def _renamed_key_error(train: dict, key: str, source: str) -> ConfigError:
 
 
 def upgrade_saved_config(raw: dict, source: str = "<saved config>") -> dict:
-    """A copy of a resolved config written by an older mgsrgan (a run folder's config.yaml, a checkpoint's
-    metadata) in today's keys, meaning the same training: train.gan_steps S -> gan_iterations S / (g + d), and
+    """A copy of a saved resolved config (a run folder's config.yaml, a checkpoint's metadata) with RENAMED_KEYS in
+    today's keys, meaning the same training: train.gan_steps S -> gan_iterations S / (g + d), and
     train.gan_lr_decay_step likewise. ConfigError when a value is not a whole number of n:m cycles (that run cannot
     be expressed, so it cannot be resumed exactly)."""
     raw = copy.deepcopy(raw or {})
@@ -315,7 +316,7 @@ def upgrade_saved_config(raw: dict, source: str = "<saved config>") -> dict:
         elif key == "gan_lr_decay_step" and value >= old_steps:  # no decay within the phase, either way
             train[new] = -(-value // cycle)
         else:
-            raise ConfigError(f"{source}: train.{key}={value} (written by an older mgsrgan) is not a whole number "
+            raise ConfigError(f"{source}: train.{key}={value} (a saved config's step count) is not a whole number "
                               f"of {cycle}-step n:m cycles, so train.{new} cannot express it")
     return raw
 
@@ -381,8 +382,8 @@ def config_from_dict(raw: dict, source: str = "<config>") -> Config:
 def load_config(path: str | Path, overrides: list[str] = (), *, saved: bool = False) -> Config:
     """Read a YAML config, apply `--set` overrides, and return a validated Config.
 
-    saved: the file is a run's resolved config (RUN/config.yaml, weights/x2/config.yaml), written by train.py,
-    perhaps by an older mgsrgan: renamed keys are converted (upgrade_saved_config) instead of refused.
+    saved: the file is a run's resolved config (RUN/config.yaml, weights/x<s>/config.yaml), written by train.py:
+    renamed keys are converted (upgrade_saved_config) instead of refused.
     """
     path = Path(path)
     try:

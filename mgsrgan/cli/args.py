@@ -30,7 +30,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=STRATEGIES, default=None,
                         help="mean: plain average; median: robust to one bad member; weighted: 1/MSE weights from "
                              "validation PSNR; perceptual: 1/d weights from each member's held-out ST-LPIPS-Alex d "
-                             "(GAN members scored by scripts/score_members.py); best: one member, K times faster; "
+                             "(GAN members scored by python -m tools.score_members); best: one member, K times faster; "
                              "consensus: per-pixel weights that drop a member only where it disagrees with the rest "
                              "(see mgsrgan/infer/ensemble.py); texture (GAN members): the perceptual-weights mean "
                              "with the texture that averaging removes restored, measured around the pixel-loss "

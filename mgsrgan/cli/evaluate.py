@@ -75,8 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="dtype of the generator passes (strategies and scoring stay float32). Default fp32, so "
                              "the scores do not depend on the machine; auto = bf16 on CUDA cards and CPUs with "
-                             "native bf16 (faster, scores within ~0.003 dB of fp32 for the shipped ensemble; "
-                             "benchmarks/results/precision_parity.md)")
+                             "native bf16 (faster; tools/precision_parity.py measures how far its scores move)")
     parser.add_argument("--self-ensemble", action="store_true",
                         help="run every member on the 8 flips/rotations of the input and average (EDSR+); rows get "
                              "the suffix +x8; 8x the generator time")

@@ -49,10 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="dtype of the network passes (fusion, uncertainty and quantising stay float32): auto "
-                             "(default) = bf16 on CUDA cards and on CPUs with native bf16 (AVX512-BF16/AMX: ~1.5x "
-                             "fp32 measured), else fp32 (fp16 on CUDA cards without bf16); the shipped ensemble's "
-                             "bf16 output is within one 8-bit level of fp32, -0.001 dB on Set5 "
-                             "(benchmarks/results/precision_parity.md)")
+                             "(default) = bf16 on CUDA cards and on CPUs with native bf16 (AVX512-BF16/AMX: faster "
+                             "than fp32), else fp32 (fp16 on CUDA cards without bf16); bf16 rounds the network's "
+                             "activations, fp32 computes exactly what the model computes (tools/precision_parity.py "
+                             "compares them)")
     parser.add_argument("--half", action="store_true", help="alias of --precision fp16 (CUDA only)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="same-size images per pass (default %(default)s)")
     parser.add_argument("--ext", help="output format by extension (png, jpg, webp, ...; default: the input's); "

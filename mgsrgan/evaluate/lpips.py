@@ -18,10 +18,9 @@ The computation, as the package's `LPIPS.forward(in0, in1, normalize=True)` for 
 4. sum the five layer terms.
 Not the same numbers as ST-LPIPS (mgsrgan/evaluate/stlpips.py), whose VGG16 has blur pooling and its own trained weights.
 
-Checked against the package itself (torch 2.14.1 + torchvision 0.29.1, `pnet_rand=True` with its trunk set to a
-seeded random backbone, heads random or the real v0.1 file): max |difference| 4e-9 on three pairs
-(tests/test_lpips.py::PACKAGE_REFERENCE). Not measured with the real ImageNet backbone: that file could not be
-fetched on the development machine (no network).
+Checked against the package itself (`pnet_rand=True` with its trunk set to a seeded random backbone, heads random
+or the real v0.1 file: tests/test_lpips.py::PACKAGE_REFERENCE); not against the real ImageNet backbone, which the
+offline development machine cannot fetch.
 """
 from __future__ import annotations
 

@@ -24,18 +24,11 @@ torchvision, so this module only reads its weight files (found by mgsrgan.io.wei
 3. each tap is unit-normalised over channels (`f / (||f||_2 + 1e-10)`), the squared difference goes through a 1x1
    conv head (no bias, non-negative weights), is averaged over space and summed over the five layers.
 
-Measured against the package itself (`benchmarks/make_stlpips_reference.py`):
-- vgg (torch 2.14.1 + torchvision 0.29.1, fixture `tests/fixtures/stlpips_reference.json`): max |difference| 6e-08
-  over 8 image pairs (64x64 and 48x80 crops of Set5 / Set14), e.g. 1-pixel shift 0.0123, Gaussian blur (sigma 1)
-  0.138, bicubic x4 down-up 0.298, another image 0.793. A *plain* VGG16 trunk (torchvision layout: 2x2/stride-2 max
-  pooling, no blur) loaded with the same conv and head weights is not this metric: on the same pairs it gives 1-pixel
-  shift 0.0203 (1.66x the ST-LPIPS value), blur 0.142, bicubic 0.372, another image 0.748 (max |difference| 0.074);
-  identity is 0 in both.
-- alex (torch 2.13.0, the package run with torchvision stubbed out, which its shift-tolerant AlexNet never calls;
-  fixture `tests/fixtures/stlpips_alex_reference.json`): max |difference| 1.2e-07 over 11 pairs (the 8 above plus
-  61x53, 21x21 and 21x47 crops), each of the five layer terms within 6e-08; e.g. 1-pixel shift 0.0037, Gaussian
-  blur 0.181, bicubic x4 down-up 0.411, another image 0.837. Its scale differs from the VGG one: compare a column
-  with itself, not across trunks.
+Checked against the package itself (`tools/make_stlpips_reference.py` writes the fixtures
+`tests/fixtures/stlpips_reference.json` and `stlpips_alex_reference.json`; tests/test_stlpips.py compares every pair
+and layer term). A *plain* VGG16 trunk (torchvision layout: 2x2/stride-2 max pooling, no blur) loaded with the same
+weights is not this metric: it is far less tolerant of a 1-pixel shift. The AlexNet and VGG scales differ: compare a
+column with itself, not across trunks.
 
 Images smaller than the trunk's `min_side` on a side are rejected (18 for vgg, 21 for alex): the reflection padding
 of 2 needs at least 3 pixels at every blur.

@@ -254,7 +254,7 @@ def _check_strategy(strategy: str, k: int, val_psnr: Sequence[float] | None, val
         raise UserError(f"strategy {strategy!r} needs one validation PSNR per member")
     if strategy in ALEX_STRATEGIES and (val_alex is None or len(val_alex) != k):
         raise UserError(f"strategy {strategy!r} needs one held-out ST-LPIPS-Alex score per member "
-                        "(scripts/score_members.py writes them into the checkpoints)")
+                        "(python -m tools.score_members writes them into the checkpoints)")
     if strategy == "texture" and reference is None:
         raise UserError("strategy 'texture' is for GAN members and needs their pixel-loss ensemble (the "
                         "pretrain checkpoints beside them)")
@@ -328,7 +328,7 @@ def val_alex_of(path: Path, meta: dict) -> float:
     val = meta.get("val")
     if not isinstance(val, dict) or not isinstance(val.get("stlpips_alex"), (int, float)):
         raise EnsembleSourceError(f"{path}: no held-out ST-LPIPS-Alex score in its metadata; strategy 'perceptual' "
-                                  "needs one (python scripts/score_members.py RUN_DIR --checkpoint gan), or use "
+                                  "needs one (python -m tools.score_members RUN_DIR --checkpoint gan), or use "
                                   "--strategy mean")
     return float(val["stlpips_alex"])
 

@@ -1,5 +1,5 @@
 """How the GAN side joins the pixel-loss ensemble P, pixel by pixel: pure tensor maths that Ensemble, the server and
-the benchmarks share. G = the GAN side's output (one generator, or the combination of several).
+the tools share. G = the GAN side's output (one generator, or the combination of several).
 
 Global blend (Blau & Michaeli, CVPR 2018): P + alpha * (G - P), one alpha for every pixel.
 
@@ -9,21 +9,16 @@ artefact. Per output pixel, with h_k = member k's texture around P (G_k - P minu
 c = local mean of |mean_k h_k|^2 / local mean of mean_k |h_k|^2 is 1 where their texture is the same and 1/K where it
 is independent (it never exceeds 1: a mean's square is at most the mean of the squares); the GAN share is
 alpha * min(1, c / c0): all of alpha where c >= c0, falling toward P as the members' texture parts ways (and P
-where no member has texture at all: c = 0, so their common colour offset from P is dropped there too). The first
-form read the amplitude of their disagreement instead (their std d, share alpha * tau^2 / (tau^2 + d^2)) and landed
-on the global blend's curve: on the shipped x2 members texture costs 0.79-0.84 of its energy in PSNR where d < 1
-level and 0.40-0.47 where d is 2-4 levels, so the amplitude marks where the texture is most often right
-(benchmarks/results/adaptive_probe.md). The coherence form, chosen on the 10 held-out images (c0 0.7-1), has a
-higher PSNR than the global blend at equal ST-LPIPS-Alex there and on Set14 and BSD100 (weights/x2/MODEL_CARD.md).
+where no member has texture at all: c = 0, so their common colour offset from P is dropped there too). Coherence,
+not the amplitude of the members' disagreement: a large disagreement marks where texture is hard, not where a
+member's texture is wrong. The model cards measure it against the global blend.
 
 Guided fusion (`guided_blend`; reads the pixel-loss members' disagreement): where the pixel-loss members agree, the
 LR image pins the HR one down (flat areas, clean edges) and GAN texture there can only be an artefact; where they
 disagree, detail is missing that no pixel loss recovers, and that is where texture helps. Per output pixel, d = the
 pixel-loss members' std and the GAN share is alpha * d^2 / (d^2 + tau^2): 0 where they agree, alpha/2 at d = tau,
 alpha where they disagree by much more. The pixel-loss members are needed anyway for P, so the map costs nothing.
-Measured (weights/x2, alpha 1, weights/x2/MODEL_CARD.md): tau 1-2 have a higher PSNR than the global blend at
-equal ST-LPIPS-Alex on the held-out images, Set14 and BSD100; tau 0.25-0.5 are level in PSNR with 12-20 % less grid
-pattern. At x4 it lies below the global curve (weights/x4/MODEL_CARD.md).
+The model cards measure it against the global blend, tau by tau.
 
 d is in 8-bit levels, the mean over the 3 channels, averaged over a (2r+1)^2 window of the output.
 
@@ -36,8 +31,7 @@ rescales its high-frequency texture H = sum_k w_k h_k (h_k = t_k minus its local
 frequencies stay the weighted mean's) by s = sqrt(local mean of sum_k w_k h_k^2 / local mean of H^2), clamped to
 [1, 1 / sqrt(sum w_k^2)]: s = 1 where the members agree, up to the full restoration where their texture is
 independent. The variance-preserving blend of texture synthesis (Heitz and Neyret, HPG 2018), applied to the
-members' texture around P. Measured on the 10 held-out images (weights/x2): ST-LPIPS-Alex 0.0111 against 0.0150
-for the best member alone and 0.0167 for the perceptual-weights mean, at the members' PSNR (29.71 dB).
+members' texture around P.
 """
 from __future__ import annotations
 
@@ -54,8 +48,7 @@ EIGHT_BIT_LEVELS = 255.0  # [0, 1] image units -> 8-bit levels, the unit of guid
 # quantisation, (1/255)^2 / 12; finer texture than the output can store is not worth rescaling
 TEXTURE_ENERGY_FLOOR = (1.0 / 255.0) ** 2 / 12.0
 # Adaptive fusion's denominator floor ([0, 1] units squared): only keeps 0 / 0 finite on exactly flat texture, where
-# G = P and the weight does not matter; 1,000x below TEXTURE_ENERGY_FLOOR so it never moves a weight that does (the
-# value benchmarks/adaptive_probe.py measured the coherence form with)
+# G = P and the weight does not matter; 1,000x below TEXTURE_ENERGY_FLOOR so it never moves a weight that does
 COHERENCE_ENERGY_FLOOR = 1e-9
 
 

@@ -4,7 +4,7 @@ Every tile is read from the LR image with `pad` extra LR pixels of real context 
 upscaled, and the padded margin is cropped off the output before it is pasted. When `pad` is at least the model's
 receptive radius, every output pixel a tile keeps sees exactly the LR pixels (and the same image-border zero padding)
 it would see untiled, so the tiled result equals the untiled one up to float summation order (tested to 1e-5).
-Peak memory is then set by the tile size, not the image size (benchmarks/tiling_memory.py).
+Peak memory is then set by the tile size, not the image size (tests/test_tiling_memory.py).
 
 All geometry is in LR pixels; `scaled(tile, s)` moves the output-side slices to the HR grid.
 """

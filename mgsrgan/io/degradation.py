@@ -1,7 +1,7 @@
 """The degradation model shared by training, validation and evaluation: HR -> LR.
 
 As the SR papers do (see PROTOCOL.md): crop HR to a multiple of the scale, then downscale with antialiased bicubic
-(PIL's BICUBIC is antialiased when shrinking, a = -0.5, within 0.02 dB of MATLAB's imresize on the standard sets).
+(PIL's BICUBIC is antialiased when shrinking, a = -0.5, close to MATLAB's imresize on the standard sets).
 """
 from __future__ import annotations
 

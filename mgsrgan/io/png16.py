@@ -12,14 +12,11 @@ one vector operation. Every pixel depends only on its left, upper and upper-left
 anti-diagonal (y + x = d) are independent: the decoder stores the image skewed (diagonal-major) and reconstructs
 one whole diagonal per numpy step, H + W steps instead of H * W (hence MAX_SIDE_SUM).
 
-Why our own codec (measured 2026-11, benchmarks/results/fuzz_images.md, `--compare`, 1024x1024 photo-like 16-bit
-RGB): Pillow 13.0.0 still opens 16-bit RGB/RGBA PNG as 8-bit RGB/RGBA (the high byte) and has no 16-bit RGB mode to
-write one (Image.fromarray of (H, W, 3) uint16 raises); imageio 2.38.1 reads PNG through Pillow (uint8). pypng
-0.20220715.0 (pure Python, last release July 2022) is lossless both ways but reads 4.2x slower (0.86 vs 0.21 CPU s)
-and writes 22% larger files (no adaptive filtering; it writes in 0.32 vs 0.40 CPU s), as a new dependency for this
-one path. This codec agrees with
-Pillow's high byte and with a byte-by-byte reference encoder (tests/test_png16.py) and is fuzzed with the rest of
-the image readers (benchmarks/fuzz_images.py).
+Why our own codec: Pillow opens 16-bit RGB/RGBA PNG as 8-bit RGB/RGBA (the high byte) and has no 16-bit RGB mode to
+write one (Image.fromarray of (H, W, 3) uint16 raises); imageio reads PNG through Pillow (uint8). pypng is lossless
+both ways but pure Python, slower to read, writes larger files (no adaptive filtering), and would be a new
+dependency for this one path. This codec agrees with Pillow's high byte and with a byte-by-byte reference encoder
+(tests/test_png16.py) and is fuzzed with the rest of the image readers (tests/test_fuzz_images.py).
 """
 from __future__ import annotations
 
@@ -48,8 +45,8 @@ IDAT_BYTES = 1 << 20  # compressed bytes per IDAT chunk written: any size is val
 ENCODE_BLOCK_BYTES = 4 << 20  # raw image bytes filtered per step when writing (five int16 candidates: ~40 MiB)
 BAND_BYTES = 64 << 20  # size of the skewed band the decoder reconstructs at once; larger bands = fewer steps
 # Decoding makes one numpy step per anti-diagonal of each band, about width + height of them, whatever the pixel
-# count: 1 x 65,536 takes 2.1 s here, 262,144 x 1 7.5 s (a 1 KB file within any pixel limit;
-# benchmarks/fuzz_images.py). Refused above this sum; 16-bit photos are far inside it (8000 x 6000: 14,000).
+# count: a tiny file of one very long row would take seconds within any pixel limit (tests/test_fuzz_images.py).
+# Refused above this sum; 16-bit photos are far inside it (8000 x 6000: 14,000).
 MAX_SIDE_SUM = 1 << 16
 ICC_PROFILE_NAME = b"ICC profile"  # iCCP keyword (1-79 Latin-1 bytes; the name itself carries no meaning)
 

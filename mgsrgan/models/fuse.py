@@ -4,8 +4,8 @@
    W' = W * s, b' = (b - mean) * s + beta with s = gamma / sqrt(var + eps). SRResNet has 2B + 1 such pairs;
    folding removes a full read and write of every feature map per BN.
 2. Sub-pixel tail. The 9x9 tail conv (C -> 3) runs on the full HR grid, and with 3 output channels oneDNN computes
-   at ~20% of its usual rate (it pads the output channels to a vector width): a third of x4 inference time
-   (benchmarks/speed.py --profile). The same map is computed on the grid before the last PixelShuffle: a 5x5
+   at a fraction of its usual rate (it pads the output channels to a vector width; tools/profile_train.py and
+   tools/speed.py measure it). The same map is computed on the grid before the last PixelShuffle: a 5x5
    conv from 4C channels to 3 x 4 sub-pixel phases, then PixelShuffle(2) (`generator.subpixel_weight` derives the
    weight; training computes the tail the same way, from the 9x9 weight on every step). The last stage's
    per-channel PReLU moves before the shuffle with each weight repeated for the 4 phases of its channel.

@@ -125,7 +125,7 @@ class Generator(nn.Module):
         phases, then the 5x5 conv 4C -> 12 of `subpixel_weight` (built from the 9x9 weight on every call, so the
         parameters, checkpoints and gradients stay the 9x9 conv's), then PixelShuffle(2). Same map to float
         rounding; with 3 output channels oneDNN pads the plain tail's output to a vector width and runs it at a
-        fraction of its rate (tail fwd+bwd ~2x faster this way: `python benchmarks/speed.py --case tail_x4`).
+        fraction of its rate (`python -m tools.speed --case tail_x4` times both forms).
         """
         slope = self.upsample[-1].act.weight
         z = F.prelu(z, slope.repeat_interleave(4) if slope.numel() > 1 else slope)

@@ -39,7 +39,7 @@ from mgsrgan.device import autocast_to
 from mgsrgan.train.steps import amp_dtype, gan_step, pixel_step
 from mgsrgan.train.validation import validate_generators
 
-PHASE_SEED_STRIDE = 1_000_003  # keeps phase 2's data stream apart from phase 1's (a prime, so seeds never collide)
+PHASE_SEED_STRIDE = 1_000_003  # keeps the GAN phase's data stream apart from the pixel-loss phase's (a prime)
 FINISH_POLL_S = 5.0  # how often rank 0 of an ensemble-parallel run looks whether the other ranks' members are done
 # Pixel-loss steps below which a run only shows that training runs end to end (configs/smoke.yaml): its members are
 # barely past their random init, so no score it prints compares members, ensembles or settings
@@ -75,7 +75,7 @@ class Context:
     log: RunLog
     progress: bool = True
     world: World = World()
-    content_loss: ContentLoss | None = None  # built on first use: the VGG weights are needed only for phase 2
+    content_loss: ContentLoss | None = None  # built on first use: the VGG weights are needed only for the GAN phase
     stop: StopFlag = field(default_factory=StopFlag)
     groups: list = field(default_factory=list)  # this rank's groups of members, in training order (set by train)
     rates: dict = field(default_factory=dict)  # phase -> last measured group steps/s, for the run's ETA
@@ -396,11 +396,11 @@ def _finish_member(ctx: Context, member: Member, phase: str, total: int) -> None
 
 
 def start_from_pretrained(ctx: Context, member: Member, source: Path) -> None:
-    """Begin `member` at phase 2 with the generator of `source`/member_<k>/pretrain.safetensors (a finished phase 1
-    of another run, e.g. to try new adversarial settings without repeating it); its file is copied into this run."""
+    """Begin `member` at the GAN phase with the generator of `source`/member_<k>/pretrain.safetensors (a finished
+    pixel-loss phase of another run, e.g. to try new adversarial settings without repeating it); its file is copied into this run."""
     path = member_dir(source, member.index) / f"{Side.PIXEL}.safetensors"
     if not path.is_file():
-        raise UserError(f"--pretrained {source}: {path} not found (member {member.index} has no finished phase 1)")
+        raise UserError(f"--pretrained {source}: {path} not found (member {member.index} has no finished pixel-loss phase)")
     generator, meta = load_generator(path)
     if arch_of(generator) != arch_of(member.generator):
         raise UserError(f"--pretrained {path}: its generator ({arch_of(generator)}) is not this config's "
@@ -433,7 +433,7 @@ def start_body_from(member: Member, source: Path) -> str:
 
 def train(ctx: Context, *, resume: bool, pretrained: Path | None = None) -> list[Member]:
     """Train (or resume) this rank's members of the run in ctx.run_dir; returns them, all in phase DONE.
-    pretrained: a run folder whose phase-1 generators start phase 2 here (a fresh run only).
+    pretrained: a run folder whose pixel-loss generators start the GAN phase here (a fresh run only).
     Raises Stopped when ctx.stop is requested (after saving where the members stand)."""
     cfg = ctx.cfg
     if resume and (ctx.world.is_main or not ctx.world.distributed):
@@ -474,7 +474,7 @@ def _start_members(ctx: Context, members: list[Member], *, resume: bool, pretrai
             resumed[member.index] = (member.phase, member.step)
         elif pretrained is not None:
             start_from_pretrained(ctx, member, Path(pretrained))
-            ctx.log.say(f"member {member.index}: phase 2 from {pretrained}'s pre-trained generator")
+            ctx.log.say(f"member {member.index}: GAN phase from {pretrained}'s pixel-loss generator")
         elif cfg.train.init_from:
             part = start_body_from(member, Path(cfg.train.init_from))
             ctx.log.say(f"member {member.index}: {part} initialised from {cfg.train.init_from}")

@@ -30,7 +30,7 @@ class Member:
     phase: str = Side.PIXEL  # a Side, or DONE
     step: int = 0  # steps done within `phase`
     best_psnr: float | None = None  # best validation PSNR so far; None before the first validation
-    gan_pick: dict | None = None  # train.gan_select: the phase-2 validation saved as `gan` so far ({"step", scores})
+    gan_pick: dict | None = None  # train.gan_select: the GAN-phase validation saved as `gan` so far ({"step", scores})
     val: dict | None = None  # last validation scores {"psnr", "ssim"}
     history: dict = field(default_factory=dict)  # phase -> val scores at the end of that phase
     # fp16 autocast needs loss scaling; disabled (a pass-through) otherwise. Not checkpointed: it re-calibrates.
@@ -40,12 +40,12 @@ class Member:
     # Gradient-free passes and checkpoints use `generator` / `discriminator` themselves.
     train_generator: torch.nn.Module | None = None
     train_discriminator: torch.nn.Module | None = None
-    # Phase 2's moving average of the generator weights (train.ema_decay > 0), reset to the generator when phase 2
-    # starts; what the `gan` checkpoint and phase-2 validation use. None = off.
+    # The GAN phase's moving average of the generator weights (train.ema_decay > 0), reset to the generator when
+    # that phase starts; what the `gan` checkpoint and GAN-phase validation use. None = off.
     ema: Generator | None = None
 
     def shipped_generator(self) -> Generator:
-        """The generator a checkpoint of the current phase ships: the EMA in phase 2 when there is one."""
+        """The generator a checkpoint of the current phase ships: the EMA in the GAN phase when there is one."""
         return self.ema if self.ema is not None and self.phase == Side.GAN else self.generator
 
 
@@ -129,7 +129,7 @@ def _meta(member: Member, cfg: Config) -> dict:
 
 
 def save_generator(member: Member, cfg: Config, path: Path) -> None:
-    """A generator-only checkpoint (best / pretrain / gan): what inference loads (the EMA in phase 2, if any)."""
+    """A generator-only checkpoint (best / pretrain / gan): what inference loads (the EMA in the GAN phase, if any)."""
     tensors = {f"generator.{k}": v for k, v in member.shipped_generator().state_dict().items()}
     save_checkpoint(path, tensors, _meta(member, cfg))
 
@@ -167,11 +167,11 @@ def load_training_state(member: Member, path: Path) -> None:
         if ema:
             member.ema.load_state_dict(ema, strict=True)
         elif meta["phase"] == Side.PIXEL or (meta["phase"] == Side.GAN and meta["step"] == 0):
-            # the EMA starts at phase 2's first step: a file from before then holds none yet (e.g. phase 2
-            # restarted from a pre-training run with new GAN settings)
+            # the EMA starts at the GAN phase's first step: a file from before then holds none yet (e.g. a GAN
+            # phase restarted from a pixel-loss run with new GAN settings)
             member.ema.load_state_dict(member.generator.state_dict(), strict=True)
         else:
-            raise CheckpointError(f"{path}: phase 2 step {meta['step']} without generator EMA weights, but "
+            raise CheckpointError(f"{path}: GAN-phase step {meta['step']} without generator EMA weights, but "
                                   "train.ema_decay is set; resume with the run's own config")
     for name, optimizer in (("optim_g", member.optim_g), ("optim_d", member.optim_d)):
         tensors = {k: v.to(device) if k.split(".", 1)[1] != "step" else v
