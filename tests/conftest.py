@@ -2,6 +2,9 @@
 generated images, tiny configs and runs, and the evaluation protocol written out by hand."""
 from __future__ import annotations
 
+import json
+import re
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,7 @@ from mgsrgan.train.data import TrainPatches, load_validation
 from mgsrgan.train.loop import Context
 from mgsrgan.train.runlog import RunLog
 
+ROOT = Path(__file__).resolve().parents[1]
 SCALE = 2  # the tiny evaluation runs are x2
 VAL_PSNR = (24.0, 25.0)  # validation PSNRs recorded in the tiny runs' checkpoints (weighted / best strategies)
 
@@ -111,3 +115,79 @@ def rgb_crop(img: np.ndarray) -> np.ndarray:
     """What the perceptual columns see: `SCALE` border pixels cropped, gray as three equal channels."""
     img = img[SCALE:-SCALE, SCALE:-SCALE]
     return np.ascontiguousarray(np.stack([img] * 3, axis=2) if img.ndim == 2 else img)
+
+
+# --- The shipped models' published numbers: the model cards' and the README's tables against the files they come from
+
+# A card or README row's label, its scale prefix ("x2 ") and its parenthetical left out -> (source, model) of the
+# files the numbers come from (see shipped_scores)
+CARD_ROWS = {
+    "pixel-loss ensemble mean": ("pretrain", "ensemble-mean"),
+    "pixel-loss member_1": ("pretrain", "member_1"),
+    "GAN ensemble, texture-preserving mean": ("gan", "ensemble-texture"),
+    "GAN ensemble, perceptual weights": ("gan", "ensemble-perceptual"),
+    "GAN member_0": ("gan", "member_0"),
+    "bicubic": ("peers", "bicubic"),
+    "FSRCNN": ("peers", "FSRCNN"),
+    "ESPCN": ("peers", "ESPCN"),
+    "LapSRN": ("peers", "LapSRN"),
+    "FSRCNN, paper": ("paper", "FSRCNN"),
+    "LapSRN, paper": ("paper", "LapSRN"),
+}
+
+
+@lru_cache(maxsize=None)
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def shipped_scores(scale: int, source: str, model: str, set_name: str) -> dict:
+    """One model's scores on one test set, from weights/x<scale>/: `source` pretrain or gan reads
+    eval_<source>_{set5_set14,bsd100}.json (what evaluate.py wrote), peers reads peers_x<scale>/peers.json (bicubic
+    and the OpenCV models, by tools/peers.py), paper the PSNR a peer's paper reports (in the same file)."""
+    folder = ROOT / "weights" / f"x{scale}"
+    if source in ("peers", "paper"):
+        peers = _json(folder / f"peers_x{scale}" / "peers.json")
+        if source == "paper":
+            return {"psnr": peers["paper_psnr"][f"{model} x{scale}"][set_name]}
+        return peers["results"][str(scale)][set_name][model]
+    part = "bsd100" if set_name == "BSD100" else "set5_set14"
+    return _json(folder / f"eval_{source}_{part}.json")["sets"][set_name]["models"][model]
+
+
+def metric_cell(scores: dict) -> str:
+    """Y PSNR / Y SSIM / ST-LPIPS-Alex as the tables print them; a paper figure is its PSNR alone."""
+    if set(scores) == {"psnr"}:
+        return f"{scores['psnr']:.2f}"
+    return f"{scores['psnr']:.2f} / {scores['ssim']:.4f} / {scores['stlpips_alex']:.4f}"
+
+
+def guard_cell(scores: dict) -> str:
+    """Periodic-artifact amplitude (the HR's) / colour shift R, G, B, in 8-bit levels, as the tables print them."""
+    return (f"{scores['artifact']:.3f} ({scores['artifact_hr']:.3f}) / "
+            f"{scores['shift_r']:+.2f}, {scores['shift_g']:+.2f}, {scores['shift_b']:+.2f}")
+
+
+def card_row(label: str) -> tuple[str, str]:
+    """(source, model) of a table row's label: "x2 GAN member_0 (the best member)" -> ("gan", "member_0")."""
+    name = re.sub(r"\s*\(.*\)$", "", re.sub(r"^x[24] ", "", label.strip()))
+    assert name in CARD_ROWS, f"table row {label!r}: which file does it come from? (tests/conftest.py CARD_ROWS)"
+    return CARD_ROWS[name]
+
+
+def markdown_tables(text: str, heading: str) -> list[list[list[str]]]:
+    """The Markdown tables of the section whose heading line starts with `heading` (up to the next heading of its
+    level or higher), each as its body rows of cells (header and rule left out)."""
+    level = len(heading) - len(heading.lstrip("#"))
+    found = re.search(rf"^{re.escape(heading)}.*\n", text, re.M)
+    assert found, f"no section {heading!r}"
+    end = re.search(rf"^#{{1,{level}}} ", text[found.end():], re.M)
+    section = text[found.end():found.end() + end.start()] if end else text[found.end():]
+    tables, rows = [], []
+    for line in section.splitlines() + [""]:
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif rows:
+            tables.append(rows[2:])
+            rows = []
+    return tables

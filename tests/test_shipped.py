@@ -30,7 +30,7 @@ def test_readme_main_command_upscales_the_examples_with_the_shipped_ensemble(tmp
 
 
 def test_shipped_config_is_config_scaled_as_trained():
-    """weights/MODEL_CARD.md says the shipped members are config_scaled.yaml's: the run's saved config must resolve
+    """weights/x2/MODEL_CARD.md says the shipped members are config_scaled.yaml's: the run's saved config must resolve
     to the same values, the run name (a command-line choice) aside."""
     from dataclasses import asdict
 
@@ -43,8 +43,8 @@ def test_shipped_config_is_config_scaled_as_trained():
     assert shipped["train"]["members"] == 3 and shipped["model"]["scale"] == 2
 
 
-# What the shipped phase-1 run recorded differently from config_scaled.yaml. It is the continuation (MODEL_CARD "A
-# longer phase 1": `--name x2-cont`, a warm restart from the 1,200-step members with its own seed, 500 steps at a
+# What the shipped phase-1 run recorded differently from config_scaled.yaml. It is the continuation (MODEL_CARD
+# "Reproduce": `--name x2-cont`, a warm restart from the 1,200-step members with its own seed, 500 steps at a
 # 2e-4 cosine, no phase 2, validation every 100 and checkpoints every 50 steps); phase 2 then ran from it with
 # `--pretrained` on config_scaled.yaml as it stands, so the gan checkpoints agree with the preset.
 PRETRAIN_RUN_DIFFERS = {"train.seed", "train.pretrain_steps", "train.gan_iterations", "train.g_learning_rate",
@@ -79,7 +79,7 @@ def test_config_inside_the_shipped_checkpoints_is_config_scaled():
         expected = set() if path.stem == "gan" else PRETRAIN_RUN_DIFFERS
         if "redrawn_from" in meta:  # a slot re-drawn by a one-member phase-2 run (ship_weights.py --gan-into)
             # its own seed and member count, and a pick guard stricter than the preset's where the re-draw set one
-            # (MODEL_CARD "Member 1 re-drawn under a 1.5x pattern guard": `--set train.gan_select_max_artifact=1.5`)
+            # (MODEL_CARD "Reproduce" and docs/experiments.md section 8: `--set train.gan_select_max_artifact=1.5`)
             stricter = {key for key in differ if key.startswith("train.gan_select_max_") and saved[key] < preset[key]}
             expected = {"train.seed", "train.members"} | stricter
             assert saved["train.members"] == 1 and saved["train.seed"] == meta["seed"] != preset["train.seed"]

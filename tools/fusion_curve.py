@@ -217,7 +217,7 @@ def main() -> int:
     # dense past 0.5, where PSNR peaks and starts to fall: the branch every fusion is read against
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
     # coherence is 1/K (1/3) for independent texture and 1 for the same: 0.5 .. 1 spans where the members' own
-    # draws start to count (tools/results/adaptive_probe.md: 0.7 .. 1 chosen on the held-out images)
+    # draws start to count (docs/experiments.md, section 6: 0.7 .. 1 chosen on the held-out images)
     parser.add_argument("--c0s", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.9, 1.0])
     # 0.25 .. 2 levels: the pixel-loss members' std is 0.6-1.5 levels on average (tools/results/figure_*.png)
     parser.add_argument("--guided-taus", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0])

@@ -7,8 +7,7 @@
 #
 # The commands are the card's own, in the order of what a ship decision needs first: the held-out images (where
 # fusion settings were chosen), then Set5/Set14, then BSD100. Each prints its wall time. Not re-run here:
-# `python -m tools.uncertainty_worth` (it compares against a run folder of the previous members, not shipped) and
-# `python -m tools.peers` without --run (OpenCV models only: it does not read the members).
+# `python -m tools.peers` (OpenCV models only: it does not read the members).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,10 +34,9 @@ t python evaluate.py --run weights/x2 --checkpoint gan --data $DATA/BSD100 --no-
     --strategies mean perceptual texture --out weights/x2/eval_gan_bsd100.json
 t python -m tools.model_card_tables weights/x2/eval_pretrain_set5_set14.json weights/x2/eval_pretrain_bsd100.json \
     weights/x2/eval_gan_set5_set14.json weights/x2/eval_gan_bsd100.json --peers weights/x2/peers_x2/peers.json
-t python -m research.ensemble_bound --run weights/x2 --held-out config_scaled.yaml --sets $DATA/Set14 $DATA/BSD100 \
-    --self-ensemble-sets held-out
 if [ "$PART" = all ]; then
-    t python -m research.adaptive_probe --run weights/x2 --held-out config_scaled.yaml --sets $DATA/Set14 $DATA/BSD100
+    t python -m tools.uncertainty_worth --runs weights/x2 --checkpoint pretrain --sets $DATA/Set14 $DATA/BSD100 \
+        --precision fp32 --out tools/results/uncertainty_worth_shipped
     t python -m tools.figure --run weights/x2 --image $DATA/Set14/ppt3.png --crop 16 250 120 200 --adaptive 0.8 \
         --guided 0.25 --columns 5 --peers ../shared/peers/opencv_dnn_superres --out tools/results/figure_ppt3.png
     t python -m tools.figure --run weights/x2 --image $DATA/Set14/monarch.png --crop 140 520 120 200 \
