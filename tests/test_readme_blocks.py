@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
-LINKED = ("train.py", "inference.py", "evaluate.py", "mgsrgan", "tools", "research", "config.yaml",
+LINKED = ("train.py", "inference.py", "evaluate.py", "mgsrgan", "tools", "config.yaml",
           "config_scaled.yaml")  # code and presets, read only
 COPIED = ("configs", "data", "examples", "weights")  # where an output written beside its inputs would land
 LINE_TIMEOUT_S = 600  # a README line that should take seconds; far past it (even on a loaded machine) is a hang
@@ -35,9 +35,11 @@ LINE_TIMEOUT_S = 600  # a README line that should take seconds; far past it (eve
 # no signal handlers. train.py does (SIGINT/SIGTERM), so it gets a process of its own.
 IN_PROCESS = ("inference.py",)
 LONG = (  # (pattern matched against a command line, why it is not run here)
+    (r"^python -m venv", "makes a virtual environment: CI's .ci/run makes its own"),
     (r"^pip install", "installs packages: CI's .ci/run does it before the suite"),
     (r"^python -m pytest", "the test suite itself, of which this test is a part"),
     (r"^torchrun", "multi-process training of config.yaml (GPUs or nodes)"),
+    (r"mgsrgan campaign", "the training campaign: days of training, resumed across stops (tests/test_campaign.py)"),
     (r"config_scaled\.yaml", "trains the scaled ensemble: about an hour on 2 CPU cores"),
     (r"train\.py --config config\.yaml", "the paper's x4 training: days, and ImageNet VGG19 weights"),
     (r"evaluate\.py", "evaluation on ../shared/data (Set5, Set14, BSD100): minutes, and needs ../shared"),
@@ -145,6 +147,36 @@ def test_readme_block_runs_as_written(workspace, monkeypatch, language, line, te
             assert code == 0, f"README.md:{line + offset}: `{command}` exited {code}\n{out[-2000:]}\n{err[-2000:]}"
             assert "Traceback" not in err, f"README.md:{line + offset}: {err[-2000:]}"
     assert data_files(workspace) == before, f"README commands wrote into the repo: {data_files(workspace) ^ before}"
+
+
+# Flags through which a README command names what it writes (inference.py's -o/--output_dir, curl's -o, evaluate.py's
+# --out, tools' --out-dir, export's --output, download's --dest)
+OUTPUT_FLAGS = ("-o", "--output", "--output_dir", "--output-dir", "--out", "--out-dir", "--dest")
+
+
+def output_paths(command: str) -> list[str]:
+    words = shlex.split(command)
+    return [path for flag, path in zip(words, words[1:]) if flag in OUTPUT_FLAGS]
+
+
+def git_ignores(path: str) -> bool:
+    """Whether this checkout's .gitignore keeps `path`, a file or a folder, existing or not, out of `git status`
+    (a folder pattern such as `out/` matches `out` only when git is told it is a folder)."""
+    return any(subprocess.run(["git", "check-ignore", "-q", name], cwd=ROOT).returncode == 0
+               for name in (path, path.rstrip("/") + "/"))
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs a git checkout")
+def test_readme_commands_write_only_where_git_ignores():
+    """What a README command writes, run as written in a clone (long lines included), does not show in `git status`:
+    every output it names lies under an ignored folder (out/, runs/, ...)."""
+    assert output_paths("python inference.py --input_dir examples --output_dir out_unc") == ["out_unc"]
+    assert git_ignores("out/x2") and not git_ignores("out_unc")  # the check can fail: a folder of its own shows
+    named = {path for language, _, text in blocks() if language == "bash"
+             for _, command in commands(text) for path in output_paths(command)}
+    assert named, "no README command names an output: the parser is broken"
+    shown = sorted(path for path in named if not git_ignores(path))
+    assert not shown, f"README commands write where git status shows them: {shown} (write under out/)"
 
 
 @pytest.mark.parametrize("command, reason", LONG_LINES)

@@ -1,6 +1,6 @@
-"""Print the README's config reference (Markdown) from mgsrgan/config.py: every field, default and comment.
+"""Print the config reference, docs/config.md, from mgsrgan/config.py: every field, its type, default and comment.
 
-    python -m tools.config_reference
+    python -m tools.config_reference > docs/config.md
 """
 import ast
 import sys
@@ -34,7 +34,18 @@ def rows() -> list[tuple[str, str, str, str]]:
     return out
 
 
+HEADER = """# Configuration reference
+
+Every key below can be set in YAML or with `--set section.key=value`. An unknown key is an error naming the file,
+the dotted key and the closest valid one (`config.yaml: unknown key train.g_learning_rat; did you mean
+train.g_learning_rate?`); a wrong type or an impossible value (patch not divisible by the scale, `g_updates < 1`,
+...) fails before any work. The resolved config is saved in the run folder and inside every checkpoint. Generated
+from `mgsrgan/config.py`: `python -m tools.config_reference > docs/config.md`.
+"""
+
+
 def main() -> int:
+    print(HEADER)
     print("| key | type | default | meaning and source |")
     print("| --- | --- | --- | --- |")
     for key, kind, default, comment in rows():
