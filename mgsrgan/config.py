@@ -373,6 +373,17 @@ def apply_override(raw: dict, assignment: str) -> None:
     node[parts[-1]] = OverrideText(text)
 
 
+def from_mapping(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    """Another dataclass (a campaign stage, ...) from a YAML mapping, as strictly as a Config: unknown keys, wrong
+    types and missing fields are ConfigErrors naming `source` and `prefix`."""
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if not isinstance(raw, dict) or name not in raw]
+    if isinstance(raw, dict) and missing:
+        raise ConfigError(f"{source}: {prefix}: missing {', '.join(missing)}")
+    return _build(cls, raw, prefix, source)
+
+
 def config_from_dict(raw: dict, source: str = "<config>") -> Config:
     cfg = _build(Config, raw or {}, "", source)
     check_values(cfg, source)

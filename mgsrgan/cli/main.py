@@ -7,6 +7,7 @@ USAGE = """usage: mgsrgan <command> [options]
 
 commands:
   train      train an ensemble                 (same as: python train.py ...)
+  campaign   run or continue the training campaign (configs/campaign.yaml), shipping into weights/
   infer      upscale a folder of images        (same as: python inference.py ...)
   evaluate   score a run on benchmark folders  (same as: python evaluate.py ...)
   export     export a member or the ensemble to ONNX or TorchScript
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     # Imports are per command so `mgsrgan download` does not pay for importing the training stack.
     if command == "train":
         from mgsrgan.cli.train import main as command_main
+    elif command == "campaign":
+        from mgsrgan.cli.campaign import main as command_main
     elif command == "infer":
         from mgsrgan.cli.infer import main as command_main
     elif command == "evaluate":

@@ -1,0 +1,146 @@
+"""The training campaign: a strict plan, what each stage does next, shipping on improvement, CPU accounting, and
+a campaign killed with SIGKILL at any moment ending where an uninterrupted one ends."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from mgsrgan.cli.campaign import main as campaign_main
+from mgsrgan.config import ConfigError
+from mgsrgan.train.campaign import (SHIPPED_FILE, TreeClock, load_plan, next_step, read_log, stage_cpu_s)
+from tests.conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_plan(tmp_path: Path, steps: tuple[int, ...] = (12, 6), name: str = "plan", **first) -> Path:
+    """A plan of one or two stages on the tiny config (one member, pixel loss only), the second stage from the
+    first, shipping into tmp_path/<name>-ship."""
+    config = tmp_path / "tiny.yaml"
+    raw = tiny_config(tmp_path, members=1, gan_iterations=0, val_every=3, checkpoint_every=3, log_every=3)
+    raw["runtime"]["amp"] = "none"  # bit-exact comparisons
+    config.write_text(yaml.safe_dump(raw))
+    stages = [{"name": "a", "config": str(config), "ship": str(tmp_path / f"{name}-ship" / "a"),
+               "set": [f"train.pretrain_steps={steps[0]}"], **first}]
+    if len(steps) > 1:
+        stages.append({"name": "b", "config": str(config), "ship": str(tmp_path / f"{name}-ship" / "b"),
+                       "init_from": "a",
+                       "set": [f"train.pretrain_steps={steps[1]}"]})
+    plan = tmp_path / f"{name}.yaml"
+    plan.write_text(yaml.safe_dump({"stages": stages}))
+    return plan
+
+
+def campaign_args(tmp_path: Path, plan: Path, state: str = "state") -> list[str]:
+    return ["--plan", str(plan), "--state", str(tmp_path / state), "--log", str(tmp_path / f"{state}-log.jsonl"),
+            "--poll", "0.2"]
+
+
+def test_the_plan_is_strict(tmp_path):
+    plan = write_plan(tmp_path, steps=(12,), ship_to="x")
+    with pytest.raises(ConfigError, match="unknown key stages\\[0\\].ship_to; did you mean"):
+        load_plan(plan)
+    raw = yaml.safe_load(write_plan(tmp_path).read_text())
+    raw["stages"][1]["init_from"] = "later"
+    plan.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="init_from 'later' is not an earlier stage"):
+        load_plan(plan)
+    del raw["stages"][0]["ship"]
+    plan.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="stages\\[0\\]: missing ship"):
+        load_plan(plan)
+    raw = yaml.safe_load(write_plan(tmp_path).read_text())
+    raw["stages"][0]["set"] = ["train.pretrain_stepz=3"]
+    plan.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="pretrain_stepz"):
+        load_plan(plan)
+
+
+def test_the_shipped_plan_loads():
+    os.chdir(ROOT)
+    plan = load_plan(ROOT / "configs" / "campaign.yaml")
+    assert [s.name for s in plan.stages][:2] == ["x2-pixel", "x4-pixel"]
+
+
+def test_a_campaign_ships_on_improvement_and_logs_cpu(tmp_path):
+    plan = write_plan(tmp_path)
+    assert campaign_main(campaign_args(tmp_path, plan)) == 0
+    records = read_log(tmp_path / "state-log.jsonl")
+    vals = [r for r in records if r["event"] == "val" and r["stage"] == "a"]
+    assert [r["step"] for r in vals] == [3, 6, 9, 12]
+    assert [r["patches"] for r in vals] == [6, 12, 18, 24]  # batch 2
+    ships = [r for r in records if r["event"] == "ship" and r["stage"] == "a"]
+    shipped_psnr = [r["psnr"] for r in ships]
+    assert shipped_psnr == sorted(set(shipped_psnr))  # each only when it improves (a fast run may skip some)
+    assert shipped_psnr[-1] == max(v["psnr"] for v in vals) and set(shipped_psnr) <= {v["psnr"] for v in vals}
+    assert 0 < stage_cpu_s(records, "a") < 300
+    shipped = load_file(tmp_path / "plan-ship" / "a" / SHIPPED_FILE)
+    best = load_file(tmp_path / "state" / "a" / "member_0" / "best.safetensors")
+    assert shipped.keys() == best.keys() and all((shipped[k] == best[k]).all() for k in best)
+    assert json.loads((tmp_path / "plan-ship" / "a" / "campaign.json").read_text())["psnr"] == ships[-1]["psnr"]
+    # stage b started from a's shipped generator; a second run finds both finished and trains nothing
+    saved_b = yaml.safe_load((tmp_path / "state" / "b" / "config.yaml").read_text())
+    assert saved_b["train"]["init_from"] == str(tmp_path / "plan-ship" / "a")
+    plan_obj = load_plan(plan)
+    assert next_step(plan_obj, plan_obj.stages[0], tmp_path / "state", tmp_path).kind == "done"
+    assert campaign_main(campaign_args(tmp_path, plan)) == 0
+    assert read_log(tmp_path / "state-log.jsonl") == records
+
+
+def test_a_lost_state_folder_warm_restarts_from_the_shipped_generator(tmp_path):
+    plan = write_plan(tmp_path, steps=(12,))
+    assert campaign_main(campaign_args(tmp_path, plan)) == 0
+    shipped_at = json.loads((tmp_path / "plan-ship" / "a" / "campaign.json").read_text())["step"]
+    plan_obj = load_plan(plan)
+    step = next_step(plan_obj, plan_obj.stages[0], tmp_path / "new-state", tmp_path)
+    assert step.kind == "warm"
+    assert f"train.init_from={tmp_path / 'plan-ship' / 'a'}" in step.args
+    assert f"train.pretrain_steps={12 - shipped_at if shipped_at < 12 else 1}" in step.args
+
+
+def test_the_clock_counts_a_childs_cpu_time():
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                             "while time.process_time() - t < 0.6: pass"])
+    clock = TreeClock(os.getpid())
+    while busy.poll() is None:
+        clock.poll()
+        time.sleep(0.05)
+    assert clock.seen.get(busy.pid, 0) >= 0.4
+
+
+def test_sigkilled_campaigns_end_bit_identical_to_an_uninterrupted_one(tmp_path):
+    """kill -9 of the campaign alone (its child saves on the parent-death signal) and of the whole process group
+    (a machine's processes all gone), at varied moments; rerunning the same command finishes the plan with the
+    same weights as one uninterrupted campaign."""
+    straight = write_plan(tmp_path, steps=(30, 9), name="straight")
+    assert campaign_main(campaign_args(tmp_path, straight, "straight")) == 0
+    plan = write_plan(tmp_path, steps=(30, 9), name="killed")
+    command = [sys.executable, "-m", "mgsrgan", "campaign", *campaign_args(tmp_path, plan, "killed")]
+    for delay, whole_group in ((3.0, False), (4.0, True), (5.5, True), (3.5, False)):
+        proc = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        if proc.poll() is None:
+            (os.killpg if whole_group else os.kill)(proc.pid, signal.SIGKILL)
+        proc.wait()
+        time.sleep(1.0)  # an orphaned trainer saving on SIGTERM
+    final = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    for stage in ("a", "b"):
+        for name in ("last", "pretrain"):
+            straight = load_file(tmp_path / "straight" / stage / "member_0" / f"{name}.safetensors")
+            killed = load_file(tmp_path / "killed" / stage / "member_0" / f"{name}.safetensors")
+            assert all(torch_equal(straight[k], killed[k]) for k in straight), (stage, name)
+
+
+def torch_equal(a, b) -> bool:
+    return a.shape == b.shape and bool((a == b).all())
