@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from mgsrgan.errors import UserError
+from mgsrgan.io.photo_degradation import OrderRanges, range_problems, second_order_defaults
 
 
 class ConfigError(UserError):
@@ -40,6 +41,16 @@ class ModelConfig:
 
 
 @dataclass
+class DegradationConfig:
+    """How training and validation LR is made from HR. "bicubic": the benchmark protocol's downscale. "photo": the
+    real-photo model (blur, resize, noise, JPEG, twice: mgsrgan/io/photo_degradation.py) for the real-world models."""
+    kind: Literal["bicubic", "photo"] = "bicubic"
+    second_order_prob: float = 0.8
+    first: OrderRanges = field(default_factory=OrderRanges)
+    second: OrderRanges = field(default_factory=second_order_defaults)
+
+
+@dataclass
 class DataConfig:
     train_dirs: list[str] = field(default_factory=list)  # folders of HR images (searched recursively)
     train_lr_dirs: list[str] = field(default_factory=list)  # optional paired LR folders, matched to train_dirs by stem
@@ -53,6 +64,7 @@ class DataConfig:
     num_workers: int = 2  # DataLoader worker processes; 0 loads in the training process
     augment: bool = True  # random flips and 90-degree rotations (standard since EDSR, Lim et al. 2017)
     cache_images: bool = True  # keep decoded images in memory (T91 + BSD200 is ~100 MB as uint8)
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
 
 
 @dataclass
@@ -184,6 +196,11 @@ def check_values(cfg: Config, source: str = "<config>") -> None:
                        ("data.val_holdout", d.val_holdout)):
         if value < 0:
             raise bad(key, f"must be 0 or more, got {value}")
+    for order in ("first", "second"):
+        for name, why in range_problems(getattr(d.degradation, order)):
+            raise bad(f"data.degradation.{order}.{name}", why)
+    if not 0.0 <= d.degradation.second_order_prob <= 1.0:
+        raise bad("data.degradation.second_order_prob", "must be a probability in [0, 1]")
     if d.val_holdout and d.val_dir:
         raise bad("data.val_holdout", f"validates on held-out training images, but data.val_dir={d.val_dir!r} "
                                       "names a validation folder too; set one of them")

@@ -104,3 +104,30 @@ def test_fixed_specs_parse_and_apply_seeded():
     assert first.shape == lr.shape and np.array_equal(first, again) and not np.array_equal(first, other)
     noise = apply_fixed(lr, parse_spec("noise:5"), 0).astype(float) - lr
     assert 4.0 < noise.std() < 6.0
+
+
+def test_training_patches_take_their_lr_from_the_photo_degradation(tmp_path):
+    from PIL import Image
+
+    from mgsrgan.io.photo_degradation import PhotoDegrader
+    from mgsrgan.train.data import TrainPatches, load_validation
+
+    (tmp_path / "hr").mkdir()
+    for i in range(2):
+        Image.fromarray(photo(64, seed=i)).save(tmp_path / "hr" / f"img{i}.png")
+    degrader = PhotoDegrader(2, OrderRanges(), second_order_defaults())
+    plain = TrainPatches(hr_dirs=[str(tmp_path / "hr")], scale=2, hr_patch=32, augment=True, seed=3)
+    photos = TrainPatches(hr_dirs=[str(tmp_path / "hr")], scale=2, hr_patch=32, augment=True, seed=3,
+                          degrade=degrader)
+    (lr_a, hr_a), (lr_b, hr_b), (lr_plain, hr_plain) = photos[7], photos[7], plain[7]
+    assert lr_a.shape == (3, 16, 16) and torch_equal(lr_a, lr_b) and torch_equal(hr_a, hr_plain)
+    assert (lr_a - lr_plain).abs().mean() > 0.01  # not the bicubic LR
+    assert not torch_equal(photos[8][0], photos[7][0])
+    val = load_validation(str(tmp_path / "hr"), 2, degrade=degrader)
+    again = load_validation(str(tmp_path / "hr"), 2, degrade=degrader)
+    assert all(torch_equal(a.lr, b.lr) for a, b in zip(val, again))
+    assert (val[0].lr - load_validation(str(tmp_path / "hr"), 2)[0].lr).abs().mean() > 0.01
+
+
+def torch_equal(a, b) -> bool:
+    return a.shape == b.shape and bool((a == b).all())

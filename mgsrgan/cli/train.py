@@ -12,7 +12,8 @@ import torch
 import torch.distributed as dist
 
 from mgsrgan.io.atomic import atomic_write
-from mgsrgan.config import Config, dump_config, load_config
+from mgsrgan.config import Config, DegradationConfig, dump_config, load_config
+from mgsrgan.io.photo_degradation import PhotoDegrader
 from mgsrgan.train.data import TrainPatches, holdout_paths, load_validation
 from mgsrgan.device import resolve_device
 from mgsrgan.train.distributed import World, broadcast_object, init_process_group, shutdown, world_from_env
@@ -90,6 +91,13 @@ def shared_run_dir(cfg: Config, args: argparse.Namespace, world: World) -> Path:
     return Path(path)
 
 
+def photo_degrader(degradation: DegradationConfig, scale: int) -> PhotoDegrader | None:
+    """The training LR's photo degradation, or None for the protocol's bicubic one."""
+    if degradation.kind == "bicubic":
+        return None
+    return PhotoDegrader(scale, degradation.first, degradation.second, degradation.second_order_prob)
+
+
 def run(args: argparse.Namespace, world: World, stop: StopFlag | None = None) -> int:
     cfg = load_run_config(args)
     device = resolve_device(cfg.runtime.device)
@@ -108,13 +116,16 @@ def run(args: argparse.Namespace, world: World, stop: StopFlag | None = None) ->
         args.resume = str(Path(cfg.train.out_dir) / (args.name or cfg.train.name))
     d = cfg.data  # data problems surface before a run folder is made
     held_out = holdout_paths(d.train_dirs, d.val_holdout)
+    degrade = photo_degrader(d.degradation, cfg.model.scale)
     dataset = TrainPatches(hr_dirs=d.train_dirs, lr_dirs=d.train_lr_dirs, scale=cfg.model.scale,
                            hr_patch=d.hr_patch, augment=d.augment, seed=cfg.train.seed,
-                           cache_images=d.cache_images, exclude=held_out)
+                           cache_images=d.cache_images, exclude=held_out, degrade=degrade)
     if held_out:
-        validation = load_validation(d.train_dirs[-1], cfg.model.scale, paths=held_out)
+        validation = load_validation(d.train_dirs[-1], cfg.model.scale, paths=held_out, degrade=degrade)
+    elif d.val_dir:
+        validation = load_validation(d.val_dir, cfg.model.scale, d.val_max_images, degrade=degrade)
     else:
-        validation = load_validation(d.val_dir, cfg.model.scale, d.val_max_images) if d.val_dir else []
+        validation = []
     # missing VGG weights: fail now, not after pre-training (only a content loss needs them)
     if cfg.train.gan_iterations > 0 and cfg.loss.content_weight > 0 and world.is_main:
         if cfg.loss.vgg_weights == "imagenet":

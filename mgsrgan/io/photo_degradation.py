@@ -44,6 +44,27 @@ class OrderRanges:
     jpeg_quality: list[int] = field(default_factory=lambda: [30, 95])
 
 
+def range_problems(ranges: OrderRanges) -> list[tuple[str, str]]:
+    """(field, why) for each impossible value of `ranges`: probabilities outside [0, 1], ranges that are not
+    [low, high] with 0 <= low <= high (JPEG qualities 1..100, kernel sizes >= 1), resize odds not summing to 1."""
+    problems = []
+    for name in ("blur_prob", "generalized_prob", "isotropic_prob", "gaussian_noise_prob", "gray_noise_prob"):
+        if not 0.0 <= getattr(ranges, name) <= 1.0:
+            problems.append((name, "must be a probability in [0, 1]"))
+    for name in ("kernel_sizes", "blur_sigma", "generalized_beta", "resize_scale", "noise_sigma", "poisson_scale",
+                 "jpeg_quality"):
+        pair = getattr(ranges, name)
+        if len(pair) != 2 or not 0 <= pair[0] <= pair[1]:
+            problems.append((name, f"must be [low, high] with 0 <= low <= high, got {pair}"))
+    if ranges.kernel_sizes[0] < 1 or not 1 <= ranges.jpeg_quality[0] <= ranges.jpeg_quality[-1] <= 100:
+        problems.append(("kernel_sizes/jpeg_quality", "kernel sizes start at 1, JPEG qualities lie in 1..100"))
+    if ranges.blur_sigma[0] <= 0 or ranges.resize_scale[0] <= 0 or ranges.poisson_scale[0] <= 0:
+        problems.append(("blur_sigma/resize_scale/poisson_scale", "must be above 0"))
+    if len(ranges.resize_probs) != 3 or abs(sum(ranges.resize_probs) - 1) > 1e-6 or min(ranges.resize_probs) < 0:
+        problems.append(("resize_probs", f"three odds (up, down, keep) summing to 1, got {ranges.resize_probs}"))
+    return problems
+
+
 def second_order_defaults() -> OrderRanges:
     """Real-ESRGAN's second order: milder blur and noise."""
     return OrderRanges(blur_prob=0.8, blur_sigma=[0.2, 1.5], resize_probs=[0.3, 0.4, 0.3], resize_scale=[0.3, 1.2],
@@ -164,6 +185,19 @@ def degrade(hr: np.ndarray, scale: int, rng: np.random.Generator, first: OrderRa
     else:
         img = one_order(img, rng, first, (w, h), final_size=final)
     return to_uint8(img)
+
+
+@dataclass(frozen=True)
+class PhotoDegrader:
+    """degrade() with its ranges bound: (hr uint8 (H, W, 3), rng) -> LR uint8 (H/scale, W/scale, 3). A plain
+    object, so DataLoader workers receive it by fork or pickle alike."""
+    scale: int
+    first: OrderRanges
+    second: OrderRanges
+    second_prob: float = 0.8
+
+    def __call__(self, hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return degrade(hr, self.scale, rng, self.first, self.second, self.second_prob)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import copy
 import re
 import signal
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,6 +25,8 @@ from mgsrgan.io.images import IMAGE_EXTENSIONS, BadImageError, ImageFolderError,
 VIRTUAL_LENGTH = 2**62  # an effectively endless stream; below 2**63 so len() still fits a C ssize_t
 NUM_DIHEDRAL = 8  # 4 rotations x optional mirror: the x8 flip/rotate augmentation of EDSR (Lim et al. 2017)
 BOOTSTRAP_STREAM = 0xB007  # second word of the bootstrap resample's rng key: apart from every patch stream
+DEGRADE_STREAM = 0xDE6  # third word of a sample's rng key for its photo degradation: apart from its crop draws
+VALIDATION_SEED = 0x5EED  # the photo degradation of validation image i draws from default_rng([VALIDATION_SEED, i])
 
 
 class DataError(UserError):
@@ -106,7 +108,9 @@ class TrainPatches(torch.utils.data.Dataset):
 
     def __init__(self, *, hr_dirs: Sequence[str], lr_dirs: Sequence[str] = (), scale: int, hr_patch: int,
                  augment: bool, seed: int, cache_images: bool = True, length: int = VIRTUAL_LENGTH,
-                 exclude: Sequence[Path] = ()):
+                 exclude: Sequence[Path] = (), degrade: Callable | None = None):
+        """degrade: None (LR from the folders: bicubic or paired) or a PhotoDegrader, which makes each sample's LR
+        from its augmented HR crop with default_rng([seed, n, DEGRADE_STREAM]) (the same LR for the same sample)."""
         if not hr_dirs:
             raise DataError("no training image folder given (data.train_dirs is empty)")
         if lr_dirs and len(lr_dirs) != len(hr_dirs):
@@ -117,6 +121,7 @@ class TrainPatches(torch.utils.data.Dataset):
             raise DataError(f"seed must be >= 0 (got {seed}) and length in 1..2**62 (got {length})")
         self.scale, self.hr_patch, self.lr_patch = scale, hr_patch, hr_patch // scale
         self.augment, self.seed, self.length, self.cache_images = augment, seed, length, cache_images
+        self.degrade = degrade
         self.skipped_small = self.skipped_unreadable = self.skipped_mismatch = self.unmatched = 0
         self.sources: list[tuple[Path, Path | None]] = []  # (HR file, LR file or None = bicubic from HR)
         self._hr: list[np.ndarray] = []  # (H, W, 3) uint8, modcropped; empty unless cache_images
@@ -235,9 +240,13 @@ class TrainPatches(torch.utils.data.Dataset):
             if lr is None or lr.shape[0] * self.scale != hr.shape[0]:
                 raise DataError(f"{self.sources[image][0]}: changed on disk since the dataset was built")
         lp, s = self.lr_patch, self.scale
-        lr_crop = lr[top: top + lp, left: left + lp]
-        hr_crop = hr[top * s: (top + lp) * s, left * s: (left + lp) * s]
-        return _to_tensor(apply_dihedral(lr_crop, dihedral)), _to_tensor(apply_dihedral(hr_crop, dihedral))
+        hr_crop = apply_dihedral(hr[top * s: (top + lp) * s, left * s: (left + lp) * s], dihedral)
+        if self.degrade is not None:
+            rng = np.random.default_rng([self.seed, int(n), DEGRADE_STREAM])
+            lr_crop = self.degrade(np.ascontiguousarray(hr_crop), rng)
+        else:
+            lr_crop = apply_dihedral(lr[top: top + lp, left: left + lp], dihedral)
+        return _to_tensor(lr_crop), _to_tensor(hr_crop)
 
 
 def sample_indices(step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> range:
@@ -327,11 +336,12 @@ def leave_stop_signals_to_parent(_worker_id: int) -> None:
 
 
 def load_validation(folder: str, scale: int, max_images: int = 0,
-                    paths: Sequence[Path] | None = None) -> list[ValImage]:
+                    paths: Sequence[Path] | None = None, degrade: Callable | None = None) -> list[ValImage]:
     """Every image in `folder` (sorted; the first `max_images` if > 0) as ValImage(name, lr, hr); `paths`: these
     files under `folder` instead (a held-out split).
 
-    HR is modcropped to a multiple of `scale`, LR is its `bicubic_downscale` (the protocol's degradation); gray
+    HR is modcropped to a multiple of `scale`, LR is its `bicubic_downscale` (the protocol's degradation) or, with
+    `degrade` (a PhotoDegrader), that random degradation drawn from a fixed seed per image index; gray
     images become 3 equal channels. Unreadable files and images smaller than `scale` are skipped with a warning.
     """
     root = Path(folder)
@@ -341,7 +351,7 @@ def load_validation(folder: str, scale: int, max_images: int = 0,
     if max_images > 0:
         paths = paths[:max_images]
     images = []
-    for path in paths:
+    for index, path in enumerate(paths):
         try:
             hr = modcrop(read_rgb8(path)[0], scale)
         except BadImageError as err:
@@ -350,7 +360,8 @@ def load_validation(folder: str, scale: int, max_images: int = 0,
         if min(hr.shape[:2]) < scale:
             warnings.warn(f"{path}: smaller than {scale} px, validation image skipped", stacklevel=2)
             continue
-        lr = bicubic_downscale(hr, scale)
+        lr = (bicubic_downscale(hr, scale) if degrade is None
+              else degrade(hr, np.random.default_rng([VALIDATION_SEED, index])))
         name = path.relative_to(root).with_suffix("").as_posix()
         images.append(ValImage(name, _to_tensor(lr)[None], _to_tensor(hr)[None]))
     if not images:
