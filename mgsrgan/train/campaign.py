@@ -22,11 +22,12 @@ import yaml
 
 from mgsrgan.config import ConfigError, from_mapping, load_config
 from mgsrgan.io.atomic import atomic_write
-from mgsrgan.train.commit import resume_point
-from mgsrgan.train.member import DONE, PRETRAIN, member_dir
+from mgsrgan.io.checkpoint import Side
+from mgsrgan.train.group_save import resume_point
+from mgsrgan.train.member import DONE, member_dir
 
-LOG_NAME = "campaign_log.jsonl"  # in the plan's ship_root: committed with the weights, so it survives the machine
-SHIPPED_FILE = f"member_0/{PRETRAIN}.safetensors"  # a shipping folder is a one-member run folder (train.init_from)
+LOG_NAME = "campaign_log.jsonl"  # beside the weights: committed with the weights, so it survives the machine
+SHIPPED_FILE = f"member_0/{Side.PIXEL}.safetensors"  # a shipping folder is a one-member run folder (train.init_from)
 SHIP_RECORD = "campaign.json"  # beside SHIPPED_FILE: which stage shipped it, at which campaign step
 RUN_RECORD = "campaign.json"  # in a stage's run folder: {"offset": campaign step of the run's step 0}
 
