@@ -44,8 +44,8 @@ class ModelConfig:
 class DegradationConfig:
     """How training and validation LR is made from HR. "bicubic": the benchmark protocol's downscale. "photo": the
     real-photo model (blur, resize, noise, JPEG, twice: mgsrgan/io/photo_degradation.py) for the real-world models."""
-    kind: Literal["bicubic", "photo"] = "bicubic"
-    second_order_prob: float = 0.8
+    kind: Literal["bicubic", "photo"] = "bicubic"  # photo: each order's draws below (Real-ESRGAN's ranges)
+    second_order_prob: float = 0.8  # chance of the second order (Real-ESRGAN); else the first ends at the LR size
     first: OrderRanges = field(default_factory=OrderRanges)
     second: OrderRanges = field(default_factory=second_order_defaults)
 

@@ -6,31 +6,56 @@ import ast
 import sys
 from pathlib import Path
 
+from mgsrgan.config import Config
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = {"ModelConfig": "model", "DataConfig": "data", "LossConfig": "loss", "TrainConfig": "train",
             "RuntimeConfig": "runtime"}
 
 
-def rows() -> list[tuple[str, str, str, str]]:
-    source = (ROOT / "mgsrgan" / "config.py").read_text()
-    lines = source.splitlines()
+SOURCES = ("mgsrgan/config.py", "mgsrgan/io/photo_degradation.py")  # where config dataclasses are defined
+
+
+def class_defs() -> dict[str, tuple[ast.ClassDef, list[str]]]:
+    """Every class in SOURCES: name -> (its AST, its file's lines)."""
+    found = {}
+    for path in SOURCES:
+        source = (ROOT / path).read_text()
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.ClassDef):
+                found[node.name] = (node, source.splitlines())
+    return found
+
+
+def live_default(key: str) -> str:
+    """The default of a dotted key as a fresh Config holds it (factories run: the second order's own ranges)."""
+    value = Config()
+    for part in key.split("."):
+        value = getattr(value, part)
+    return repr(value)
+
+
+def rows(name: str | None = None, prefix: str = "", classes: dict | None = None) -> list[tuple[str, str, str, str]]:
+    """(dotted key, type, default, comment) for every field of the sections, nested dataclasses flattened."""
+    classes = classes if classes is not None else class_defs()
+    if name is None:
+        return [row for cls, section in SECTIONS.items() for row in rows(cls, section, classes)]
+    node, lines = classes[name]
     out = []
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.ClassDef) and node.name in SECTIONS:
-            for item in node.body:
-                if not isinstance(item, ast.AnnAssign):
-                    continue
-                line = lines[item.lineno - 1]
-                above, i = [], item.lineno - 2  # a comment block on the lines right above the field
-                while lines[i].strip().startswith("#"):
-                    above.insert(0, lines[i].strip().lstrip("# "))
-                    i -= 1
-                comment = line.split("  # ", 1)[1] if "  # " in line else " ".join(above)
-                default = ast.unparse(item.value) if item.value is not None else ""
-                if default.startswith("field("):
-                    default = "[]"
-                out.append((f"{SECTIONS[node.name]}.{item.target.id}", ast.unparse(item.annotation), default,
-                            comment))
+    for item in node.body:
+        if not isinstance(item, ast.AnnAssign):
+            continue
+        key, kind = f"{prefix}.{item.target.id}", ast.unparse(item.annotation)
+        if kind in classes:  # a nested section: its own fields
+            out += rows(kind, key, classes)
+            continue
+        line = lines[item.lineno - 1]
+        above, i = [], item.lineno - 2  # a comment block on the lines right above the field
+        while lines[i].strip().startswith("#"):
+            above.insert(0, lines[i].strip().lstrip("# "))
+            i -= 1
+        comment = line.split("  # ", 1)[1] if "  # " in line else " ".join(above)
+        out.append((key, kind, live_default(key), comment))
     return out
 
 

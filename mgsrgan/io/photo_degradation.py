@@ -29,19 +29,19 @@ RESAMPLE = {"area": Image.BOX, "bilinear": Image.BILINEAR, "bicubic": Image.BICU
 @dataclass
 class OrderRanges:
     """The draws of one order. Ranges are [low, high]; sigmas in pixels, noise sigma in 8-bit levels."""
-    blur_prob: float = 1.0
+    blur_prob: float = 1.0  # chance of blurring at all
     kernel_sizes: list[int] = field(default_factory=lambda: [7, 21])  # odd sizes in this range
-    blur_sigma: list[float] = field(default_factory=lambda: [0.2, 3.0])
+    blur_sigma: list[float] = field(default_factory=lambda: [0.2, 3.0])  # kernel standard deviations, px
     generalized_prob: float = 0.15  # generalised Gaussian (plateau or heavy-tailed) instead of a Gaussian
-    generalized_beta: list[float] = field(default_factory=lambda: [0.5, 4.0])
-    isotropic_prob: float = 0.5
+    generalized_beta: list[float] = field(default_factory=lambda: [0.5, 4.0])  # shape: 2 Gaussian, <2 tails, >2 plateau
+    isotropic_prob: float = 0.5  # else two sigmas and a rotation
     resize_probs: list[float] = field(default_factory=lambda: [0.2, 0.7, 0.1])  # up, down, keep
-    resize_scale: list[float] = field(default_factory=lambda: [0.15, 1.5])
+    resize_scale: list[float] = field(default_factory=lambda: [0.15, 1.5])  # factor range of a resize
     gaussian_noise_prob: float = 0.5  # else Poisson
-    noise_sigma: list[float] = field(default_factory=lambda: [1.0, 30.0])
-    poisson_scale: list[float] = field(default_factory=lambda: [0.05, 3.0])
-    gray_noise_prob: float = 0.4
-    jpeg_quality: list[int] = field(default_factory=lambda: [30, 95])
+    noise_sigma: list[float] = field(default_factory=lambda: [1.0, 30.0])  # Gaussian noise, 8-bit levels
+    poisson_scale: list[float] = field(default_factory=lambda: [0.05, 3.0])  # shot-noise strength
+    gray_noise_prob: float = 0.4  # one noise draw for all channels
+    jpeg_quality: list[int] = field(default_factory=lambda: [30, 95])  # PIL quality range
 
 
 def range_problems(ranges: OrderRanges) -> list[tuple[str, str]]:
