@@ -312,3 +312,45 @@ def test_shipped_ensemble_by_scale_writes_outside_weights(tmp_path, monkeypatch,
     assert sorted(p.name for p in (tmp_path / "weights" / "x2").iterdir()) == ["member_0", "member_1"]
     assert main(["--data", str(tmp_path / "Tiny"), "--checkpoint", "pretrain", "--scale", "4"]) == 2
     assert "weights/x4" in capsys.readouterr().err
+
+
+def test_degrade_scores_every_model_on_the_same_degraded_lr(setup, capsys):
+    """--degrade noise:8,jpeg:40: the bicubic row equals bicubic of protocol_lr's degraded LR (seed = image index)
+    and falls below the clean run's, every row changes, and the JSON says what was applied."""
+    from mgsrgan.evaluate.protocol import load_hr, protocol_lr
+    from mgsrgan.io.degradation import bicubic_upscale, modcrop
+    from mgsrgan.io.photo_degradation import parse_spec
+
+    tmp, _generators, images = setup
+    clean, noisy = tmp / "clean.json", tmp / "noisy.json"
+    common = ["--run", str(tmp / "run"), "--data", str(tmp / "Tiny"), "--device", "cpu", "--no-perceptual"]
+    assert main([*common, "--out", str(clean)]) == 0
+    assert main([*common, "--out", str(noisy), "--degrade", "noise:8,jpeg:40"]) == 0
+    assert "LR degraded after the bicubic downscale: noise:8,jpeg:40" in capsys.readouterr().out
+    report, plain = json.loads(noisy.read_text()), json.loads(clean.read_text())
+    assert report["degrade"] == "noise:8,jpeg:40" and plain["degrade"] == ""
+    noisy_models, clean_models = report["sets"]["Tiny"]["models"], plain["sets"]["Tiny"]["models"]
+    assert noisy_models[BICUBIC]["psnr"] < clean_models[BICUBIC]["psnr"] - 0.5
+    assert all(noisy_models[m]["psnr"] != clean_models[m]["psnr"] for m in clean_models)  # every row saw it
+    paths = sorted((tmp / "Tiny").iterdir())
+    for index, path in enumerate(paths):
+        hr_img = modcrop(load_hr(path), SCALE)
+        lr_img = protocol_lr(hr_img, SCALE, parse_spec("noise:8,jpeg:40"), seed=index)
+        assert lr_img.shape[:2] == (hr_img.shape[0] // SCALE, hr_img.shape[1] // SCALE)
+        row = next(r for r in report["images"] if r["image"] == path.stem and r["model"] == BICUBIC)
+        assert row["psnr"] == pytest.approx(psnr(bicubic_upscale(lr_img, SCALE), hr_img, crop_border=SCALE))
+    assert main([*common, "--out", str(noisy), "--degrade", "sharpen:3"]) == 2
+    assert "--degrade 'sharpen:3'" in capsys.readouterr().err
+
+
+def test_protocol_lr_keeps_gray_gray_and_is_seeded():
+    from mgsrgan.evaluate.protocol import protocol_lr
+    from mgsrgan.io.photo_degradation import parse_spec
+
+    gray = (np.arange(64 * 64).reshape(64, 64) % 251).astype(np.uint8)
+    steps = parse_spec("noise:5,jpeg:60")
+    lr = protocol_lr(gray, 2, steps, seed=3)
+    assert lr.shape == (32, 32) and lr.dtype == np.uint8
+    assert np.array_equal(lr, protocol_lr(gray, 2, steps, seed=3))
+    assert not np.array_equal(lr, protocol_lr(gray, 2, steps, seed=4))
+    assert np.array_equal(protocol_lr(gray, 2), protocol_lr(gray, 2, (), seed=9))  # no steps: the plain protocol

@@ -31,6 +31,7 @@ from mgsrgan.io.atomic import atomic_write
 from mgsrgan.io.checkpoint import CHECKPOINT_NAMES
 from mgsrgan.device import PRECISIONS, resolve_device, resolve_precision
 from mgsrgan.infer import ensemble
+from mgsrgan.io.photo_degradation import parse_spec
 from mgsrgan.infer.ensemble import DEFAULT_SHIPPED_SCALE, SHIPPED_SCALES, STRATEGIES, shipped_dir
 from mgsrgan.errors import UserError
 from mgsrgan.evaluate.protocol import (ARTIFACTS, BICUBIC, PERCEPTUAL, ImageScore, PairDistance, benchmark_images,
@@ -68,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON file to write (default RUN/eval_<checkpoint>.json); the per-image CSV goes "
                              "beside it with the suffix .csv")
+    parser.add_argument("--degrade", metavar="SPEC", default="",
+                        help="degrade each LR after the bicubic downscale, as photos are: comma-separated steps run "
+                             "in order, e.g. jpeg:75 or noise:5,jpeg:50 (blur:SIGMA px, noise:SIGMA 8-bit levels, "
+                             "jpeg:QUALITY); image i's noise is drawn from seed i, so every run sees the same LR")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
     parser.add_argument("--tile", type=int, default=0,
                         help="run the generators tile by tile, TILE x TILE LR pixels, to bound memory on large "
@@ -179,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
     names = [folder.name for folder in args.data]
     if len(set(names)) != len(names):
         raise UserError(f"--data: two folders share a name ({', '.join(names)}); set names come from folder names")
+    degrade = parse_spec(args.degrade) if args.degrade else []
     counts = {folder: len(benchmark_images(folder)) for folder in args.data}  # fail on a bad folder before loading models
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
@@ -202,14 +208,17 @@ def run(args: argparse.Namespace) -> int:
     for folder, count in counts.items():
         with tqdm(total=count, desc=folder.name, unit="img", file=sys.stderr, leave=False) as bar:
             scores = evaluate_folder(folder, upscalers, scale=models.scale, on_image=lambda _name: bar.update(),
-                                     perceptual=perceptual)
+                                     perceptual=perceptual, degrade=degrade)
         results.extend(charge_shared_passes(scores, models.uses))
     summary = summarize(results)
+    if degrade:
+        print(f"LR degraded after the bicubic downscale: {args.degrade}\n")
     for dataset, rows in summary.items():
         print(markdown_table(dataset, rows, scale=models.scale) + "\n")
     report = {"run": str(run_dir), "checkpoint": args.checkpoint, "self_ensemble": args.self_ensemble,
               "scale": models.scale, "device": str(device), "precision": str(precision).removeprefix("torch."),
-              "tile": args.tile, "protocol": PROTOCOL, "perceptual": perceptual_status, "members": models.members,
+              "tile": args.tile, "protocol": PROTOCOL, "degrade": args.degrade, "perceptual": perceptual_status,
+              "members": models.members,
               "ensembles": {name: {"members": used} for name, used in models.uses.items()},
               "seconds": "mean wall-clock seconds per image of upscaling; ensemble rows include their member passes",
               "sets": {dataset: {"folder": str(folder), "models": summary[dataset]}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from torch import nn
 
 from mgsrgan.evaluate.artifacts import colour_shift, periodic_artifact
 from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop
+from mgsrgan.io.photo_degradation import FixedStep, apply_fixed
 from mgsrgan.infer.ensemble import (Ensemble, alex_scores, load_members, pixel_siblings, psnr_scores,
                                     run_member_paths, scores_for, supported_strategies)
 from mgsrgan.errors import UserError
@@ -166,12 +167,25 @@ def artifact_scores(sr_img: np.ndarray, hr_img: np.ndarray, *, scale: int) -> di
             "shift_b": b}
 
 
-def evaluate_image(hr_img: np.ndarray, upscalers: dict[str, Uint8Upscale], *, scale: int,
-                   perceptual: dict[str, PairDistance] | None = None) -> dict[str, dict[str, float]]:
-    """Score every upscaler on one HR image: model name -> {"psnr" dB, "ssim", "seconds", and one entry per
-    perceptual metric}. HR is modcropped here; `seconds` times the upscaling only."""
-    hr_img = modcrop(hr_img, scale)
+def protocol_lr(hr_img: np.ndarray, scale: int, degrade: Sequence[FixedStep] = (), seed: int = 0) -> np.ndarray:
+    """The LR every model sees: the bicubic downscale of the modcropped HR, then the fixed degradation steps
+    (`--degrade noise:5,jpeg:50`, the noise drawn from `seed`) when given. Gray stays gray: the steps run on its
+    three equal channels and the first is kept."""
     lr_img = bicubic_downscale(hr_img, scale)
+    if not degrade:
+        return lr_img
+    if lr_img.ndim == 2:
+        return apply_fixed(np.repeat(lr_img[..., None], 3, axis=2), list(degrade), seed)[..., 0].copy()
+    return apply_fixed(lr_img, list(degrade), seed)
+
+
+def evaluate_image(hr_img: np.ndarray, upscalers: dict[str, Uint8Upscale], *, scale: int,
+                   perceptual: dict[str, PairDistance] | None = None, degrade: Sequence[FixedStep] = (),
+                   seed: int = 0) -> dict[str, dict[str, float]]:
+    """Score every upscaler on one HR image: model name -> {"psnr" dB, "ssim", "seconds", and one entry per
+    perceptual metric}. HR is modcropped here; `seconds` times the upscaling only. LR: `protocol_lr`."""
+    hr_img = modcrop(hr_img, scale)
+    lr_img = protocol_lr(hr_img, scale, degrade, seed)
     scores = {}
     for name, upscale in upscalers.items():
         start = time.perf_counter()
@@ -188,20 +202,22 @@ def evaluate_image(hr_img: np.ndarray, upscalers: dict[str, Uint8Upscale], *, sc
 
 def evaluate_folder(folder: Path, upscalers: dict[str, Uint8Upscale], *, scale: int,
                     on_image: Callable[[str], None] | None = None,
-                    perceptual: dict[str, PairDistance] | None = None) -> list[ImageScore]:
+                    perceptual: dict[str, PairDistance] | None = None,
+                    degrade: Sequence[FixedStep] = ()) -> list[ImageScore]:
     """Every image of `folder` through every upscaler (and every perceptual metric). The dataset name is the
-    folder name.
+    folder name. `degrade`: fixed steps after the bicubic downscale, image i's noise drawn from seed i.
 
     on_image(name) is called before each image (progress display); it has no effect on the scores. A metric that
     rejects an image (e.g. smaller than its network's minimum) raises EvaluationError naming the file.
     """
     folder = Path(folder)
     results = []
-    for path in benchmark_images(folder):
+    for index, path in enumerate(benchmark_images(folder)):
         if on_image is not None:
             on_image(path.name)
         try:
-            scores = evaluate_image(load_hr(path), upscalers, scale=scale, perceptual=perceptual)
+            scores = evaluate_image(load_hr(path), upscalers, scale=scale, perceptual=perceptual, degrade=degrade,
+                                    seed=index)
         except EvaluationError:
             raise
         except UserError as err:  # a metric's own complaint (STLPIPSError, LPIPSError): say which image
