@@ -5,7 +5,6 @@ keys (with a "did you mean"), wrong types and impossible values before any work 
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import types
@@ -285,59 +284,6 @@ def _check_type(value: Any, hint: Any, key: str, source: str) -> Any:
     return value
 
 
-# Keys that counted adversarial steps (one D or one G update each), renamed when the unit became iterations of the
-# n:m plan (d_updates + g_updates steps each). The shipped weights/x4 (its config.yaml and its checkpoints' metadata)
-# still carry them, so a saved config is converted by upgrade_saved_config; a config file that uses one is an error
-# saying so.
-RENAMED_KEYS = {"gan_steps": "gan_iterations", "gan_lr_decay_step": "gan_lr_decay_iteration"}
-
-
-def _steps_per_iteration(train: dict) -> int:
-    """d_updates + g_updates of a raw train section (1 + 1 when absent: the defaults)."""
-    defaults = TrainConfig()
-    g, d = train.get("g_updates", defaults.g_updates), train.get("d_updates", defaults.d_updates)
-    return g + d if isinstance(g, int) and isinstance(d, int) and g > 0 and d > 0 else 2
-
-
-def _renamed_key_error(train: dict, key: str, source: str) -> ConfigError:
-    new, value, cycle = RENAMED_KEYS[key], train[key], _steps_per_iteration(train)
-    example = ""
-    if isinstance(value, int) and not isinstance(value, bool) and value % cycle == 0:
-        example = f"; {key}: {value} is {new}: {value // cycle} at this {cycle}-step n:m cycle"
-    return ConfigError(f"{source}: train.{key} was renamed train.{new}: it counted single adversarial steps (one D "
-                       f"or one G update), train.{new} counts iterations of the n:m plan (d_updates + g_updates "
-                       f"steps each){example}")
-
-
-def upgrade_saved_config(raw: dict, source: str = "<saved config>") -> dict:
-    """A copy of a saved resolved config (a run folder's config.yaml, a checkpoint's metadata) with RENAMED_KEYS in
-    today's keys, meaning the same training: train.gan_steps S -> gan_iterations S / (g + d), and
-    train.gan_lr_decay_step likewise. ConfigError when a value is not a whole number of n:m cycles (that run cannot
-    be expressed, so it cannot be resumed exactly)."""
-    raw = copy.deepcopy(raw or {})
-    train = raw.get("train")
-    if not isinstance(train, dict) or not any(key in train for key in RENAMED_KEYS):
-        return raw
-    cycle = _steps_per_iteration(train)
-    old_steps = train.get("gan_steps", TrainConfig().gan_iterations * cycle)
-    for key, new in RENAMED_KEYS.items():
-        if key not in train:
-            continue
-        if new in train:
-            raise ConfigError(f"{source}: train.{key} and train.{new} both given; {new} replaces {key}")
-        value = train.pop(key)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigError(f"{source}: train.{key}: expected an integer, got {value!r}")
-        if value % cycle == 0:
-            train[new] = value // cycle
-        elif key == "gan_lr_decay_step" and value >= old_steps:  # no decay within the phase, either way
-            train[new] = -(-value // cycle)
-        else:
-            raise ConfigError(f"{source}: train.{key}={value} (a saved config's step count) is not a whole number "
-                              f"of {cycle}-step n:m cycles, so train.{new} cannot express it")
-    return raw
-
-
 def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: {prefix or 'top level'}: expected a mapping, got {type(raw).__name__}")
@@ -346,8 +292,6 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     kwargs = {}
     for key, value in raw.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
-        if prefix == "train" and key in RENAMED_KEYS:
-            raise _renamed_key_error(raw, key, source)
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
             if close:
@@ -407,12 +351,9 @@ def config_from_dict(raw: dict, source: str = "<config>") -> Config:
     return cfg
 
 
-def load_config(path: str | Path, overrides: list[str] = (), *, saved: bool = False) -> Config:
-    """Read a YAML config, apply `--set` overrides, and return a validated Config.
-
-    saved: the file is a run's resolved config (RUN/config.yaml, weights/x<s>/config.yaml), written by train.py:
-    renamed keys are converted (upgrade_saved_config) instead of refused.
-    """
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (a preset, or a run's resolved RUN/config.yaml), apply `--set` overrides, and return a
+    validated Config."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
@@ -420,8 +361,6 @@ def load_config(path: str | Path, overrides: list[str] = (), *, saved: bool = Fa
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if saved:
-        raw = upgrade_saved_config(raw, str(path))
     for assignment in overrides:
         apply_override(raw, assignment)
     return config_from_dict(raw, str(path))

@@ -125,49 +125,18 @@ def test_a_bad_set_value_names_set_not_the_file(tmp_path):
         load_config(path)
 
 
-def test_the_old_step_count_keys_are_refused_with_their_new_name_and_value():
-    with pytest.raises(ConfigError) as err:
-        config_from_dict(with_section("train", gan_steps=300), "c.yaml")
-    assert str(err.value).startswith("c.yaml: train.gan_steps was renamed train.gan_iterations")
-    assert str(err.value).endswith("gan_steps: 300 is gan_iterations: 150 at this 2-step n:m cycle")
-    with pytest.raises(ConfigError, match=r"train.gan_lr_decay_step was renamed train.gan_lr_decay_iteration.*"
-                                          r"gan_lr_decay_step: 9 is gan_lr_decay_iteration: 3 at this 3-step"):
-        config_from_dict(with_section("train", gan_lr_decay_step=9, g_updates=2), "c.yaml")
-
-
-def test_a_saved_config_of_an_older_mgsrgan_means_the_same_training():
-    """Run folders and checkpoints written before the rename keep their meaning: S steps = S / (g + d) cycles."""
-    from mgsrgan.config import upgrade_saved_config
-    old = with_section("train", gan_steps=12, gan_lr_decay_step=6, g_updates=2, d_updates=1)
-    cfg = config_from_dict(upgrade_saved_config(old))
-    assert (cfg.train.gan_iterations, cfg.train.gan_lr_decay_iteration) == (4, 2)
-    assert "gan_steps" in old["train"]  # the caller's mapping is left alone
-    no_decay = with_section("train", gan_steps=300, gan_lr_decay_step=301)  # past the phase: no decay either way
-    assert config_from_dict(upgrade_saved_config(no_decay)).train.gan_lr_decay_iteration >= 150
-    with pytest.raises(ConfigError, match="gan_steps=7 .* not a whole number of 2-step n:m cycles"):
-        upgrade_saved_config(with_section("train", gan_steps=7), "RUN/config.yaml")
-
-
 @pytest.mark.parametrize("scale,preset_name", [(2, "config_scaled.yaml"), (4, "config_scaled_x4.yaml")])
 def test_shipped_run_configs_load_as_their_presets(scale, preset_name):
-    """weights/x<scale>/config.yaml and the config inside every shipped checkpoint resolve to their preset. Those
-    written before the rename (gan_steps: 300; x4) read as saved configs are the preset's 150 iterations, and a user
-    file with the old key is refused."""
+    """weights/x<scale>/config.yaml and the config inside every shipped checkpoint resolve to their preset."""
     from dataclasses import asdict
 
-    from mgsrgan.config import upgrade_saved_config
     from mgsrgan.io.checkpoint import read_meta
     shipped_dir = ROOT / "weights" / f"x{scale}"
     if not (shipped_dir / "config.yaml").is_file():
         pytest.skip(f"no shipped x{scale} ensemble in this checkout")
     preset = asdict(load_config(ROOT / preset_name))
-    shipped = asdict(load_config(shipped_dir / "config.yaml", saved=True))
-    if "gan_steps" in (shipped_dir / "config.yaml").read_text():
-        assert preset["train"]["gan_iterations"] == shipped["train"]["gan_iterations"] == 150  # 300 steps / 2
-        with pytest.raises(ConfigError, match="renamed"):
-            load_config(shipped_dir / "config.yaml")
-    embedded = asdict(config_from_dict(upgrade_saved_config(read_meta(shipped_dir / "member_0" / "gan.safetensors")
-                                                            ["config"])))
+    shipped = asdict(load_config(shipped_dir / "config.yaml"))
+    embedded = asdict(config_from_dict(read_meta(shipped_dir / "member_0" / "gan.safetensors")["config"]))
     chosen_per_run = {"name", "init_from"}  # command-line choices (the x4 run started from its own x2 run)
     for resolved in (shipped, embedded):
         assert resolved["train"]["gan_lr_decay_iteration"] == resolved["train"]["gan_iterations"]

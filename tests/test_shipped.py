@@ -36,7 +36,7 @@ def test_shipped_config_is_config_scaled_as_trained():
 
     from mgsrgan.config import load_config
 
-    shipped = asdict(load_config(ROOT / "weights" / "x2" / "config.yaml", saved=True))  # the run's, as written
+    shipped = asdict(load_config(ROOT / "weights" / "x2" / "config.yaml"))  # the run's, as written
     preset = asdict(load_config(ROOT / "config_scaled.yaml"))
     shipped["train"].pop("name"), preset["train"].pop("name")
     assert shipped == preset
@@ -60,11 +60,11 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 
 def test_config_inside_the_shipped_checkpoints_is_config_scaled():
-    """The resolved config saved inside every shipped checkpoint (what the run trained with), in today's keys
-    (upgrade_saved_config: gan_steps 300 -> gan_iterations 150), against config_scaled.yaml resolved today: on every
+    """The resolved config saved inside every shipped checkpoint (what the run trained with), against
+    config_scaled.yaml resolved today: on every
     key both have (fields added since, absent from the saved one, and the run name aside) the gan checkpoints agree
     and the pretrain ones differ exactly on PRETRAIN_RUN_DIFFERS; a re-drawn gan slot on its seed and member count."""
-    from mgsrgan.config import config_to_dict, load_config, upgrade_saved_config
+    from mgsrgan.config import config_to_dict, load_config
     from mgsrgan.io.checkpoint import read_meta
 
     preset = _flat(config_to_dict(load_config(ROOT / "config_scaled.yaml")))
@@ -72,7 +72,7 @@ def test_config_inside_the_shipped_checkpoints_is_config_scaled():
     assert [p.stem for p in paths] == ["gan", "pretrain"] * 3
     for path in paths:
         meta = read_meta(path)
-        saved = _flat(upgrade_saved_config(meta["config"], str(path)))  # every field it had, renamed
+        saved = _flat(meta["config"])  # every field it had
         assert not set(saved) - set(preset), f"{path}: keys today's config does not know"
         compared = set(saved) - {"train.name"}
         differ = {key for key in compared if saved[key] != preset[key]}
@@ -116,7 +116,7 @@ def test_readme_x4_command_upscales_the_examples_with_the_shipped_x4_ensemble(tm
     assert "1 written, 0 skipped, 0 failed" in capsys.readouterr().out
     lr_img, sr_img = Image.open(source / "astronaut.png"), Image.open(out / "astronaut.png")
     assert sr_img.size == (4 * lr_img.size[0], 4 * lr_img.size[1])
-    shipped = asdict(load_config(ROOT / "weights" / "x4" / "config.yaml", saved=True))
+    shipped = asdict(load_config(ROOT / "weights" / "x4" / "config.yaml"))
     preset = asdict(load_config(ROOT / "config_scaled_x4.yaml"))
     shipped["train"].pop("name"), preset["train"].pop("name")
     assert shipped == preset and shipped["model"]["scale"] == 4

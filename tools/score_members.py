@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="gan")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.run / "config.yaml", saved=True)
+        cfg = load_config(args.run / "config.yaml")
         if cfg.data.val_holdout <= 0:
             raise UserError(f"{args.run}/config.yaml: data.val_holdout is 0; no held-out images to score on")
         images = holdout_paths(cfg.data.train_dirs, cfg.data.val_holdout)

@@ -31,7 +31,7 @@ def main() -> int:
                         help="ship a one-member run's gan checkpoint as member K's (nothing else is copied)")
     args = parser.parse_args()
     if args.dest is None:
-        args.dest = ROOT / "weights" / f"x{load_config(args.run / 'config.yaml', saved=True).model.scale}"
+        args.dest = ROOT / "weights" / f"x{load_config(args.run / 'config.yaml').model.scale}"
     if args.gan_into is not None:
         return gan_into(args.run, args.dest, args.gan_into)
     members = sorted(args.run.glob("member_*"))

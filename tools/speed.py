@@ -264,8 +264,7 @@ def case_members(config: str, schedule: str, members: int, steps: int) -> dict:
     raw["data"].update(train_dirs=[str(shared if shared.is_dir() else ROOT / "data" / "smoke")], val_dir="",
                        val_holdout=0, num_workers=1)
     raw["loss"]["vgg_weights"] = "random" if raw["loss"]["vgg_weights"] != "stlpips" else "stlpips"
-    gan_key = "gan_iterations" if "gan_iterations" in raw["train"] else "gan_steps"
-    raw["train"].update({"members": members, "schedule": schedule, "pretrain_steps": steps, gan_key: steps,
+    raw["train"].update({"members": members, "schedule": schedule, "pretrain_steps": steps, "gan_iterations": steps,
                          "checkpoint_every": 10 ** 9, "log_every": 10 ** 9, "val_every": 0})
     cfg = config_from_dict(raw)
     d = cfg.data

@@ -99,7 +99,7 @@ class Watch:
 
     def look(self, cpu_s: float, tick_s: float) -> None:
         if not self.batch and (self.run / "config.yaml").is_file():
-            self.batch = load_config(self.run / "config.yaml", saved=True).data.batch_size
+            self.batch = load_config(self.run / "config.yaml").data.batch_size
         for event in self._new_events():
             # a resumed run repeats the steps after its last checkpoint, and their validations: record each once
             if (event.get("event") == "val" and event.get("member") == 0

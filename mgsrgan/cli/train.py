@@ -69,7 +69,7 @@ def load_run_config(args: argparse.Namespace) -> Config:
         saved = Path(args.resume) / "config.yaml"
         if not saved.is_file():
             raise UserError(f"--resume {args.resume}: no config.yaml there; is it a run folder?")
-        cfg = load_config(saved, args.overrides, saved=True)
+        cfg = load_config(saved, args.overrides)
     else:
         cfg = load_config(args.config, args.overrides)
     if args.device:
