@@ -36,3 +36,21 @@ def test_training_curve_leaves_out_the_gap_between_a_stop_and_its_resume():
     curves = validation_curve(lines)
     assert [(m, p) for m, p, _, _ in curves["0"]] == [(1.0, 25.0), (3.0, 28.0)]
     assert [(m, p, step) for m, p, _, step in curves["mean"]] == [(1.0, 26.0, 100), (4.0, 29.0, 200)]
+
+
+def test_the_campaign_curve_is_psnr_against_the_stages_cpu_hours(tmp_path):
+    import json
+
+    from tools.training_curve import main as curve_main
+
+    records = [{"event": "val", "stage": "x2-pixel", "step": 500, "patches": 8000, "cpu_s": 1800.0, "psnr": 29.7},
+               {"event": "tick", "stage": "x2-pixel", "cpu_s": 2000.0},
+               {"event": "val", "stage": "x4-pixel", "step": 500, "patches": 8000, "cpu_s": 900.0, "psnr": 27.0},
+               {"event": "val", "stage": "x2-pixel", "step": 1000, "patches": 16000, "cpu_s": 5400.0, "psnr": 29.9}]
+    log = tmp_path / "campaign_log.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert curve_main(["--campaign", str(log), "--stage", "x2-pixel", "--out", str(tmp_path / "c.png")]) == 0
+    rows = (tmp_path / "c.md").read_text().splitlines()[2:]
+    assert rows == ["| 500 | 8,000 | 0.50 | 29.70 |", "| 1000 | 16,000 | 1.50 | 29.90 |"]
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    assert curve_main(["--campaign", str(log), "--stage", "x8", "--out", str(tmp_path / "c.png")]) == 2

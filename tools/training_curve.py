@@ -1,6 +1,8 @@
-"""Validation PSNR against training minutes, from one or more runs' log.jsonl: a PNG and a Markdown table.
+"""Validation PSNR against training time, from a run's log.jsonl or the campaign log: a PNG and a Markdown table.
 
     python -m tools.training_curve runs/x4-k3 --out weights/x4/training_curve.png
+    python -m tools.training_curve --campaign weights/campaign_log.jsonl --stage x2-pixel \
+        --out weights/campaign/x2-pixel/training_curve.png      # PSNR against CPU-hours, across machines
 
 Minutes count wall-clock time spent training: the gaps between a stop and its `--resume` are left out (the clock
 restarts at each "start" event). On these 2-core machines the run has the CPU to itself, so wall minutes are
@@ -14,6 +16,8 @@ import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from mgsrgan.train.campaign import read_log
 
 WIDTH, HEIGHT, PAD = 640, 400, 60  # canvas and margin, pixels
 MEMBER_COLOURS = ((30, 80, 200), (200, 40, 40), (30, 150, 60), (150, 60, 180), (200, 130, 0))
@@ -46,7 +50,15 @@ def validation_curve(lines: list[str]) -> dict[str, list[tuple[float, float, str
     return curves
 
 
-def plot(curves: dict[str, list[tuple[float, float, str, int]]], title: str, path: Path) -> None:
+def campaign_curve(records: list[dict], stage: str) -> dict[str, list[tuple[float, float, str, int]]]:
+    """Campaign log records -> {"mean": [(CPU-hours, PSNR dB, "pixel", campaign step)]}: the stage's validations,
+    each at the CPU time the campaign had spent on the stage by then (every machine and stretch counted)."""
+    points = [(r["cpu_s"] / 3600.0, r["psnr"], "pixel", r["step"]) for r in records
+              if r.get("stage") == stage and r.get("event") == "val"]
+    return {"mean": sorted(points, key=lambda point: point[3])}
+
+
+def plot(curves: dict[str, list[tuple[float, float, str, int]]], title: str, path: Path, unit: str = "min") -> None:
     points = [(m, p) for values in curves.values() for m, p, _, _ in values]
     x0, x1 = 0.0, max(m for m, _ in points) * 1.05 or 1.0
     y0, y1 = min(p for _, p in points) - 0.1, max(p for _, p in points) + 0.1
@@ -57,9 +69,9 @@ def plot(curves: dict[str, list[tuple[float, float, str, int]]], title: str, pat
         return (PAD + (minutes - x0) / (x1 - x0) * (WIDTH - 2 * PAD),
                 HEIGHT - PAD - (psnr - y0) / (y1 - y0) * (HEIGHT - 2 * PAD))
     draw.rectangle([PAD, PAD, WIDTH - PAD, HEIGHT - PAD], outline="black")
-    draw.text((PAD, 20), f"{title}: validation PSNR (dB, up) vs training minutes (across)", fill="black")
+    draw.text((PAD, 20), f"{title}: validation PSNR (dB, up) vs training time ({unit}, across)", fill="black")
     draw.text((PAD, HEIGHT - PAD + 8), f"{x0:.0f}", fill="black")
-    draw.text((WIDTH - PAD - 20, HEIGHT - PAD + 8), f"{x1:.0f} min", fill="black")
+    draw.text((WIDTH - PAD - 40, HEIGHT - PAD + 8), f"{x1:.1f} {unit}", fill="black")
     draw.text((5, HEIGHT - PAD - 10), f"{y0:.2f}", fill="black")
     draw.text((5, PAD), f"{y1:.2f}", fill="black")
     for index, (name, values) in enumerate(curves.items()):
@@ -69,7 +81,7 @@ def plot(curves: dict[str, list[tuple[float, float, str, int]]], title: str, pat
             draw.line(xy, fill=colour, width=3 if name == "mean" else 1)
         for x, y in xy:
             draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
-        label = "members' average" if name == "mean" else f"member {name}"
+        label = ("members' average" if unit == "min" else "validation") if name == "mean" else f"member {name}"
         draw.text((WIDTH - PAD - 110, HEIGHT - PAD - 14 * (len(curves) - index) - 4), label, fill=colour)
     canvas.save(path)
 
@@ -80,11 +92,24 @@ def markdown(curves: dict[str, list[tuple[float, float, str, int]]]) -> str:
     return "\n".join(rows)
 
 
+def campaign_table(records: list[dict], stage: str) -> str:
+    rows = ["| step | patches seen | CPU-hours | validation PSNR (dB) |", "| ---: | ---: | ---: | ---: |"]
+    rows += [f"| {r['step']} | {r['patches']:,} | {r['cpu_s'] / 3600:.2f} | {r['psnr']:.2f} |" for r in records
+             if r.get("stage") == stage and r.get("event") == "val"]
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path, help="run folder holding log.jsonl")
+    parser.add_argument("run", type=Path, nargs="?", help="run folder holding log.jsonl")
+    parser.add_argument("--campaign", type=Path, help="the campaign log (weights/campaign_log.jsonl) instead of a run")
+    parser.add_argument("--stage", help="with --campaign: the stage to plot")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write; the table goes beside it (.md)")
     args = parser.parse_args(argv)
+    if args.campaign is not None:
+        return campaign_main(args.campaign, args.stage, args.out)
+    if args.run is None:
+        parser.error("give a run folder, or --campaign LOG --stage NAME")
     log = args.run / "log.jsonl"
     if not log.is_file():
         print(f"error: {log}: no such file", file=sys.stderr)
@@ -96,6 +121,20 @@ def main(argv: list[str] | None = None) -> int:
     plot(curves, args.run.name, args.out)
     args.out.with_suffix(".md").write_text(markdown(curves) + "\n")
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    return 0
+
+
+def campaign_main(log: Path, stage: str | None, out: Path) -> int:
+    records = read_log(log)
+    curves = campaign_curve(records, stage or "")
+    if not curves["mean"]:
+        stages = sorted({r["stage"] for r in records if r.get("event") == "val"})
+        print(f"error: {log}: no validations of stage {stage!r} (stages with some: {', '.join(stages)})",
+              file=sys.stderr)
+        return 2
+    plot(curves, f"campaign {stage}", out, unit="CPU-h")
+    out.with_suffix(".md").write_text(campaign_table(records, stage) + "\n")
+    print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 
 
