@@ -128,3 +128,27 @@ def test_training_cases_use_the_configs_own_losses_at_the_asked_precision():
     assert (cfg.loss.vgg_weights, cfg.loss.content_layer) == ("random", "5_4")  # same trunk and cost, no download
     scaled = speed.train_config("config_scaled.yaml", "bf16", None, 16)
     assert scaled.runtime.amp == "bf16" and scaled.data.hr_patch == 96 and scaled.loss.content_weight == 0
+
+
+def test_pixel_steps_are_shares_of_the_peak_of_their_own_precision():
+    cases = our_cases()
+    cases["pixel_campaign_x2_bf16"] = {"case": "pixel_campaign_x2_bf16", "precision": "bf16", "seconds": 1.0,
+                                       "conv_gflops": 250.0, "hr_patch": 96, "batch": 16, "pixel": "l1",
+                                       "samples_per_s": 16.0}
+    cases["pixel_campaign_x2_fp32"] = {**cases["pixel_campaign_x2_bf16"], "case": "pixel_campaign_x2_fp32",
+                                       "precision": "fp32", "conv_gflops": 150.0}
+    conv = speed_report.conv_vs_matmul(cases)
+    assert conv["steps"]["pixel_campaign_x2_bf16"]["fraction"] == 250.0 / 400.0
+    assert conv["steps"]["pixel_campaign_x2_fp32"]["fraction"] == 150.0 / 200.0
+    assert "pixel_x4_bf16" not in conv["steps"]  # no FLOP count recorded: no share claimed
+    text = speed_report.markdown({**report(None), "cases": cases, "conv_vs_matmul": conv})
+    assert ("`pixel_campaign_x2_bf16` (the network's conv FLOPs x 3 for forward and backward): 250 GFLOP/s = 62% of "
+            "this run's bf16 matmul peak (400 GFLOP/s); target 60%.") in text
+
+
+def test_the_campaign_case_trains_the_campaign_stages_network():
+    from mgsrgan.train.campaign import load_plan, stage_of
+
+    stage = stage_of(load_plan(speed.ROOT / "configs" / "campaign.yaml"), "x2-pixel")
+    cfg = speed.train_config(stage.config, "bf16", None, 16, tuple(a for a in stage.set if a.startswith("model.")))
+    assert (cfg.model.num_blocks, cfg.model.channels) == (16, 64)

@@ -137,10 +137,10 @@ def case_infer(config: str, size: int, variant: str, precision: str, reps: int, 
             "conv_gflops": flops / result["seconds"] / 1e9, **result}
 
 
-def train_config(config: str, precision: str, hr_patch: int | None, batch: int) -> Config:
-    """`config` with runtime.amp = precision (fp32 -> none) and the given patch and batch; ImageNet VGG19 replaced
-    by random weights (the same layers and cost, no download)."""
-    overrides = [f"runtime.amp={'none' if precision == 'fp32' else precision}", f"data.batch_size={batch}"]
+def train_config(config: str, precision: str, hr_patch: int | None, batch: int, extra: tuple[str, ...] = ()) -> Config:
+    """`config` with runtime.amp = precision (fp32 -> none), the given patch and batch and `extra` overrides;
+    ImageNet VGG19 replaced by random weights (the same layers and cost, no download)."""
+    overrides = [*extra, f"runtime.amp={'none' if precision == 'fp32' else precision}", f"data.batch_size={batch}"]
     if hr_patch:
         overrides.append(f"data.hr_patch={hr_patch}")
     cfg = load_config(ROOT / config, overrides)
@@ -149,12 +149,13 @@ def train_config(config: str, precision: str, hr_patch: int | None, batch: int) 
     return cfg
 
 
-def train_setup(config: str, precision: str, hr_patch: int | None = None, batch: int = 16):
+def train_setup(config: str, precision: str, hr_patch: int | None = None, batch: int = 16,
+                overrides: tuple[str, ...] = ()):
     """(cfg, member, content loss or None, lr_img, hr_img) as the training loop builds them, on CPU."""
     from mgsrgan.train.losses import ContentLoss
     from mgsrgan.train.member import build_member
 
-    cfg = train_config(config, precision, hr_patch, batch)
+    cfg = train_config(config, precision, hr_patch, batch, overrides)
     device = torch.device("cpu")
     member = build_member(cfg, 0, device)
     content = ContentLoss.from_config(cfg.loss).to(device) if cfg.loss.content_weight > 0 else None  # as the loop
@@ -165,17 +166,33 @@ def train_setup(config: str, precision: str, hr_patch: int | None = None, batch:
     return cfg, member, content, lr_img, hr_img
 
 
-def case_pixel(config: str, precision: str, hr_patch: int | None, reps: int, warmup: int) -> dict:
-    """steps.pixel_step: one generator update on the pixel loss."""
+def case_pixel(config: str, precision: str, hr_patch: int | None, reps: int, warmup: int,
+               overrides: tuple[str, ...] = ()) -> dict:
+    """steps.pixel_step: one generator update on the pixel loss. Its rate in GFLOP/s counts the network's conv
+    FLOPs as defined (`network_flops`) three times: the forward, and the backward's input and weight gradients."""
     from mgsrgan.train.steps import pixel_step
 
-    cfg, member, _content, lr_img, hr_img = train_setup(config, precision, hr_patch)
+    cfg, member, _content, lr_img, hr_img = train_setup(config, precision, hr_patch, overrides=overrides)
     device = torch.device("cpu")
     step = iter(range(10 ** 9))
     result = summary(timings(lambda: pixel_step(member, lr_img, hr_img, next(step), cfg, device), reps, warmup))
+    m = cfg.model
+    torch.manual_seed(0)
+    step_flops = 3 * network_flops(Generator(scale=m.scale, num_blocks=m.num_blocks, channels=m.channels,
+                                             global_skip=m.global_skip), lr_img)
     batch = lr_img.shape[0]
-    return {"config": config, "precision": precision, "hr_patch": cfg.data.hr_patch, "batch": batch,
-            "pixel": cfg.loss.pixel, "samples_per_s": batch / result["seconds"], **result}
+    return {"config": config, "overrides": list(overrides), "precision": precision, "hr_patch": cfg.data.hr_patch,
+            "batch": batch, "pixel": cfg.loss.pixel, "samples_per_s": batch / result["seconds"],
+            "step_gflop": step_flops / 1e9, "conv_gflops": step_flops / result["seconds"] / 1e9, **result}
+
+
+def case_pixel_stage(stage: str, precision: str, reps: int, warmup: int) -> dict:
+    """case_pixel on the network and data settings of a campaign stage (configs/campaign.yaml)."""
+    from mgsrgan.train.campaign import load_plan, stage_of
+
+    found = stage_of(load_plan(ROOT / "configs" / "campaign.yaml"), stage)
+    overrides = tuple(a for a in found.set if a.startswith(("model.", "data.")))
+    return {**case_pixel(found.config, precision, None, reps, warmup, overrides=overrides), "stage": stage}
 
 
 def case_gan(config: str, precision: str, hr_patch: int | None, reps: int, warmup: int) -> dict:
@@ -295,6 +312,8 @@ def _cases() -> dict:
         # the x2 preset at its own patch size (data.hr_patch, 96)
         cases[f"pixel_scaled_{precision}"] = lambda r, w, p=precision: case_pixel("config_scaled.yaml", p, None, r, w)
         cases[f"gan_scaled_{precision}"] = lambda r, w, p=precision: case_gan("config_scaled.yaml", p, None, r, w)
+        # the network the campaign's x2 stage trains (configs/campaign.yaml), at its patch size
+        cases[f"pixel_campaign_x2_{precision}"] = lambda r, w, p=precision: case_pixel_stage("x2-pixel", p, r, w)
     cases["tail_x4"] = lambda r, w: case_tail("config.yaml", 128, 16, r, w)
     cases["members_sequential"] = lambda r, w: case_members("config_scaled.yaml", "sequential", 3, 3)
     cases["members_lockstep"] = lambda r, w: case_members("config_scaled.yaml", "lockstep", 3, 3)

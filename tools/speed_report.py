@@ -63,6 +63,10 @@ def conv_vs_matmul(cases: dict[str, dict]) -> dict | None:
             out[f"{name}_fraction"] = case["conv_gflops"] / peak
     if "auto_fraction" in out:
         out["met"] = out["auto_fraction"] >= CONV_PEAK_TARGET
+    for name, case in cases.items():  # training steps: bf16 against the bf16 peak, fp32 against the fp32 one
+        if name.startswith("pixel_") and "conv_gflops" in case:
+            peak = out["matmul_fp32_gflops" if case["precision"] == "fp32" else "matmul_bf16_gflops"]
+            out.setdefault("steps", {})[name] = {"gflops": case["conv_gflops"], "fraction": case["conv_gflops"] / peak}
     return out
 
 
@@ -123,6 +127,11 @@ def markdown(report: dict) -> str:
                   f"{conv['auto_conv_gflops']:.0f} GFLOP/s = {100 * conv['auto_fraction']:.0f}% of this run's "
                   f"4096^2 bf16 matmul peak ({conv['matmul_bf16_gflops']:.0f} GFLOP/s); target "
                   f"{100 * CONV_PEAK_TARGET:.0f}%: {verdict}{fp32}.", ""]
+    for name, step in (conv or {}).get("steps", {}).items():
+        peak = "fp32" if name.endswith("fp32") else "bf16"
+        lines += [f"Pixel-loss step `{name}` (the network's conv FLOPs x 3 for forward and backward): "
+                  f"{step['gflops']:.0f} GFLOP/s = {100 * step['fraction']:.0f}% of this run's {peak} matmul peak "
+                  f"({conv[f'matmul_{peak}_gflops']:.0f} GFLOP/s); target {100 * CONV_PEAK_TARGET:.0f}%.", ""]
     busy = [n for n, c in report["cases"].items() if c.get("foreign_cpu_frac", 0.0) > BUSY_FRACTION]
     if basicsr:
         busy += [f"basicsr:{n}" for n, r in basicsr.get("results", {}).items() if r.get("contaminated")]
