@@ -150,9 +150,45 @@ def test_run_member_paths(tmp_path, monkeypatch):
         run_member_paths(tmp_path / "nope", "best")
     with pytest.raises(EnsembleSourceError, match="no member_<k> folders"):
         run_member_paths(tmp_path, "best")
-    monkeypatch.setattr(ensemble_module, "SHIPPED_ROOT", tmp_path / "weights")
+    (tmp_path / "weights").mkdir()
+    monkeypatch.setenv(ensemble_module.WEIGHTS_ENV, str(tmp_path / "weights"))
     with pytest.raises(EnsembleSourceError, match="--run RUN_DIR or --weights"):
         shipped_member_paths("pretrain")
+
+
+def test_the_shipped_weights_are_found_where_mgsrgan_weights_points(tmp_path, monkeypatch):
+    """An installed package finds the shipped ensembles through $MGSRGAN_WEIGHTS: a folder laid out as weights/."""
+    generator = Generator(scale=2, num_blocks=1, channels=8)
+    for k in (0, 1):
+        save_member(tmp_path / "elsewhere" / "x2" / f"member_{k}" / "pretrain.safetensors", generator)
+    monkeypatch.setenv("MGSRGAN_WEIGHTS", str(tmp_path / "elsewhere"))
+    assert ensemble_module.shipped_root() == tmp_path / "elsewhere"
+    members = tmp_path / "elsewhere" / "x2"
+    assert shipped_member_paths("pretrain", 2) == [members / f"member_{k}" / "pretrain.safetensors" for k in (0, 1)]
+
+
+def test_mgsrgan_weights_naming_a_missing_folder_is_one_line_naming_both(tmp_path, monkeypatch):
+    monkeypatch.setenv("MGSRGAN_WEIGHTS", str(tmp_path / "gone"))
+    with pytest.raises(EnsembleSourceError) as err:
+        shipped_member_paths("pretrain")
+    assert str(err.value).startswith(f"MGSRGAN_WEIGHTS={tmp_path / 'gone'}: no such folder")
+    assert "\n" not in str(err.value)
+
+
+def test_an_installed_package_without_mgsrgan_weights_says_how_to_point_at_them(tmp_path, monkeypatch):
+    """Installed away from its checkout (site-packages holds no pyproject.toml; a stray site-packages/weights is not
+    the shipped one), with no $MGSRGAN_WEIGHTS: one line naming the repository's weights/ and the variable."""
+    assert ensemble_module.checkout_weights() == Path(__file__).resolve().parents[1] / "weights"  # this checkout's
+    monkeypatch.delenv("MGSRGAN_WEIGHTS", raising=False)
+    (tmp_path / "site-packages" / "weights").mkdir(parents=True)
+    installed = tmp_path / "site-packages" / "mgsrgan" / "infer" / "ensemble.py"
+    monkeypatch.setattr(ensemble_module, "__file__", str(installed))
+    assert ensemble_module.checkout_weights() is None
+    with pytest.raises(EnsembleSourceError) as err:
+        shipped_member_paths("pretrain", 4)
+    message = str(err.value)
+    assert "repository's weights/ folder" in message and "MGSRGAN_WEIGHTS=/path/to/weights" in message
+    assert "--run" in message and "\n" not in message
 
 
 def test_consensus_of_agreeing_float16_members_is_finite():

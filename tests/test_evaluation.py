@@ -303,7 +303,7 @@ def test_shipped_ensemble_by_scale_writes_outside_weights(tmp_path, monkeypatch,
     """No --run: the shipped weights/x<scale> ensemble; its report goes to runs/shipped-x<scale>/, not weights/."""
     from mgsrgan.infer import ensemble as ensemble_module
 
-    monkeypatch.setattr(ensemble_module, "SHIPPED_ROOT", tmp_path / "weights")
+    monkeypatch.setenv(ensemble_module.WEIGHTS_ENV, str(tmp_path / "weights"))
     monkeypatch.chdir(tmp_path)
     save_tiny_run(tmp_path / "weights" / "x2", checkpoint="pretrain")
     save_tiny_images(tmp_path / "Tiny")

@@ -113,7 +113,8 @@ def test_an_output_folder_that_is_a_file_stops_before_any_upscale(tmp_path, weig
 def test_usage_and_config_errors_exit_2(tmp_path, weights, capsys, monkeypatch):
     rgb(4, 4).save(tmp_path / "a.png")
     odd = save_member(tmp_path / "x4.safetensors", scale=4)
-    monkeypatch.setattr(ensemble_module, "SHIPPED_ROOT", tmp_path / "no_weights")
+    (tmp_path / "no_weights").mkdir()
+    monkeypatch.setenv(ensemble_module.WEIGHTS_ENV, str(tmp_path / "no_weights"))
     cases = [
         (["--weights", weights[0], str(odd)], [weights[0], str(odd)]),  # mismatched members: both files named
         (["--run", str(tmp_path / "nope")], ["no such run folder"]),
@@ -234,7 +235,7 @@ def test_scale_must_match_the_members_and_picks_the_shipped_folder(tmp_path, wei
     with pytest.raises(UserError, match="shipped ensembles are x2 and x4"):
         ensemble_module.shipped_dir(3)
     # the shipped folder follows --scale: an x4 member under weights/x4 upscales x4
-    monkeypatch.setattr(ensemble_module, "SHIPPED_ROOT", tmp_path / "weights")
+    monkeypatch.setenv(ensemble_module.WEIGHTS_ENV, str(tmp_path / "weights"))
     save_member(tmp_path / "weights" / "x4" / "member_0" / "pretrain.safetensors", scale=4)
     code, out, _ = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "x4", "--scale", 4)
     assert code == 0 and Image.open(tmp_path / "x4" / "a.png").size == (20, 24)
@@ -287,3 +288,13 @@ def test_outscale_resizes_the_model_output(tmp_path, weights, capsys):
     code, _, err = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "bad", "--weights", *weights,
                        "--outscale", 0)
     assert code == 2 and "--outscale must be in" in err
+
+
+def test_installed_without_the_shipped_weights_is_one_line_saying_where_they_are(tmp_path, capsys, monkeypatch):
+    """Installed away from its checkout, with no $MGSRGAN_WEIGHTS: exit 2 with how to point at the weights."""
+    rgb(4, 4).save(tmp_path / "a.png")
+    monkeypatch.delenv(ensemble_module.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(ensemble_module, "checkout_weights", lambda: None)
+    code, _, err = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "out")
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "repository's weights/ folder" in err and "MGSRGAN_WEIGHTS=/path/to/weights" in err

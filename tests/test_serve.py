@@ -309,3 +309,16 @@ def test_job_store_keeps_within_count_and_bytes():
     store.trim()
     assert [store.get(j.id) is not None for j in jobs] == [False, False, False, True]  # bytes: the newest stays
     assert store.nbytes() == 1200 + 7200
+
+
+def test_bank_without_a_run_loads_the_shipped_members_where_mgsrgan_weights_points(tmp_path, monkeypatch):
+    """The server finds the shipped ensembles by the same lookup as inference.py (infer/ensemble.py: shipped_root)."""
+    from mgsrgan.io.checkpoint import Side
+    from mgsrgan.serve.members import load_bank
+    from tests.serve_helpers import save_serve_run
+
+    save_serve_run(tmp_path / "weights" / "x2")
+    monkeypatch.setenv("MGSRGAN_WEIGHTS", str(tmp_path / "weights"))
+    bank = load_bank(scale=2, run=None, device="cpu", precision="fp32", tile=8)
+    assert set(bank.sides) == {Side.PIXEL, Side.GAN} and len(bank.sides[Side.PIXEL].generators) == 3
+    assert sum(p.numel() for p in bank.sides[Side.PIXEL].generators[0].parameters()) < 10 ** 5  # the tiny ones

@@ -16,7 +16,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--run", type=Path, help="training run folder: uses every RUN/member_<k>/<checkpoint>")
     source.add_argument("--weights", type=Path, nargs="+", metavar="FILE",
-                        help="explicit checkpoint files, one per member (default: the shipped weights/ folder)")
+                        help="explicit checkpoint files, one per member (default: the shipped weights/ folder, or "
+                             "$MGSRGAN_WEIGHTS when set)")
     shipped = " or ".join(f"weights/x{s}" for s in ensemble.SHIPPED_SCALES)
     parser.add_argument("--scale", type=int, default=None,
                         help=f"which shipped ensemble: {shipped} (default x{ensemble.DEFAULT_SHIPPED_SCALE}: its "

@@ -30,9 +30,8 @@ from tqdm import tqdm
 from mgsrgan.io.atomic import atomic_write
 from mgsrgan.io.checkpoint import CHECKPOINT_NAMES
 from mgsrgan.device import PRECISIONS, resolve_device, resolve_precision
-from mgsrgan.infer import ensemble
 from mgsrgan.io.photo_degradation import parse_spec
-from mgsrgan.infer.ensemble import DEFAULT_SHIPPED_SCALE, SHIPPED_SCALES, STRATEGIES, shipped_dir
+from mgsrgan.infer.ensemble import DEFAULT_SHIPPED_SCALE, SHIPPED_SCALES, STRATEGIES, shipped_dir, shipped_root
 from mgsrgan.errors import UserError
 from mgsrgan.evaluate.protocol import (ARTIFACTS, BICUBIC, PERCEPTUAL, ImageScore, PairDistance, benchmark_images,
                                 bicubic_upscaler, charge_shared_passes, evaluate_folder, load_run_models,
@@ -52,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, default=None,
                         help="training run folder (holds member_<k>/); default: the shipped ensemble "
-                             "weights/x<--scale>")
+                             "weights/x<--scale> ($MGSRGAN_WEIGHTS/x<--scale> when set)")
     parser.add_argument("--scale", type=int, choices=SHIPPED_SCALES, default=None,
                         help=f"which shipped ensemble without --run (default x{DEFAULT_SHIPPED_SCALE}); with --run "
                              "it must match the run's scale")
@@ -172,8 +171,12 @@ def write_text(path: Path, text: str) -> None:
 
 def default_out(run_dir: Path, scale: int, checkpoint: str) -> Path:
     """RUN/eval_<checkpoint>.json; for the shipped ensembles runs/shipped-x<scale>/..., so that evaluating them
-    leaves the repo's weights/ folder as it was."""
-    if ensemble.SHIPPED_ROOT.resolve() in (run_dir.resolve(), *run_dir.resolve().parents):
+    leaves the shipped weights' folder as it was."""
+    try:
+        shipped = shipped_root().resolve()
+    except UserError:  # no shipped weights anywhere: run_dir is not one of them
+        shipped = None
+    if shipped is not None and shipped in (run_dir.resolve(), *run_dir.resolve().parents):
         return Path("runs") / f"shipped-x{scale}" / f"eval_{checkpoint}.json"
     return run_dir / f"eval_{checkpoint}.json"
 

@@ -29,6 +29,7 @@ texture is (needs several GAN members), `guided_tau` > 0 by the pixel-loss membe
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Sequence
@@ -47,7 +48,7 @@ from mgsrgan.infer.self_ensemble import SelfEnsemble
 STRATEGIES = ("mean", "median", "weighted", "perceptual", "best", "consensus", "texture")
 VARIANCE_FLOOR = (1.0 / 255.0) ** 2 / 12.0  # variance of 8-bit quantisation: agreement finer than the output can
 #                                             store carries no information, so no member gets more weight for it
-SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "weights"  # weights/x<scale>/member_<k>/{pretrain,gan}.safetensors
+WEIGHTS_ENV = "MGSRGAN_WEIGHTS"  # a folder holding x2/, x4/: where the shipped ensembles are, when set
 SHIPPED_SCALES = (2, 4)  # the ensembles shipped in the repo
 DEFAULT_SHIPPED_SCALE = 2  # x2 unless asked: its members trained longer (weights/x2/MODEL_CARD.md)
 PSNR_STRATEGIES = ("weighted", "best")  # need each member's validation PSNR
@@ -282,17 +283,43 @@ def run_member_paths(run: Path, checkpoint: str) -> list[Path]:
     return paths
 
 
+def checkout_weights() -> Path | None:
+    """The weights/ folder of the source checkout this package was imported from (run in place or installed
+    editable), or None: an installed wheel has no pyproject.toml beside its mgsrgan/ folder, and no weights/."""
+    checkout = Path(__file__).resolve().parents[2]
+    weights = checkout / "weights"
+    return weights if (checkout / "pyproject.toml").is_file() and weights.is_dir() else None
+
+
+def shipped_root() -> Path:
+    """The folder holding the shipped ensembles (x2/, x4/, each member_<k>/{pretrain,gan}.safetensors): the folder
+    named by $MGSRGAN_WEIGHTS when set, else the source checkout's weights/. The one lookup that inference, the
+    evaluation and the server use; a one-line UserError when neither is there."""
+    named = os.environ.get(WEIGHTS_ENV)
+    if named:
+        if not Path(named).is_dir():
+            raise EnsembleSourceError(f"{WEIGHTS_ENV}={named}: no such folder; point it at a copy of the "
+                                      "repository's weights/ folder (holding x2/ and x4/)")
+        return Path(named)
+    weights = checkout_weights()
+    if weights is None:
+        raise EnsembleSourceError(f"no shipped weights here: they live in the repository's weights/ folder; set "
+                                  f"{WEIGHTS_ENV}=/path/to/weights, or pass --run RUN_DIR or --weights FILE [FILE ...]")
+    return weights
+
+
 def shipped_dir(scale: int = DEFAULT_SHIPPED_SCALE) -> Path:
-    """weights/x<scale>: the folder of the ensemble shipped for `scale` (UserError for a scale not shipped)."""
+    """<shipped_root()>/x<scale>: the folder of the ensemble shipped for `scale` (UserError for a scale not shipped,
+    or when no shipped weights are found)."""
     if scale not in SHIPPED_SCALES:
         shipped = " and x".join(map(str, SHIPPED_SCALES))
         raise EnsembleSourceError(f"--scale {scale}: the shipped ensembles are x{shipped}; for another factor pass "
                                   "--run/--weights, or --outscale to resize the output")
-    return SHIPPED_ROOT / f"x{scale}"
+    return shipped_root() / f"x{scale}"
 
 
 def shipped_member_paths(checkpoint: str, scale: int = DEFAULT_SHIPPED_SCALE) -> list[Path]:
-    """The pretrained ensemble shipped in the repo's weights/x<scale> folder (member_<k>/{pretrain,gan}.safetensors)."""
+    """The pretrained ensemble shipped for `scale` (shipped_dir: member_<k>/{pretrain,gan}.safetensors)."""
     folder = shipped_dir(scale)
     if not folder.is_dir() or not any(_MEMBER_DIR.match(d.name) for d in folder.iterdir()):
         raise EnsembleSourceError(f"{folder}: no shipped pretrained weights; pass --run RUN_DIR or "

@@ -206,9 +206,9 @@ class Upscaler:
                    checkpoint: str = Side.PIXEL.value, alpha: float = 0.0, adaptive_c0: float = 0.0,
                    guided_tau: float = 0.0, self_ensemble: bool = False, precision: str = "auto",
                    **options) -> "Upscaler":
-        """The ensemble shipped in the repo's weights/x<scale> folder (scale 2 or 4): `checkpoint` "pretrain" (pixel
-        loss) or "gan" of every member; alpha > 0 (with pretrain) blends in the GAN members, per pixel when
-        adaptive_c0 or guided_tau > 0."""
+        """The ensemble shipped for `scale` (2 or 4: weights/x<scale>, found by ensemble.shipped_root in the
+        checkout's weights/ or $MGSRGAN_WEIGHTS): `checkpoint` "pretrain" (pixel loss) or "gan" of every member;
+        alpha > 0 (with pretrain) blends in the GAN members, per pixel when adaptive_c0 or guided_tau > 0."""
         model = ensemble_from_source(checkpoint=checkpoint, strategy=strategy, alpha=alpha, scale=scale,
                                      adaptive_c0=adaptive_c0, guided_tau=guided_tau,
                                      self_ensemble=self_ensemble)
