@@ -351,16 +351,21 @@ def config_from_dict(raw: dict, source: str = "<config>") -> Config:
     return cfg
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """A YAML file's content ({} when empty); ConfigError naming the file when it is missing or not YAML."""
+    try:
+        return yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such {what}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read a YAML config (a preset, or a run's resolved RUN/config.yaml), apply `--set` overrides, and return a
     validated Config."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    raw = read_yaml(path, "config file")
     for assignment in overrides:
         apply_override(raw, assignment)
     return config_from_dict(raw, str(path))

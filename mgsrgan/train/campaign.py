@@ -18,9 +18,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from mgsrgan.config import ConfigError, from_mapping, load_config
+from mgsrgan.config import ConfigError, from_mapping, load_config, read_yaml
 from mgsrgan.io.atomic import atomic_write
 from mgsrgan.io.checkpoint import Side
 from mgsrgan.train.group_save import resume_point
@@ -61,12 +59,7 @@ def load_plan(path: str | Path) -> Plan:
     """The campaign plan, strict: unknown keys, missing fields, unknown `init_from` stages and configs that do not
     load with their overrides are ConfigErrors before anything runs."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such campaign plan") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    raw = read_yaml(path, "campaign plan")
     stages = raw.get("stages") if isinstance(raw, dict) else None
     if not isinstance(stages, list) or not stages:
         raise ConfigError(f"{path}: expected a non-empty list `stages:`")
