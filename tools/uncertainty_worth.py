@@ -2,6 +2,8 @@
 
     python -m tools.uncertainty_worth --runs weights runs/x2-indep --checkpoint pretrain \
         --sets ../shared/data/Set14 ../shared/data/BSD100 [--out tools/results/uncertainty_worth]
+    python -m tools.uncertainty_worth --runs weights/campaign/x2-pixel --dihedral \
+        --held-out config_scaled.yaml          # one network's 8 flips/rotations as the members, validation images
 
 Per image (x2 or the run's scale, crop = scale): the members' outputs, their mean M and per-pixel std s (mean over
 RGB), the error e = |M - HR| (mean over RGB, 8-bit levels). Reported, averaged over images: the Spearman rank
@@ -21,7 +23,10 @@ import torch
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
+from mgsrgan.config import load_config
 from mgsrgan.device import autocast_to, resolve_precision
+from mgsrgan.infer.self_ensemble import symmetry_outputs
+from mgsrgan.train.data import holdout_paths
 from mgsrgan.infer.ensemble import load_members, run_member_paths
 from mgsrgan.evaluate.protocol import benchmark_images
 from mgsrgan.evaluate.metrics import PEAK, psnr, tensor_to_uint8
@@ -51,32 +56,45 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, nargs="+", required=True)
     parser.add_argument("--checkpoint", default="pretrain")
-    parser.add_argument("--sets", type=Path, nargs="+", required=True)
+    parser.add_argument("--sets", type=Path, nargs="+", default=[])
+    parser.add_argument("--held-out", type=Path, metavar="CONFIG",
+                        help="also the validation images this config holds out of training (where to choose)")
+    parser.add_argument("--dihedral", action="store_true",
+                        help="each member's outputs on the 8 flips/rotations of the input count as members")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--out", type=Path, default=REPO / "tools/results/uncertainty_worth")
     args = parser.parse_args()
     dtype = resolve_precision(args.precision, torch.device("cpu"))
+    sets = {folder.name: benchmark_images(folder) for folder in args.sets}
+    if args.held_out is not None:
+        cfg = load_config(args.held_out)
+        sets["held-out"] = holdout_paths(cfg.data.train_dirs, cfg.data.val_holdout)
+    if not sets:
+        parser.error("give --sets FOLDER [...] and/or --held-out CONFIG")
     results = {}
     for run in args.runs:
         members = [g for g, _ in load_members(run_member_paths(run, args.checkpoint))]
         scale = members[0].scale
-        for folder in args.sets:
+        for set_name, paths in sets.items():
             rows = []
-            for path in tqdm(benchmark_images(folder), desc=f"{run} {folder.name}", unit="img"):
+            for path in tqdm(paths, desc=f"{run} {set_name}", unit="img"):
                 hr, lr = load_pair(path, scale)
                 with torch.no_grad(), autocast_to(dtype, lr.device):
-                    outputs = torch.stack([m(lr).float() for m in members])
+                    outputs = torch.stack([o.float() for m in members
+                                           for o in (symmetry_outputs(m, lr) if args.dihedral else [m(lr)])])
                 rows.append(image_stats(outputs, hr, scale))
             member_means = np.mean([r["member_psnr"] for r in rows], axis=0)
             ens = float(np.mean([r["psnr_mean"] for r in rows]))
-            results.setdefault(str(run), {})[folder.name] = {
+            results.setdefault(str(run), {})[set_name] = {
                 "spearman": float(np.mean([r["spearman"] for r in rows])),
                 "mse_ratio_drop10": float(np.mean([r["mse_ratio"] for r in rows])),
                 "ensemble_psnr": ens, "member_psnr": member_means.tolist(),
                 "gain_over_best_member": ens - float(member_means.max())}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"checkpoint": args.checkpoint, "results": results}, indent=1))
-    lines = [f"Checkpoint `{args.checkpoint}`, {dtype}; Spearman(std, |error|) and MSE after dropping the 10 % most "
+    args.out.with_suffix(".json").write_text(json.dumps({"checkpoint": args.checkpoint, "dihedral": args.dihedral,
+                                                         "results": results}, indent=1))
+    members = "each member's 8 flips/rotations as members" if args.dihedral else "the members"
+    lines = [f"Checkpoint `{args.checkpoint}`, {dtype}, {members}; Spearman(std, |error|) and MSE after dropping the 10 % most "
              "uncertain pixels / MSE after dropping 10 % at random (lower = the map finds the errors).", "",
              "| run | set | members (dB) | ensemble (dB) | gain over best | Spearman | MSE ratio |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: |"]

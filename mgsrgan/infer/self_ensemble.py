@@ -7,6 +7,8 @@ rot90 by k = 0..3 quarter turns, each with and without a left-right flip. The re
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -38,8 +40,14 @@ class SelfEnsemble(nn.Module):
 
     def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
         total = None
-        for turns in range(QUARTER_TURNS):
-            for flip in FLIPS:
-                out = _inverse_transform(self.generator(_forward_transform(lr_img, turns, flip)), turns, flip)
-                total = out if total is None else total + out
+        for out in symmetry_outputs(self.generator, lr_img):
+            total = out if total is None else total + out
         return total / (QUARTER_TURNS * len(FLIPS))
+
+
+def symmetry_outputs(generator: nn.Module, lr_img: torch.Tensor) -> Iterator[torch.Tensor]:
+    """The generator's output for each of the 8 symmetries of the input, mapped back: 8 x (B, 3, H, W), one at a
+    time (their spread is a disagreement map of a single network)."""
+    for turns in range(QUARTER_TURNS):
+        for flip in FLIPS:
+            yield _inverse_transform(generator(_forward_transform(lr_img, turns, flip)), turns, flip)
