@@ -58,3 +58,18 @@ def test_evaluate_self_ensemble_rows(tmp_path, capsys):
     for name, hr_img in images.items():
         row = next(r for r in report["images"] if r["image"] == name and r["model"] == "member_1+x8")
         assert (row["psnr"], row["ssim"]) == pytest.approx(scores_by_hand(SelfEnsemble(generators[1]), hr_img), abs=1e-6)
+
+
+def test_symmetry_outputs_are_the_eight_passes_the_self_ensemble_averages():
+    from mgsrgan.infer.self_ensemble import symmetry_outputs
+
+    generator = tiny_generator()
+    x = torch.rand(1, 3, 10, 7)
+    with torch.no_grad():
+        outputs = list(symmetry_outputs(generator, x))
+        assert len(outputs) == 8 and all(o.shape == (1, 3, 20, 14) for o in outputs)
+        assert torch.allclose(torch.stack(outputs).mean(0), SelfEnsemble(generator)(x), atol=1e-6)
+        assert torch.equal(outputs[0], generator(x))  # the identity comes first
+        assert torch.stack(outputs).std(0).max() > 1e-4  # a generator that is not equivariant disagrees with itself
+        nearest = torch.nn.Upsample(scale_factor=2, mode="nearest")
+        assert torch.stack(list(symmetry_outputs(nearest, x))).std(0).max() == 0  # an equivariant one does not
