@@ -144,3 +144,35 @@ def test_sigkilled_campaigns_end_bit_identical_to_an_uninterrupted_one(tmp_path)
 
 def torch_equal(a, b) -> bool:
     return a.shape == b.shape and bool((a == b).all())
+
+
+def test_an_adversarial_stage_starts_every_member_from_the_shipped_srresnet_and_ships_when_it_ends(tmp_path):
+    plan = write_plan(tmp_path, steps=(6,))
+    raw = yaml.safe_load(plan.read_text())
+    raw["stages"].append({"name": "g", "config": raw["stages"][0]["config"], "ship": str(tmp_path / "plan-ship" / "g"),
+                          "gan_from": "a", "set": ["train.members=2", "train.gan_iterations=2",
+                                                   "train.schedule=lockstep"]})
+    plan.write_text(yaml.safe_dump(raw))
+    assert campaign_main(campaign_args(tmp_path, plan)) == 0
+    shipped_pixel = load_file(tmp_path / "plan-ship" / "a" / SHIPPED_FILE)
+    for k in range(2):
+        member = tmp_path / "plan-ship" / "g" / f"member_{k}"
+        start = load_file(member / "pretrain.safetensors")
+        assert all(torch_equal(start[key], shipped_pixel[key]) for key in shipped_pixel)  # the one SRResNet
+        gan = load_file(member / "gan.safetensors")
+        assert any(not torch_equal(gan[key], shipped_pixel[key]) for key in shipped_pixel)  # trained on from it
+    g0, g1 = (load_file(tmp_path / "plan-ship" / "g" / f"member_{k}" / "gan.safetensors") for k in range(2))
+    assert any(not torch_equal(g0[key], g1[key]) for key in g0)  # own seeds and discriminators: members differ
+    record = json.loads((tmp_path / "plan-ship" / "g" / "campaign.json").read_text())
+    assert record["stage"] == "g" and sorted(record["members"]) == ["member_0", "member_1"]
+    ships = [r for r in read_log(tmp_path / "state-log.jsonl") if r["event"] == "ship" and r["stage"] == "g"]
+    assert len(ships) == 1
+    assert campaign_main(campaign_args(tmp_path, plan)) == 0  # finished: nothing trains, nothing ships again
+    assert len([r for r in read_log(tmp_path / "state-log.jsonl") if r["event"] == "ship" and r["stage"] == "g"]) == 1
+
+
+def test_a_stage_cannot_start_from_a_stage_that_has_not_shipped(tmp_path):
+    plan = write_plan(tmp_path, steps=(6, 6))
+    plan_obj = load_plan(plan)
+    with pytest.raises(ConfigError, match="stage a has not shipped a generator yet"):
+        next_step(plan_obj, plan_obj.stages[1], tmp_path / "state", tmp_path)

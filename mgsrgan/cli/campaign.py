@@ -25,7 +25,8 @@ from mgsrgan.config import ConfigError, load_config
 from mgsrgan.errors import UserError
 from mgsrgan.io.checkpoint import CheckpointError, read_meta
 from mgsrgan.train.campaign import (LOG_NAME, RUN_RECORD, Plan, Stage, TreeClock, append_record, best_shipped_psnr,
-                                    load_plan, next_step, read_json, read_log, ship, stage_cpu_s, write_json)
+                                    load_plan, next_step, prepare_gan_source, read_json, read_log, ship, ship_members,
+                                    stage_cpu_s, write_json)
 from mgsrgan.train.member import member_dir
 
 DEFAULT_PLAN = "configs/campaign.yaml"
@@ -89,6 +90,7 @@ class Watch:
 
     def __init__(self, stage: Stage, run: Path, log: Path, repo: Path, cpu_before: float) -> None:
         self.stage, self.run, self.log, self.repo = stage, run, log, repo
+        self.adversarial = bool(stage.gan_from)  # ships its members when it ends, not its best PSNR on the way
         self.cpu_before = cpu_before
         self.offset = int(read_json(run / RUN_RECORD).get("offset", 0))
         self.position = 0  # the whole run log is read once: validations a stopped campaign missed are recorded
@@ -106,7 +108,8 @@ class Watch:
                     and self.offset + int(event["step"]) > self.logged_step):
                 self._record("val", int(event["step"]), cpu_s, psnr=round(float(event["psnr"]), 4))
                 self.logged_step = self.offset + int(event["step"])
-        self._ship_if_better(cpu_s)
+        if not self.adversarial:
+            self._ship_if_better(cpu_s)
         if time.monotonic() - self.last_tick >= tick_s:
             self._record("tick", None, cpu_s)
             self.last_tick = time.monotonic()
@@ -130,6 +133,19 @@ class Watch:
             record["patches"] = record["step"] * self.batch
         append_record(self.log, record)
         return record
+
+    def ship_finished(self, cpu_s: float) -> None:
+        """An adversarial stage that ended: its members (pixel-loss and picked GAN generators) into its folder,
+        once (a rerun after a stop finds the record and does nothing)."""
+        if read_json(self.repo / self.stage.ship / "campaign.json").get("stage") == self.stage.name:
+            return
+        members = {}
+        for member in sorted(self.run.glob("member_*")):
+            val = read_meta(member / "gan.safetensors").get("val") or {}
+            members[member.name] = {key: val[key] for key in ("psnr", "stlpips_alex") if key in val}
+        record = {"stage": self.stage.name, "cpu_s": round(self.cpu_before + cpu_s, 1), "members": members}
+        ship_members(self.run, self.repo / self.stage.ship, record)
+        append_record(self.log, {"time": round(time.time(), 1), "event": "ship", **record})
 
     def _ship_if_better(self, cpu_s: float) -> None:
         try:
@@ -155,10 +171,16 @@ def run_stage(plan: Plan, stage: Stage, args: argparse.Namespace, repo: Path, st
     step = next_step(plan, stage, args.state, repo)
     run = args.state / stage.name
     if step.kind == "done":  # a campaign stopped right after the run ended may not have shipped its best yet
-        Watch(stage, run, args.log, repo, stage_cpu_s(read_log(args.log), stage.name)).look(0.0, float("inf"))
+        watch = Watch(stage, run, args.log, repo, stage_cpu_s(read_log(args.log), stage.name))
+        watch.look(0.0, float("inf"))
+        if watch.adversarial:
+            watch.ship_finished(0.0)
         print(f"[campaign] {stage.name}: finished")
         return 0
-    if step.kind in ("fresh", "warm"):
+    if step.kind == "gan":
+        members = load_config(stage.config, stage.set).train.members
+        prepare_gan_source(repo, plan, stage, args.state, members)
+    if step.kind in ("fresh", "warm", "gan"):
         shipped = read_json(repo / stage.ship / "campaign.json").get("step", 0) if step.kind == "warm" else 0
         write_json(run / RUN_RECORD, {"offset": int(shipped)})
     print(f"[campaign] {stage.name}: {step.kind} {step.detail}", flush=True)
@@ -181,6 +203,8 @@ def run_stage(plan: Plan, stage: Stage, args: argparse.Namespace, repo: Path, st
         watch.look(cpu_s, args.tick if rc is None else 0.0)
         if rc is not None:
             stop["child"] = None
+            if rc == 0 and watch.adversarial:
+                watch.ship_finished(cpu_s)
             return rc
 
 

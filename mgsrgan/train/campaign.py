@@ -33,12 +33,15 @@ RUN_RECORD = "campaign.json"  # in a stage's run folder: {"offset": campaign ste
 @dataclass
 class Stage:
     """One training run of the campaign. `set` overrides the config as train.py's --set does. `init_from` names an
-    earlier stage whose shipped generator initialises this one (another scale: its body)."""
+    earlier stage whose shipped generator initialises this one (another scale: its body). `gan_from` names an
+    earlier pixel-loss stage whose shipped generator starts the adversarial phase of every member of this one
+    (the SRGAN paper's order: each SRGAN generator from the one SRResNet); such a stage ships when it ends."""
     name: str
     config: str
-    ship: str  # shipping folder, relative to the repo root: weights/x2, ...
+    ship: str  # shipping folder, relative to the repo root: weights/campaign/<name>
     set: list[str] = field(default_factory=list)
     init_from: str = ""
+    gan_from: str = ""
 
 
 @dataclass
@@ -68,8 +71,11 @@ def load_plan(path: str | Path) -> Plan:
     for stage in plan.stages:
         if stage.name in seen:
             raise ConfigError(f"{path}: stage {stage.name!r} appears twice")
-        if stage.init_from and stage.init_from not in seen:
-            raise ConfigError(f"{path}: stage {stage.name!r}: init_from {stage.init_from!r} is not an earlier stage")
+        for key in ("init_from", "gan_from"):
+            if getattr(stage, key) and getattr(stage, key) not in seen:
+                raise ConfigError(f"{path}: stage {stage.name!r}: {key} {getattr(stage, key)!r} is not an earlier stage")
+        if stage.init_from and stage.gan_from:
+            raise ConfigError(f"{path}: stage {stage.name!r}: give init_from or gan_from, not both")
         seen.add(stage.name)
         load_config(stage.config, stage.set)  # its errors now, not hours later
     return plan
@@ -89,6 +95,10 @@ def next_step(plan: Plan, stage: Stage, state: Path, repo: Path) -> Step:
         return Step("resume", ("--resume", str(run)), f"from {point[0]} step {point[1]}")
     base = ["--config", stage.config, "--name", stage.name, "--set", f"train.out_dir={state}"]
     base += [arg for assignment in stage.set for arg in ("--set", assignment)]
+    if stage.gan_from:  # adversarial stages are short: a lost state folder starts them again
+        shipped_file(repo, plan, stage.gan_from, stage.name)
+        return Step("gan", tuple(base + ["--pretrained", str(gan_source(state, stage))]),
+                    f"adversarial phase of every member from {stage.gan_from}")
     shipped = shipped_step(repo / stage.ship, stage.name)
     if shipped:
         total = load_config(stage.config, stage.set).train.pretrain_steps
@@ -97,12 +107,32 @@ def next_step(plan: Plan, stage: Stage, state: Path, repo: Path) -> Step:
                                           "--set", f"train.pretrain_steps={left}"]),
                     f"from its shipped generator (step {shipped}), {left} steps to go")
     if stage.init_from:
-        source = repo / stage_of(plan, stage.init_from).ship
-        if not (source / SHIPPED_FILE).is_file():
-            raise ConfigError(f"stage {stage.name}: init_from {stage.init_from}: {source / SHIPPED_FILE} not found "
-                              f"(stage {stage.init_from} has not shipped a generator yet)")
-        base += ["--set", f"train.init_from={source}"]
+        base += ["--set", f"train.init_from={shipped_file(repo, plan, stage.init_from, stage.name).parents[1]}"]
     return Step("fresh", tuple(base), "from scratch" if not stage.init_from else f"from {stage.init_from}")
+
+
+def shipped_file(repo: Path, plan: Plan, source: str, needed_by: str) -> Path:
+    """The generator stage `source` has shipped; ConfigError when it has not shipped one yet."""
+    path = repo / stage_of(plan, source).ship / SHIPPED_FILE
+    if not path.is_file():
+        raise ConfigError(f"stage {needed_by}: needs {path} (stage {source} has not shipped a generator yet)")
+    return path
+
+
+def gan_source(state: Path, stage: Stage) -> Path:
+    """STATE/<stage>.source: the run-like folder whose member_<k>/pretrain.safetensors start the stage's members
+    (train.py --pretrained); `prepare_gan_source` fills it."""
+    return state / f"{stage.name}.source"
+
+
+def prepare_gan_source(repo: Path, plan: Plan, stage: Stage, state: Path, members: int) -> None:
+    """One copy of stage.gan_from's shipped generator per member: every member starts from the same SRResNet and
+    differs by its own seed, patch stream and discriminator."""
+    source = shipped_file(repo, plan, stage.gan_from, stage.name)
+    for k in range(members):
+        target = member_dir(gan_source(state, stage), k) / f"{Side.PIXEL}.safetensors"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def shipped_step(folder: Path, stage: str) -> int:
@@ -158,6 +188,19 @@ def ship(run: Path, folder: Path, record: dict) -> None:
     atomic_write(target, lambda tmp: shutil.copyfile(member_dir(run, 0) / "best.safetensors", tmp))
     atomic_write(folder / "config.yaml", lambda tmp: shutil.copyfile(run / "config.yaml", tmp))
     write_json(folder / SHIP_RECORD, {key: record[key] for key in ("stage", "step", "psnr", "cpu_s", "patches")})
+
+
+def ship_members(run: Path, folder: Path, record: dict) -> None:
+    """A finished adversarial stage: every member's pixel-loss and GAN generators and the run's config into the
+    shipping folder (each file atomically), then the record."""
+    members = sorted(d.name for d in run.iterdir() if d.is_dir() and d.name.startswith("member_"))
+    for name in members:
+        for side in Side:
+            target = folder / name / f"{side}.safetensors"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, lambda tmp: shutil.copyfile(run / name / f"{side}.safetensors", tmp))
+    atomic_write(folder / "config.yaml", lambda tmp: shutil.copyfile(run / "config.yaml", tmp))
+    write_json(folder / SHIP_RECORD, record)
 
 
 def append_record(path: Path, record: dict) -> None:
