@@ -29,3 +29,25 @@ def test_card_tables_are_the_shipped_evaluation_files(scale, heading, cell):
     for label, *cells in rows:
         source, model = card_row(label)
         assert cells == [cell(shipped_scores(scale, source, model, name)) for name in SETS], label
+
+
+CAMPAIGN_CARD = ROOT / "weights" / "campaign" / "x2-pixel" / "MODEL_CARD.md"
+
+
+def test_the_campaign_card_is_one_page_and_its_table_is_its_evaluation_file():
+    """The campaign network's row against eval_pretrain.json beside it; the shipped rows against weights/x2's files;
+    the step in its label is the one the card's training table describes."""
+    import json
+    import re
+
+    text = CAMPAIGN_CARD.read_text()
+    assert text.count("\n") <= CARD_LINES
+    evaluation = json.loads((CAMPAIGN_CARD.parent / "eval_pretrain.json").read_text())
+    rows = markdown_tables(text, "## Metrics beside the peers")[0]
+    label, *cells = rows[0]
+    step = int(re.search(r"step ([\d,]+)", label).group(1).replace(",", ""))
+    assert f"| this copy | step {step:,} of" in text  # the copy evaluated is the one the training table describes
+    assert cells == [metric_cell(evaluation["sets"][name]["models"]["member_0"]) for name in SETS]
+    for label, *cells in rows[1:]:
+        source, model = card_row(label)
+        assert cells == [metric_cell(shipped_scores(2, source, model, name)) for name in SETS], label
