@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output folder (names are kept)")
     add_model_arguments(parser)
     parser.add_argument("--uncertainty", action="store_true",
-                        help="also write <name>_uncertainty.png: per-pixel std across members, viridis colours")
+                        help="also write <name>_uncertainty.png: per-pixel std across members, viridis colours (one "
+                             "network: its std over the 8 flips/rotations of the input, 8x the time)")
     parser.add_argument("--uncertainty-max", type=float, default=None,
                         help="std (image units, [0, 1]) shown as the top (yellow) colour; 0 is dark purple. Default: "
                              f"each image's own {UNCERTAINTY_PERCENTILE:g}th percentile of std, so every map spans "

@@ -43,7 +43,7 @@ from mgsrgan.errors import UserError
 from mgsrgan.models.fuse import fold_batchnorm
 from mgsrgan.infer.fusion import (CONSENSUS_RADIUS, adaptive_blend, check_fusion, guided_blend, local_mean,
                                   member_spread, texture_mean)
-from mgsrgan.infer.self_ensemble import SelfEnsemble
+from mgsrgan.infer.self_ensemble import SelfEnsemble, symmetry_outputs
 
 STRATEGIES = ("mean", "median", "weighted", "perceptual", "best", "consensus", "texture")
 VARIANCE_FLOOR = (1.0 / 255.0) ** 2 / 12.0  # variance of 8-bit quantisation: agreement finer than the output can
@@ -239,11 +239,22 @@ class Ensemble(nn.Module):
         return self._blend(self._combine(stack, lr_img), lr_img, spread)
 
     def forward_with_uncertainty(self, lr_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(output (B, 3, H, W), std (B, 1, H, W)): per-pixel std across the members, population
-        form (0 for K = 1), averaged over the 3 channels; same units as the image ([0, 1] scale)."""
+        """(output (B, 3, H, W), std (B, 1, H, W)): per-pixel std across the members, population form, averaged
+        over the 3 channels; same units as the image ([0, 1] scale). One member: the std of its outputs over the
+        8 flips/rotations of the input instead (8 passes; the output is unchanged)."""
+        if len(self.members) == 1:
+            return self._one_member_with_uncertainty(lr_img)
         stack = self._stack(lr_img)
         std = member_spread(stack)
         return self._blend(self._combine(stack, lr_img), lr_img, std), std
+
+    def _one_member_with_uncertainty(self, lr_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        member = self.members[0]
+        inner = member.generator if isinstance(member, SelfEnsemble) else member
+        symmetries = torch.stack(list(symmetry_outputs(inner, lr_img)), dim=0)  # (8, B, 3, H, W); [0]: identity
+        output = symmetries.mean(0) if isinstance(member, SelfEnsemble) else symmetries[0]
+        std = member_spread(symmetries)
+        return self._blend(output, lr_img, std), std
 
 
 def _check_strategy(strategy: str, k: int, val_psnr: Sequence[float] | None, val_alex: Sequence[float] | None,
