@@ -176,3 +176,24 @@ def test_a_stage_cannot_start_from_a_stage_that_has_not_shipped(tmp_path):
     plan_obj = load_plan(plan)
     with pytest.raises(ConfigError, match="stage a has not shipped a generator yet"):
         next_step(plan_obj, plan_obj.stages[1], tmp_path / "state", tmp_path)
+
+
+def test_the_committed_campaign_generator_loads_and_beats_bicubic():
+    """weights/campaign/x2-pixel, as the campaign last shipped it, through the same loader inference uses."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from mgsrgan.evaluate.metrics import psnr
+    from mgsrgan.infer.upscaler import Upscaler, ensemble_from_source
+    from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale
+
+    folder = ROOT / "weights" / "campaign" / "x2-pixel"
+    model = ensemble_from_source(run=folder, checkpoint="pretrain")
+    assert model.scale == 2 and len(model.members) == 1
+    hr = np.asarray(Image.open(ROOT / "examples" / "chelsea.png").convert("RGB"))[:96, :96].copy()
+    lr = bicubic_downscale(hr, 2)
+    sr = Upscaler(model, device="cpu", precision="fp32").upscale_tensor(
+        torch.from_numpy(lr.copy()).permute(2, 0, 1)[None].float() / 255)
+    sr = (sr[0].permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+    assert psnr(sr, hr, crop_border=2) > psnr(bicubic_upscale(lr, 2), hr, crop_border=2) + 0.3
