@@ -101,8 +101,7 @@ def test_uncertainty_and_alpha_blend():
     assert std.shape == (2, 1, 4, 4)
     assert torch.allclose(std[0, 0], stack.std(dim=0, correction=0).mean(dim=1)[0])
     assert torch.allclose(out[1], stack.mean(0)[0])
-    symmetric = torch.ones(1, 3, 4, 4)  # one member whose output every flip/rotation maps to itself: no spread
-    _, single_std = Ensemble([Constant(symmetric)]).forward_with_uncertainty(x)
+    _, single_std = Ensemble([Constant(images[0])]).forward_with_uncertainty(x)
     assert float(single_std.abs().max()) == 0.0
     for alpha in (0.0, 0.3, 1.0):
         blended = Ensemble([Constant(img) for img in images], gan_side=Constant(gan_image), alpha=alpha)(x)
@@ -278,10 +277,21 @@ def test_one_network_s_uncertainty_is_its_spread_over_the_eight_symmetries():
     generator = Generator(scale=2, num_blocks=1, channels=8).eval()
     x = torch.rand(2, 3, 6, 5)
     with torch.no_grad():
-        out, std = Ensemble([generator]).forward_with_uncertainty(x)
+        out, std = Ensemble([generator], symmetry_map=True).forward_with_uncertainty(x)
         symmetries = torch.stack(list(symmetry_outputs(generator, x)))
         assert torch.equal(out, generator(x))  # the map costs 8 passes but leaves the output as it is
         assert torch.allclose(std, symmetries.std(0, correction=0).mean(1, keepdim=True), atol=1e-7)
         assert float(std.max()) > 1e-4
-        out_x8, std_x8 = Ensemble([SelfEnsemble(generator)]).forward_with_uncertainty(x)
+        out_x8, std_x8 = Ensemble([SelfEnsemble(generator)], symmetry_map=True).forward_with_uncertainty(x)
         assert torch.allclose(out_x8, SelfEnsemble(generator)(x), atol=1e-6) and torch.allclose(std_x8, std)
+        assert float(Ensemble([generator]).forward_with_uncertainty(x)[1].abs().max()) == 0.0  # replayed outputs
+
+
+def test_a_loaded_single_network_maps_its_symmetry_spread(tmp_path):
+    from tests.conftest import save_tiny_run
+
+    save_tiny_run(tmp_path / "run")
+    model = build_ensemble([tmp_path / "run" / "member_0" / "best.safetensors"])
+    with torch.no_grad():
+        _, std = model.forward_with_uncertainty(torch.rand(1, 3, 8, 8))
+    assert model.symmetry_map and float(std.max()) > 0.0

@@ -156,12 +156,15 @@ class Ensemble(nn.Module):
     pixel-loss ensemble whose output P the members' texture is measured against (fusion.texture_mean).
     `gan_side` (a GAN generator, or an Ensemble of several) with `alpha` in [0, 1] blends perception in:
     out = (1 - alpha) * combined + alpha * gan_side(x), per pixel with `adaptive_c0` or `guided_tau` > 0.
+    `symmetry_map`: with one member, the uncertainty map is its spread over the 8 flips/rotations of the input
+    (members that are networks; the server's replayed outputs are not, and keep the zero map of one member).
     """
 
     def __init__(self, members: Sequence[nn.Module], *, strategy: str = "mean",
                  val_psnr: Sequence[float] | None = None, val_alex: Sequence[float] | None = None,
                  gan_side: nn.Module | None = None, reference: nn.Module | None = None,
-                 alpha: float = 0.0, adaptive_c0: float = 0.0, guided_tau: float = 0.0) -> None:
+                 alpha: float = 0.0, adaptive_c0: float = 0.0, guided_tau: float = 0.0,
+                 symmetry_map: bool = False) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -179,6 +182,7 @@ class Ensemble(nn.Module):
         self.alpha = float(alpha)
         self.adaptive_c0 = float(adaptive_c0)
         self.guided_tau = float(guided_tau)
+        self.symmetry_map = symmetry_map
         weights = member_weights(strategy, len(members), val_psnr, val_alex)
         self.register_buffer("member_weights", weights, persistent=False)  # (K,) used by "weighted", "perceptual"
         self.best_index = int(torch.tensor(list(val_psnr)).argmax()) if val_psnr is not None else 0
@@ -240,9 +244,9 @@ class Ensemble(nn.Module):
 
     def forward_with_uncertainty(self, lr_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(output (B, 3, H, W), std (B, 1, H, W)): per-pixel std across the members, population form, averaged
-        over the 3 channels; same units as the image ([0, 1] scale). One member: the std of its outputs over the
-        8 flips/rotations of the input instead (8 passes; the output is unchanged)."""
-        if len(self.members) == 1:
+        over the 3 channels; same units as the image ([0, 1] scale). One member with `symmetry_map`: the std of
+        its outputs over the 8 flips/rotations of the input instead (8 passes; the output is unchanged)."""
+        if len(self.members) == 1 and self.symmetry_map:
             return self._one_member_with_uncertainty(lr_img)
         stack = self._stack(lr_img)
         std = member_spread(stack)
@@ -470,4 +474,5 @@ def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_pa
         reference = Ensemble([SelfEnsemble(g) for g in generators] if self_ensemble else generators).eval()
     val_psnr, val_alex = scores_for(strategy, paths, metas)
     return Ensemble([g for g, _ in loaded], strategy=strategy, val_psnr=val_psnr, val_alex=val_alex, gan_side=gan,
-                    reference=reference, alpha=alpha, adaptive_c0=adaptive_c0, guided_tau=guided_tau).eval()
+                    reference=reference, alpha=alpha, adaptive_c0=adaptive_c0, guided_tau=guided_tau,
+                    symmetry_map=True).eval()
