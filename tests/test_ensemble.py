@@ -295,3 +295,24 @@ def test_a_loaded_single_network_maps_its_symmetry_spread(tmp_path):
     with torch.no_grad():
         _, std = model.forward_with_uncertainty(torch.rand(1, 3, 8, 8))
     assert model.symmetry_map and float(std.max()) > 0.0
+
+
+def test_copies_of_one_network_run_once_and_distinct_members_are_kept(tmp_path):
+    import shutil
+
+    from mgsrgan.infer.ensemble import one_if_identical
+    from tests.conftest import save_tiny_run
+
+    save_tiny_run(tmp_path / "run")
+    first = tmp_path / "run" / "member_0" / "best.safetensors"
+    copies = []
+    for k in range(3):
+        (tmp_path / "copies" / f"member_{k}").mkdir(parents=True)
+        copies.append(shutil.copyfile(first, tmp_path / "copies" / f"member_{k}" / "best.safetensors"))
+    assert one_if_identical(copies) == [copies[0]]
+    distinct = [first, tmp_path / "run" / "member_1" / "best.safetensors"]
+    assert one_if_identical(distinct) == distinct and one_if_identical([*distinct, copies[0]]) == [*distinct, copies[0]]
+    model, single = build_ensemble(copies), build_ensemble([first])
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert len(model.members) == 1 and torch.equal(model(x), single(x))

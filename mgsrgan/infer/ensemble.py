@@ -28,6 +28,8 @@ texture is (needs several GAN members), `guided_tau` > 0 by the pixel-loss membe
 """
 from __future__ import annotations
 
+import hashlib
+
 import math
 import os
 import re
@@ -431,6 +433,16 @@ def gan_side(generators: Sequence[nn.Module], val_alex: Sequence[float] | None,
     return generators[0] if len(generators) == 1 else gan_ensemble(generators, val_alex, reference)
 
 
+def one_if_identical(paths: Sequence[Path]) -> list[Path]:
+    """[paths[0]] when every file has the same bytes, else the paths as given. A campaign's GAN stage ships one
+    SRResNet as every member's pixel-loss file: K copies of one network are that network, run once."""
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        return paths
+    digests = {hashlib.sha256(p.read_bytes()).digest() for p in paths}
+    return paths[:1] if len(digests) == 1 else paths
+
+
 def pixel_siblings(paths: Sequence[Path]) -> list[Path] | None:
     """The pixel-loss checkpoint beside each GAN member file (member_<k>/pretrain.safetensors next to
     member_<k>/gan.safetensors), or None when any is missing or the members are pixel-loss files themselves."""
@@ -451,6 +463,7 @@ def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_pa
         raise UserError(f"unknown ensemble strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if not paths:
         raise EnsembleSourceError("no ensemble members given")
+    paths = one_if_identical(paths)
     loaded = load_members(list(paths) + list(gan_paths))
     if self_ensemble:
         loaded = [(SelfEnsemble(generator), meta) for generator, meta in loaded]
@@ -467,6 +480,7 @@ def build_ensemble(paths: Sequence[Path], *, strategy: str | None = None, gan_pa
         strategy = default_strategy(scored=alex_scores(metas) is not None, has_reference=siblings is not None)
     reference = None
     if strategy == "texture" and siblings:
+        siblings = one_if_identical(siblings)
         sibling_loaded = load_members(siblings)
         check_gan_started_from_pixel([(s, meta) for s, (_, meta) in zip(siblings, sibling_loaded)],
                                      list(zip(paths, metas)))

@@ -16,7 +16,7 @@ from torch import nn
 from mgsrgan.device import resolve_device, resolve_precision
 from mgsrgan.errors import UserError
 from mgsrgan.infer.ensemble import (SHIPPED_SCALES, EnsembleSourceError, alex_scores, load_members, psnr_scores,
-                                    run_member_paths, shipped_member_paths)
+                                    one_if_identical, run_member_paths, shipped_member_paths)
 from mgsrgan.infer.self_ensemble import SelfEnsemble
 from mgsrgan.infer.tiling import tiled_apply
 from mgsrgan.infer.upscaler import with_precision
@@ -83,7 +83,7 @@ class Bank:
 
 
 def _load_side(paths: Sequence[Path], device: torch.device, dtype: torch.dtype) -> SideMembers:
-    loaded = load_members(paths)
+    loaded = load_members(one_if_identical(paths))
     generators = tuple(with_precision(g.to(device).to(memory_format=torch.channels_last).eval(), dtype)
                        for g, _ in loaded)
     metas = [meta for _, meta in loaded]
