@@ -68,12 +68,13 @@ def tiny_generator(seed: int) -> Generator:
     return generator.eval()
 
 
-def save_tiny_run(run: Path, *, val: bool = True, checkpoint: str = "best") -> list[Generator]:
+def save_tiny_run(run: Path, *, val: bool = True, checkpoint: str = "best", seed: int = 10) -> list[Generator]:
+    """run/member_<k>/<checkpoint>.safetensors for 2 tiny x2 members, member k's weights from seed + k."""
     generators = []
     for member, psnr_value in enumerate(VAL_PSNR):
-        generator = tiny_generator(seed=10 + member)
+        generator = tiny_generator(seed=seed + member)
         (run / f"member_{member}").mkdir(parents=True)
-        meta = {"arch": {"scale": SCALE, "num_blocks": 1, "channels": 8}, "member": member, "seed": 10 + member,
+        meta = {"arch": {"scale": SCALE, "num_blocks": 1, "channels": 8}, "member": member, "seed": seed + member,
                 "phase": "pretrain", "step": 5, "val": {"psnr": psnr_value, "ssim": 0.5} if val else None,
                 "config": {}}
         tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}

@@ -16,14 +16,15 @@ PIXEL_PSNR = (24.0, 25.0, 24.5)
 GAN_ALEX = (0.02, 0.03, 0.05)
 
 
-def save_serve_run(run: Path) -> Path:
-    """run/member_<k>/{pretrain,gan}.safetensors for 3 tiny x2 members (gan ones scored with ST-LPIPS-Alex)."""
+def save_serve_run(run: Path, seed_offset: int = 0) -> Path:
+    """run/member_<k>/{pretrain,gan}.safetensors for 3 tiny x2 members (gan ones scored with ST-LPIPS-Alex);
+    `seed_offset` shifts every member's seed (another ensemble, other outputs)."""
     for member in range(3):
         folder = run / f"member_{member}"
         folder.mkdir(parents=True, exist_ok=True)
-        for name, seed, val in (("pretrain", 10 + member, {"psnr": PIXEL_PSNR[member], "ssim": 0.5}),
-                                ("gan", 20 + member, {"psnr": PIXEL_PSNR[member] - 0.5,
-                                                      "stlpips_alex": GAN_ALEX[member]})):
+        for name, seed, val in (("pretrain", seed_offset + 10 + member, {"psnr": PIXEL_PSNR[member], "ssim": 0.5}),
+                                ("gan", seed_offset + 20 + member, {"psnr": PIXEL_PSNR[member] - 0.5,
+                                                                   "stlpips_alex": GAN_ALEX[member]})):
             generator = tiny_generator(seed)
             meta = {"arch": {"scale": SCALE, "num_blocks": 1, "channels": 8}, "member": member, "seed": seed,
                     "phase": name, "step": 5, "val": val, "config": {}}

@@ -298,3 +298,54 @@ def test_installed_without_the_shipped_weights_is_one_line_saying_where_they_are
     code, _, err = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "out")
     assert code == 2 and err.strip().count("\n") == 0
     assert "repository's weights/ folder" in err and "MGSRGAN_WEIGHTS=/path/to/weights" in err
+
+
+@pytest.fixture()
+def clean_and_real(tmp_path, monkeypatch) -> Path:
+    """$MGSRGAN_WEIGHTS holding a tiny x2/ and a tiny x2-real/ (other seeds: other outputs)."""
+    from tests.conftest import save_tiny_run
+    shipped = tmp_path / "weights"
+    save_tiny_run(shipped / "x2", checkpoint="pretrain")
+    save_tiny_run(shipped / "x2-real", checkpoint="pretrain", seed=40)
+    monkeypatch.setenv(ensemble_module.WEIGHTS_ENV, str(shipped))
+    return shipped
+
+
+def test_real_uses_the_real_photo_folder_of_the_scale(tmp_path, clean_and_real, capsys):
+    rgb(9, 7).save(tmp_path / "a.png")
+    outputs = {}
+    for name, extra in (("clean", []), ("real", ["--real"]), ("run", ["--run", clean_and_real / "x2-real"])):
+        code, _, err = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / name, "--checkpoint", "pretrain",
+                           "--precision", "fp32", *extra)
+        assert code == 0, err
+        outputs[name] = np.asarray(Image.open(tmp_path / name / "a.png"))
+    assert not np.array_equal(outputs["real"], outputs["clean"])
+    assert np.array_equal(outputs["real"], outputs["run"])
+    # the Python API reaches the same model
+    real_api = Upscaler.pretrained(real=True, device="cpu", precision="fp32")
+    assert np.array_equal(np.asarray(real_api(Image.open(tmp_path / "a.png"))), outputs["real"])
+
+
+def test_real_without_its_folder_is_one_line_naming_the_campaign_stage(tmp_path, clean_and_real, capsys):
+    import shutil
+    shutil.rmtree(clean_and_real / "x2-real")
+    rgb(6, 5).save(tmp_path / "a.png")
+    code, _, err = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "out", "--real")
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert "no real-photo model for x2" in err and "x2-real" in err and "configs/campaign.yaml" in err
+    with pytest.raises(UserError, match="no real-photo model for x2"):
+        Upscaler.pretrained(real=True)
+
+
+def test_real_with_run_or_weights_is_refused_in_one_line(tmp_path, clean_and_real, weights, capsys):
+    rgb(6, 5).save(tmp_path / "a.png")
+    for source in (["--run", clean_and_real / "x2-real"], ["--weights", *weights]):
+        code, _, err = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "out", "--real", *source)
+        assert code == 2 and err.strip().count("\n") == 0 and "--real" in err and "--run/--weights" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_says_when_to_use_the_real_photo_model(capsys):
+    assert main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--real" in text and "phones and the web (JPEG" in text and "clean downscaled images" in text

@@ -27,7 +27,7 @@ def bank(tmp_path):
 
 @pytest.fixture()
 def client(bank):
-    with TestClient(create_app({2: bank}, ServeLimits(max_upload_bytes=200_000, max_pixels=5_000, queue_size=2,
+    with TestClient(create_app([bank], ServeLimits(max_upload_bytes=200_000, max_pixels=5_000, queue_size=2,
                                                    max_jobs=2))) as test_client:
         yield test_client
 
@@ -202,7 +202,7 @@ def test_shutdown_is_503_and_internal_errors_hide_details(bank, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals at /srv/weights")
     monkeypatch.setattr(type(bank), "run", broken)
-    client = TestClient(create_app({2: bank}), raise_server_exceptions=False)  # as a real server: log, answer 500
+    client = TestClient(create_app([bank]), raise_server_exceptions=False)  # as a real server: log, answer 500
     assert_error(upload(client), 500, "internal server error")
     assert "secret" not in upload(client).text
     client.app.state.queue.close()
@@ -322,3 +322,55 @@ def test_bank_without_a_run_loads_the_shipped_members_where_mgsrgan_weights_poin
     bank = load_bank(scale=2, run=None, device="cpu", precision="fp32", tile=8)
     assert set(bank.sides) == {Side.PIXEL, Side.GAN} and len(bank.sides[Side.PIXEL].generators) == 3
     assert sum(p.numel() for p in bank.sides[Side.PIXEL].generators[0].parameters()) < 10 ** 5  # the tiny ones
+
+
+@pytest.fixture()
+def clean_and_real_banks(tmp_path, monkeypatch):
+    """$MGSRGAN_WEIGHTS with a tiny x2/ and x2-real/ (other seeds), loaded as `mgsrgan serve` loads them."""
+    from mgsrgan.serve.members import load_banks
+    from tests.serve_helpers import save_serve_run
+
+    save_serve_run(tmp_path / "weights" / "x2")
+    save_serve_run(tmp_path / "weights" / "x2-real", seed_offset=40)
+    monkeypatch.setenv("MGSRGAN_WEIGHTS", str(tmp_path / "weights"))
+    return load_banks([2], device="cpu", precision="fp32", tile=8)
+
+
+def test_real_field_picks_the_real_photo_bank_and_models_show_the_flag(tmp_path, clean_and_real_banks):
+    assert [(bank.scale, bank.real) for bank in clean_and_real_banks] == [(2, False), (2, True)]
+    data = image_bytes()
+    with TestClient(create_app(clean_and_real_banks)) as client:
+        ensembles = client.get("/v1/models").json()["ensembles"]
+        assert [(e["scale"], e["real"], e["source"]) for e in ensembles] == [
+            (2, False, "shipped weights/x2"), (2, True, "shipped weights/x2-real")]
+        real = upload(client, data, real="true")
+        clean = upload(client, data, real="false")
+        assert real.status_code == 200 and clean.status_code == 200
+        real_img = np.asarray(decode(real.content), dtype=np.int16)
+        assert np.array_equal(real_img, cli_output(tmp_path / "weights" / "x2-real", data, checkpoint="pretrain"))
+        assert np.abs(real_img - np.asarray(decode(clean.content), dtype=np.int16)).max() > 1
+        # the page's path: a job on the real bank renders the same image
+        job = client.post("/v1/jobs", files={"image": ("x.png", data, "image/png")}, data={"real": "true"}).json()
+        assert job["real"] is True
+        for _ in range(200):
+            if client.get(f"/v1/jobs/{job['id']}").json()["status"] == "done":
+                break
+            time.sleep(0.05)
+        view = client.get(f"/v1/jobs/{job['id']}/image")  # float16 cache: within one 8-bit level
+        assert np.abs(np.asarray(decode(view.content), dtype=np.int16) - real_img).max() <= 1
+
+
+def test_real_without_a_real_bank_is_a_400_naming_what_is_loaded(client):
+    assert client.get("/v1/models").json()["ensembles"][0]["real"] is False
+    assert_error(upload(client, real="true"), 400, "real", "x2")
+    response = client.post("/v1/jobs", files={"image": ("x.png", image_bytes(), "image/png")}, data={"real": "true"})
+    assert_error(response, 400, "no real-photo ensemble for x2", "this server has x2")
+
+
+def test_serve_loads_no_real_bank_where_its_folder_is_absent(tmp_path, monkeypatch):
+    from mgsrgan.serve.members import load_banks
+    from tests.serve_helpers import save_serve_run
+
+    save_serve_run(tmp_path / "weights" / "x2")
+    monkeypatch.setenv("MGSRGAN_WEIGHTS", str(tmp_path / "weights"))
+    assert [(b.scale, b.real) for b in load_banks([2], device="cpu", precision="fp32", tile=8)] == [(2, False)]

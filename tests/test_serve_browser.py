@@ -10,6 +10,8 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +31,9 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this ma
                                 "chromium; .ci/run installs it)")
 
 
-@pytest.fixture()
-def live_server(tmp_path):
-    """The app on a free loopback port, served by uvicorn in a thread, as `mgsrgan serve` serves it."""
-    app = create_app({2: tiny_bank(tmp_path / "run", tile=16)})
+@contextmanager
+def serving(app):
+    """`app` on a free loopback port, served by uvicorn in a thread, as `mgsrgan serve` serves it: its URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -46,6 +47,12 @@ def live_server(tmp_path):
     yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture()
+def live_server(tmp_path):
+    with serving(create_app([tiny_bank(tmp_path / "run", tile=16)])) as url:
+        yield url
 
 
 def canvas_pixels(page, canvas_id: str) -> np.ndarray:
@@ -76,6 +83,7 @@ def test_page_upscales_compares_and_overlays(live_server, tmp_path):
             page.goto(live_server + "/")
             page.wait_for_function("document.getElementById('scale').options.length > 0")
             assert page.inner_text("#model-info").startswith("x2 · 3 pixel-loss + 3 GAN members")
+            assert page.is_hidden("#real-row")  # no real-photo ensemble loaded: no switch
 
             page.set_input_files("#file", str(source))
             wait_ready(page)
@@ -153,5 +161,31 @@ def test_page_shows_upload_errors(live_server, tmp_path):
             page.set_input_files("#file", str(bad))
             page.wait_for_function("document.body.dataset.state === 'error'")
             assert "notes.png: not an image" in page.inner_text("#error")
+        finally:
+            browser.close()
+
+
+def test_real_photo_switch_uploads_to_the_real_bank(tmp_path):
+    """With a real-photo ensemble loaded the page shows its switch; checked, the upload runs on that bank."""
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    from tests.serve_helpers import save_serve_run
+    from mgsrgan.serve.members import load_bank
+    real = replace(load_bank(scale=2, run=save_serve_run(tmp_path / "real", seed_offset=40), device="cpu",
+                             precision="fp32", tile=16), real=True, source="shipped weights/x2-real")
+    source = tmp_path / "photo.png"
+    source.write_bytes(image_bytes((30, 22), seed=3))
+    with serving(create_app([tiny_bank(tmp_path / "run", tile=16), real])) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(url + "/")
+            page.wait_for_function("document.getElementById('scale').options.length > 0")
+            assert page.evaluate("document.getElementById('scale').options.length") == 1  # one scale, two models
+            assert page.is_visible("#real-row") and page.inner_text("#real-row").strip() == "real photo (JPEG, noise)"
+            page.check("#real")
+            assert "shipped weights/x2-real" in page.inner_text("#model-info")
+            page.set_input_files("#file", str(source))
+            wait_ready(page)
+            assert page.evaluate("state.job.real") is True
         finally:
             browser.close()

@@ -23,6 +23,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"which shipped ensemble: {shipped} (default x{ensemble.DEFAULT_SHIPPED_SCALE}: its "
                              "members trained longer); with --run/--weights it must match their scale; for other "
                              "output sizes see --outscale")
+    parser.add_argument("--real", action="store_true",
+                        help="use the real-photo model of --scale (weights/x<scale>-real): for photos from phones "
+                             "and the web (JPEG, sensor noise, blur). The default model is for clean downscaled "
+                             "images; --checkpoint gan picks its GAN members. Not with --run/--weights")
     parser.add_argument("--checkpoint", choices=CHECKPOINT_NAMES, default=None,
                         help="which checkpoint of each member: pretrain (pixel-loss phase: highest PSNR), gan "
                              "(adversarial: most texture), or, in a training run folder, best (best validation "
@@ -66,4 +70,4 @@ def model_from_args(args: argparse.Namespace) -> Ensemble:
     return ensemble_from_source(run=args.run, weights=args.weights, checkpoint=args.checkpoint,
                                 strategy=args.strategy, alpha=args.alpha, gan_paths=args.gan_member,
                                 gan_index=args.gan_index, adaptive_c0=args.adaptive, guided_tau=args.guided,
-                                self_ensemble=args.self_ensemble, scale=args.scale)
+                                self_ensemble=args.self_ensemble, scale=args.scale, real=args.real)

@@ -1,6 +1,7 @@
 """`mgsrgan serve [--host 127.0.0.1] [--port 8000] [--run RUN] [--scale 2 4]`: the web page and the HTTP API.
 
-Loads the ensembles once (the shipped x2 and x4 by default, or one run folder), then serves until Ctrl-C.
+Loads the ensembles once (the shipped x2 and x4 by default, with the real-photo x<s>-real beside each where
+shipped; or one run folder), then serves until Ctrl-C.
 Binds to loopback unless --host says otherwise, with a warning when the server is reachable from other machines:
 it has no authentication, and every request costs CPU seconds.
 """
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run", type=Path, help="serve this training run's members (pretrain, and gan where "
                         "present) instead of the shipped weights")
     parser.add_argument("--scale", type=int, nargs="+", choices=SHIPPED_SCALES, default=None,
-                        help="shipped ensembles to load (default: all of them, x2 first); with --run, its scale")
+                        help="shipped ensembles to load (default: all of them, x2 first; each scale's real-photo "
+                             "ensemble, weights/x<scale>-real, too where it exists); with --run, its scale")
     parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="network passes' dtype, as inference.py (default auto: bf16 where native)")
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         import uvicorn
 
         from mgsrgan.serve.app import ServeLimits, create_app
-        from mgsrgan.serve.members import load_bank
+        from mgsrgan.serve.members import load_banks
         from mgsrgan.infer.ensemble import run_member_paths
         from mgsrgan.io.checkpoint import Side, read_meta
         if args.run is not None:
@@ -87,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             scales = [run_scale]
         else:
             scales = args.scale or list(SHIPPED_SCALES)
-        banks = {s: load_bank(scale=s, run=args.run, device=args.device, precision=args.precision, tile=args.tile)
-                 for s in scales}
+        banks = load_banks(scales, run=args.run, device=args.device, precision=args.precision, tile=args.tile)
         limits = ServeLimits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
                              queue_size=args.queue_size, max_jobs=args.max_jobs,
                              cache_bytes=int(args.cache_mb * 2**20))
@@ -96,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for bank in banks.values():
+    for bank in banks:
         sides = ", ".join(f"{len(s.generators)} {name}" for name, s in bank.sides.items())
-        print(f"x{bank.scale}: {bank.source} ({sides} members)", file=sys.stderr)
+        print(f"x{bank.scale}{' real' if bank.real else ''}: {bank.source} ({sides} members)", file=sys.stderr)
     if not is_loopback(args.host):
         print(f"warning: --host {args.host} exposes the server to other machines; it has no authentication and each "
               "upload costs CPU seconds (keep it on a trusted network, or behind a proxy that authenticates)",

@@ -52,6 +52,7 @@ VARIANCE_FLOOR = (1.0 / 255.0) ** 2 / 12.0  # variance of 8-bit quantisation: ag
 #                                             store carries no information, so no member gets more weight for it
 WEIGHTS_ENV = "MGSRGAN_WEIGHTS"  # a folder holding x2/, x4/: where the shipped ensembles are, when set
 SHIPPED_SCALES = (2, 4)  # the ensembles shipped in the repo
+REAL_SUFFIX = "-real"  # x<s>-real/: the real-photo ensemble of scale s (JPEG, noise, blur), beside the clean x<s>/
 DEFAULT_SHIPPED_SCALE = 2  # x2 unless asked: its members trained longer (weights/x2/MODEL_CARD.md)
 PSNR_STRATEGIES = ("weighted", "best")  # need each member's validation PSNR
 ALEX_STRATEGIES = ("perceptual",)  # need each member's held-out ST-LPIPS-Alex score ("texture" uses it when there)
@@ -325,19 +326,24 @@ def shipped_root() -> Path:
     return weights
 
 
-def shipped_dir(scale: int = DEFAULT_SHIPPED_SCALE) -> Path:
-    """<shipped_root()>/x<scale>: the folder of the ensemble shipped for `scale` (UserError for a scale not shipped,
-    or when no shipped weights are found)."""
+def shipped_dir(scale: int = DEFAULT_SHIPPED_SCALE, real: bool = False) -> Path:
+    """<shipped_root()>/x<scale>: the folder of the ensemble shipped for `scale`, or x<scale>-real for the
+    real-photo one (`real`: trained on JPEG, noise and blur) (UserError for a scale not shipped, or when no shipped
+    weights are found)."""
     if scale not in SHIPPED_SCALES:
         shipped = " and x".join(map(str, SHIPPED_SCALES))
         raise EnsembleSourceError(f"--scale {scale}: the shipped ensembles are x{shipped}; for another factor pass "
                                   "--run/--weights, or --outscale to resize the output")
-    return shipped_root() / f"x{scale}"
+    return shipped_root() / f"x{scale}{REAL_SUFFIX if real else ''}"
 
 
-def shipped_member_paths(checkpoint: str, scale: int = DEFAULT_SHIPPED_SCALE) -> list[Path]:
-    """The pretrained ensemble shipped for `scale` (shipped_dir: member_<k>/{pretrain,gan}.safetensors)."""
-    folder = shipped_dir(scale)
+def shipped_member_paths(checkpoint: str, scale: int = DEFAULT_SHIPPED_SCALE, real: bool = False) -> list[Path]:
+    """The pretrained ensemble shipped for `scale` (shipped_dir: member_<k>/{pretrain,gan}.safetensors), the
+    real-photo one when `real`."""
+    folder = shipped_dir(scale, real)
+    if real and not folder.is_dir():
+        raise EnsembleSourceError(f"--real: no real-photo model for x{scale} is shipped yet ({folder}); the "
+                                  f"training campaign's x{scale}-real stages train it (configs/campaign.yaml)")
     if not folder.is_dir() or not any(_MEMBER_DIR.match(d.name) for d in folder.iterdir()):
         raise EnsembleSourceError(f"{folder}: no shipped pretrained weights; pass --run RUN_DIR or "
                                   "--weights FILE [FILE ...]")

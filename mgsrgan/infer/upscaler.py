@@ -101,10 +101,12 @@ def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | N
                          checkpoint: str | None = None, strategy: str | None = None, alpha: float = 0.0,
                          gan_paths: Path | Sequence[Path] | None = None, gan_index: int | None = None,
                          adaptive_c0: float = 0.0, guided_tau: float = 0.0, self_ensemble: bool = False,
-                         scale: int | None = None) -> Ensemble:
+                         scale: int | None = None, real: bool = False) -> Ensemble:
     """Members from a run folder, explicit files, or (neither given) the shipped weights/x<scale> folder.
 
     `scale` picks the shipped ensemble (default DEFAULT_SHIPPED_SCALE); with a run or files it must be theirs.
+    `real` picks the shipped real-photo ensemble of that scale (weights/x<scale>-real); a run or files name their
+    own members, so `real` with them is a UserError.
 
     `checkpoint` defaults to "best" for a run, or "pretrain" (the pixel-loss members) when alpha > 0 or for the
     shipped weights; a run folder without best checkpoints (validation off, or weights/x<s> passed as --run: they
@@ -114,6 +116,8 @@ def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | N
     """
     if run is not None and weights:
         raise UserError("pass either --run or --weights, not both")
+    if real and (run is not None or weights):
+        raise UserError("--real picks the shipped real-photo model; --run/--weights name their own files: drop one")
     check_fusion(alpha, adaptive_c0, guided_tau)
     if isinstance(gan_paths, (str, Path)):
         gan_paths = [gan_paths]
@@ -130,10 +134,10 @@ def ensemble_from_source(*, run: Path | None = None, weights: Sequence[Path] | N
             checkpoint = Side.PIXEL.value if (alpha > 0.0 or run is None) else default_run_checkpoint(Path(run))
         shipped_scale = DEFAULT_SHIPPED_SCALE if scale is None else scale
         paths = (run_member_paths(Path(run), checkpoint) if run is not None
-                 else shipped_member_paths(checkpoint, shipped_scale))
+                 else shipped_member_paths(checkpoint, shipped_scale, real))
         if alpha > 0.0 and not gan_paths:
             gan_paths = (run_member_paths(Path(run), Side.GAN) if run is not None
-                         else shipped_member_paths(Side.GAN, shipped_scale))
+                         else shipped_member_paths(Side.GAN, shipped_scale, real))
             if gan_index is not None:
                 if not 0 <= gan_index < len(gan_paths):
                     raise UserError(f"--gan-index {gan_index}: there are {len(gan_paths)} members "
@@ -205,13 +209,15 @@ class Upscaler:
     def pretrained(cls, strategy: str | None = None, device: str = "cpu", *, scale: int = DEFAULT_SHIPPED_SCALE,
                    checkpoint: str = Side.PIXEL.value, alpha: float = 0.0, adaptive_c0: float = 0.0,
                    guided_tau: float = 0.0, self_ensemble: bool = False, precision: str = "auto",
-                   **options) -> "Upscaler":
+                   real: bool = False, **options) -> "Upscaler":
         """The ensemble shipped for `scale` (2 or 4: weights/x<scale>, found by ensemble.shipped_root in the
         checkout's weights/ or $MGSRGAN_WEIGHTS): `checkpoint` "pretrain" (pixel loss) or "gan" of every member;
-        alpha > 0 (with pretrain) blends in the GAN members, per pixel when adaptive_c0 or guided_tau > 0."""
+        alpha > 0 (with pretrain) blends in the GAN members, per pixel when adaptive_c0 or guided_tau > 0.
+        real=True: the real-photo ensemble (weights/x<scale>-real), for phone and web photos (JPEG, noise, blur);
+        the default is for clean downscaled images."""
         model = ensemble_from_source(checkpoint=checkpoint, strategy=strategy, alpha=alpha, scale=scale,
                                      adaptive_c0=adaptive_c0, guided_tau=guided_tau,
-                                     self_ensemble=self_ensemble)
+                                     self_ensemble=self_ensemble, real=real)
         return cls(model, device=device, precision=precision, **options)
 
     def _run(self, lr_img: torch.Tensor, with_uncertainty: bool) -> tuple[torch.Tensor, ...]:

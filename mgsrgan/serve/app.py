@@ -4,7 +4,7 @@
     POST /v1/jobs               the page's upload: runs every member once, answers 202 with the job's id
     GET  /v1/jobs/{id}          progress: tiles done / total, status
     GET  /v1/jobs/{id}/image    any view (strategy, alpha, adaptive, guided, one member, uncertainty, bicubic) from the cache
-    GET  /v1/models             the loaded ensembles, their strategies and validation scores
+    GET  /v1/models             the loaded ensembles (scale, real flag), their strategies and validation scores
     GET  /healthz               liveness and queue depth
     GET  /docs                  the API's Swagger UI, its assets served from the installed swagger-ui-bundle-v2
 
@@ -19,6 +19,7 @@ import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import swagger_ui_bundle
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
@@ -41,6 +42,8 @@ from mgsrgan.serve.members import Bank
 STATIC = Path(__file__).with_name("static")
 DOCS_ASSETS = "/docs-assets"  # Swagger UI's files, from the swagger-ui-bundle-v2 package: /docs works offline
 log = logging.getLogger("mgsrgan.serve")
+REAL_HELP = ("the real-photo ensemble of this scale (photos from phones and the web: JPEG, noise, blur) instead of "
+             "the default one for clean downscaled images; 400 where none is loaded (GET /v1/models: `real`)")
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,10 @@ class ServeLimits:
 
 @dataclass
 class Server:
-    """What every route reads: the ensembles (scale -> Bank), the limits, the work queue and the page's jobs."""
+    """What every route reads: the ensembles ((scale, real) -> Bank: real the real-photo ensemble of that scale),
+    the limits, the work queue and the page's jobs."""
 
-    banks: dict[int, Bank]
+    banks: dict[tuple[int, bool], Bank]
     limits: ServeLimits
     queue: WorkQueue = field(init=False)
     jobs: JobStore = field(init=False)
@@ -72,13 +76,18 @@ class Server:
     @property
     def default_scale(self) -> int:
         """x2 where loaded, else the smallest."""
-        return 2 if 2 in self.banks else min(self.banks)
+        scales = {scale for scale, _ in self.banks}
+        return 2 if 2 in scales else min(scales)
 
-    def bank_for(self, scale: int | None) -> Bank:
+    def bank_for(self, scale: int | None, real: bool = False) -> Bank:
+        """The bank of `scale` (default_scale when None), the real-photo one when `real`; UserError (a 400) naming
+        what is loaded when there is none."""
         scale = self.default_scale if scale is None else scale
-        if scale not in self.banks:
-            raise UserError(f"scale {scale}: this server has x{', x'.join(map(str, sorted(self.banks)))}")
-        return self.banks[scale]
+        if (scale, real) not in self.banks:
+            loaded = ", ".join(f"x{s}{' real' if r else ''}" for s, r in sorted(self.banks))
+            asked = f"real=true, scale {scale}: no real-photo ensemble for x{scale}" if real else f"scale {scale}"
+            raise UserError(f"{asked}; this server has {loaded}")
+        return self.banks[(scale, real)]
 
     async def read_upload(self, image: UploadFile) -> tuple:
         data = await image.read()
@@ -121,7 +130,7 @@ def healthz(srv: Server = Depends(server)) -> dict:
 def models(srv: Server = Depends(server)) -> dict:
     limits = srv.limits
     return {"default_scale": srv.default_scale, "strategies": list(STRATEGIES),
-            "ensembles": [srv.banks[s].describe() for s in sorted(srv.banks)],
+            "ensembles": [srv.banks[key].describe() for key in sorted(srv.banks)],
             "limits": {"max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
                        "queue_size": limits.queue_size}}
 
@@ -131,9 +140,10 @@ async def upscale(image: UploadFile = File(..., description="the image to upscal
                   strategy: str | None = Form(None), alpha: float = Form(0.0), adaptive: float = Form(0.0),
                   guided: float = Form(0.0), checkpoint: str = Form(Side.PIXEL.value),
                   scale: int | None = Form(None), self_ensemble: bool = Form(False), format: str = Form("png"),
+                  real: bool = Form(False, description=REAL_HELP),
                   uncertainty: bool = Query(False, description="return the members' disagreement map instead"),
                   srv: Server = Depends(server)) -> Response:
-    bank = srv.bank_for(scale)
+    bank = srv.bank_for(scale, real)
     view = View(kind="uncertainty" if uncertainty else "output", side=checkpoint, strategy=strategy,
                 alpha=alpha, adaptive=adaptive, guided=guided)
     check_view(view, bank)
@@ -150,10 +160,11 @@ async def upscale(image: UploadFile = File(..., description="the image to upscal
 
 @router.post("/v1/jobs", status_code=202)
 async def create_job(image: UploadFile = File(...), scale: int | None = Form(None),
-                     self_ensemble: bool = Form(False), srv: Server = Depends(server)) -> dict:
-    bank = srv.bank_for(scale)
+                     self_ensemble: bool = Form(False), real: bool = Form(False, description=REAL_HELP),
+                     srv: Server = Depends(server)) -> dict:
+    bank = srv.bank_for(scale, real)
     lr_img, info = await srv.read_upload(image)
-    job = PageJob(scale=bank.scale, lr_img=lr_img, info=info, self_ensemble=self_ensemble)
+    job = PageJob(scale=bank.scale, lr_img=lr_img, info=info, self_ensemble=self_ensemble, real=bank.real)
     srv.queue.submit(lambda: run_job(job, bank, srv.jobs))  # QueueFull -> 429 before the job is stored
     srv.jobs.add(job)
     return job.progress()
@@ -187,7 +198,7 @@ async def job_image(job_id: str, kind: str = "output", checkpoint: str = Side.PI
                     alpha: float = 0.0, adaptive: float = 0.0, guided: float = 0.0, member: int = 0,
                     format: str = "png", srv: Server = Depends(server)) -> Response:
     job = srv.find_job(job_id)
-    bank = srv.banks[job.scale]
+    bank = srv.banks[(job.scale, job.real)]
     view = View(kind=kind, side=checkpoint, strategy=strategy, alpha=alpha, adaptive=adaptive, guided=guided,
                 member=member)
     check_view(view, bank)
@@ -206,9 +217,13 @@ async def job_image(job_id: str, kind: str = "output", checkpoint: str = Side.PI
                     headers={"Cache-Control": "private, max-age=3600"})
 
 
-def create_app(banks: dict[int, Bank], limits: ServeLimits = ServeLimits()) -> FastAPI:
-    """The app for these ensembles (scale -> Bank); the default scale is x2 where loaded, else the smallest."""
-    srv = Server(banks, limits)
+def create_app(banks: Sequence[Bank], limits: ServeLimits = ServeLimits()) -> FastAPI:
+    """The app for these ensembles (one per (scale, real)); the default scale is x2 where loaded, else the
+    smallest."""
+    keyed = {bank.key: bank for bank in banks}
+    if len(keyed) != len(banks):
+        raise ValueError("two ensembles with the same scale and real flag")
+    srv = Server(keyed, limits)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

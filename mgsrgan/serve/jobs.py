@@ -93,6 +93,7 @@ class PageJob:
     lr_img: torch.Tensor  # (3, h, w) float32 in [0, 1]
     info: ImageInfo
     self_ensemble: bool
+    real: bool = False  # the real-photo ensemble of `scale` ran on it
     id: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     status: str = "queued"  # queued | running | done | failed
     tiles_done: int = 0
@@ -108,7 +109,7 @@ class PageJob:
     def progress(self) -> dict:
         height, width = self.lr_img.shape[-2:]
         return {"id": self.id, "status": self.status, "tiles_done": self.tiles_done, "tiles_total": self.tiles_total,
-                "error": self.error, "scale": self.scale, "input_size": [width, height],
+                "error": self.error, "scale": self.scale, "real": self.real, "input_size": [width, height],
                 "output_size": [width * self.scale, height * self.scale]}
 
 

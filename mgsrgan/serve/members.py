@@ -1,4 +1,5 @@
-"""What the server holds in memory: per scale, the pixel-loss and GAN members, loaded once; and running them.
+"""What the server holds in memory: per scale (and clean or real-photo), the pixel-loss and GAN members, loaded
+once; and running them.
 
 The members run once per image; every strategy, the alpha knob, adaptive fusion, single members and the
 uncertainty map are then computed from their cached outputs (`compose.py`), which is what lets the page re-render
@@ -15,8 +16,9 @@ from torch import nn
 
 from mgsrgan.device import resolve_device, resolve_precision
 from mgsrgan.errors import UserError
-from mgsrgan.infer.ensemble import (SHIPPED_SCALES, EnsembleSourceError, alex_scores, load_members, psnr_scores,
-                                    one_if_identical, run_member_paths, shipped_member_paths)
+from mgsrgan.infer.ensemble import (REAL_SUFFIX, SHIPPED_SCALES, EnsembleSourceError, alex_scores, load_members,
+                                    one_if_identical, psnr_scores, run_member_paths, shipped_dir,
+                                    shipped_member_paths)
 from mgsrgan.infer.self_ensemble import SelfEnsemble
 from mgsrgan.infer.tiling import tiled_apply
 from mgsrgan.infer.upscaler import with_precision
@@ -43,12 +45,19 @@ class SideMembers:
 
 @dataclass(frozen=True)
 class Bank:
-    """The ensemble of one scale: sides[Side.PIXEL] always, sides[Side.GAN] where the source has gan checkpoints."""
+    """The ensemble of one scale: sides[Side.PIXEL] always, sides[Side.GAN] where the source has gan checkpoints;
+    `real`: the real-photo ensemble of that scale (weights/x<scale>-real: JPEG, noise, blur)."""
 
     scale: int
     source: str  # shown to clients: "shipped weights/x2" or the run folder's name (never a full server path)
     sides: dict[Side, SideMembers]
     tile: int
+    real: bool = False
+
+    @property
+    def key(self) -> tuple[int, bool]:
+        """(scale, real): how the server finds this bank."""
+        return self.scale, self.real
 
     def run(self, lr_img: torch.Tensor, sides: Sequence[Side], *, self_ensemble: bool = False,
             on_tile: Callable[[int, int], None] | None = None) -> dict[str, torch.Tensor]:
@@ -78,7 +87,8 @@ class Bank:
         return result
 
     def describe(self) -> dict:
-        return {"scale": self.scale, "source": self.source, "checkpoints": [side.value for side in self.sides],
+        return {"scale": self.scale, "real": self.real, "source": self.source,
+                "checkpoints": [side.value for side in self.sides],
                 **{side.value: self.sides[side].describe() for side in self.sides}}
 
 
@@ -92,20 +102,25 @@ def _load_side(paths: Sequence[Path], device: torch.device, dtype: torch.dtype) 
 
 
 def load_bank(*, scale: int, run: Path | None = None, device: str = "auto", precision: str = "auto",
-              tile: int = DEFAULT_TILE) -> Bank:
-    """The shipped weights/x<scale> ensemble, or every member of `run` (pretrain checkpoints, gan ones where all
-    members have them), ready to run. UserError when the members are missing or not x`scale`."""
+              tile: int = DEFAULT_TILE, real: bool = False) -> Bank:
+    """The shipped weights/x<scale> ensemble (weights/x<scale>-real when `real`), or every member of `run`
+    (pretrain checkpoints, gan ones where all members have them), ready to run. UserError when the members are
+    missing or not x`scale`."""
     torch_device = resolve_device(device)
     dtype = resolve_precision(precision, torch_device)
     if run is None:
         if scale not in SHIPPED_SCALES:
             raise UserError(f"--scale {scale}: the shipped ensembles are x{' and x'.join(map(str, SHIPPED_SCALES))}")
-        pixel_paths, source = shipped_member_paths(Side.PIXEL, scale), f"shipped weights/x{scale}"
+        pixel_paths = shipped_member_paths(Side.PIXEL, scale, real)
+        source = f"shipped weights/x{scale}{REAL_SUFFIX if real else ''}"
+    elif real:
+        raise UserError("a real-photo ensemble is a shipped one (weights/x<scale>-real), not a run's")
     else:
         pixel_paths, source = run_member_paths(Path(run), Side.PIXEL), Path(run).name
     sides = {Side.PIXEL: _load_side(pixel_paths, torch_device, dtype)}
     try:
-        gan_paths = shipped_member_paths(Side.GAN, scale) if run is None else run_member_paths(Path(run), Side.GAN)
+        gan_paths = (shipped_member_paths(Side.GAN, scale, real) if run is None
+                     else run_member_paths(Path(run), Side.GAN))
     except EnsembleSourceError:
         gan_paths = []  # a run stopped before its adversarial phase: the pixel-loss side only
     if gan_paths:
@@ -113,4 +128,15 @@ def load_bank(*, scale: int, run: Path | None = None, device: str = "auto", prec
     found = sides[Side.PIXEL].generators[0].scale
     if found != scale:
         raise UserError(f"--scale {scale}, but {source} holds x{found} members")
-    return Bank(scale=scale, source=source, sides=sides, tile=tile)
+    return Bank(scale=scale, source=source, sides=sides, tile=tile, real=real)
+
+
+def load_banks(scales: Sequence[int], *, run: Path | None = None, device: str = "auto", precision: str = "auto",
+               tile: int = DEFAULT_TILE) -> list[Bank]:
+    """One bank per scale (load_bank), then, for the shipped weights, the real-photo bank of each scale whose
+    weights/x<scale>-real folder exists (skipped silently where it does not: none is shipped yet)."""
+    banks = [load_bank(scale=s, run=run, device=device, precision=precision, tile=tile) for s in scales]
+    if run is None:
+        banks += [load_bank(scale=s, device=device, precision=precision, tile=tile, real=True)
+                  for s in scales if shipped_dir(s, real=True).is_dir()]
+    return banks

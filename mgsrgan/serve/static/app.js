@@ -16,20 +16,27 @@ async function errorText(response) {
   try { return (await response.json()).error || response.statusText; } catch { return response.statusText; }
 }
 
-function ensembleOf(scale) { return state.models.ensembles.find((e) => e.scale === scale); }
+function ensembleOf(scale, real) {  // real: the real-photo ensemble of that scale (JPEG, noise, blur)
+  return state.models.ensembles.find((e) => e.scale === scale && Boolean(e.real) === real);
+}
 function currentScale() { return Number($("scale").value); }
+function currentReal() { return !$("real-row").hidden && $("real").checked; }
+function currentEnsemble() { return ensembleOf(currentScale(), currentReal()); }
 
 async function loadModels() {
   const response = await fetch("/v1/models");
   state.models = await response.json();
   const select = $("scale");
-  for (const e of state.models.ensembles) select.add(new Option(`x${e.scale}`, e.scale));
+  const scales = [...new Set(state.models.ensembles.map((e) => e.scale))];
+  for (const scale of scales) select.add(new Option(`x${scale}`, scale));
   select.value = state.models.default_scale;
   describeModels();
 }
 
 function describeModels() {
-  const e = ensembleOf(currentScale());
+  $("real-row").hidden = !ensembleOf(currentScale(), true);  // the switch only where a real-photo model is loaded
+  if (!ensembleOf(currentScale(), false)) $("real").checked = true;  // a scale loaded only as real photos
+  const e = currentEnsemble();
   const gan = e.gan ? ` + ${e.gan.members} GAN` : "";
   $("model-info").textContent = `x${e.scale} · ${e.pretrain.members} pixel-loss${gan} members · ${e.source}`;
   $("checkpoint").querySelector('[data-value="gan"]').disabled = !e.gan;
@@ -47,20 +54,20 @@ function strategiesFor(side) {  // a strategy needs the scores it weighs by
 }
 
 function fillStrategies() {
-  const side = ensembleOf(currentScale())[state.checkpoint];
+  const side = currentEnsemble()[state.checkpoint];
   const select = $("strategy");
   select.replaceChildren();
   for (const s of strategiesFor(side)) select.add(new Option(s, s));
   // what inference.py picks: the texture-preserving mean for scored GAN members, else perceptual or mean
   select.value = side.val_stlpips_alex ? (state.checkpoint === "gan" ? "texture" : "perceptual") : "mean";
-  const blend = state.checkpoint === "pretrain" && ensembleOf(currentScale()).gan;
+  const blend = state.checkpoint === "pretrain" && currentEnsemble().gan;
   $("alpha").disabled = !blend;
   $("adaptive").disabled = !blend;
   $("guided").disabled = !blend;
 }
 
 function fillMembers() {
-  const e = ensembleOf(currentScale());
+  const e = currentEnsemble();
   const box = $("members");
   box.replaceChildren();
   const add = (value, label, title) => {
@@ -192,6 +199,7 @@ async function upload(file) {
   form.append("image", file);
   form.append("scale", currentScale());
   form.append("self_ensemble", $("self-ensemble").checked);
+  form.append("real", currentReal());
   document.body.dataset.state = "uploading";
   const response = await fetch("/v1/jobs", { method: "POST", body: form });
   if (!response.ok) {
@@ -229,6 +237,7 @@ function bind() {
   drop.ondragleave = () => drop.classList.remove("over");
   drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove("over"); e.dataTransfer.files[0] && upload(e.dataTransfer.files[0]); };
   $("scale").onchange = () => { state.show = "ensemble"; describeModels(); };
+  $("real").onchange = () => { state.show = "ensemble"; describeModels(); };
   for (const b of $("checkpoint").querySelectorAll("button")) {
     b.onclick = () => {
       state.checkpoint = b.dataset.value;
