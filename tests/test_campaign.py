@@ -102,7 +102,7 @@ def test_a_lost_state_folder_warm_restarts_from_the_shipped_generator(tmp_path):
     shipped_at = json.loads((tmp_path / "plan-ship" / "a" / "campaign.json").read_text())["step"]
     plan_obj = load_plan(plan)
     step = next_step(plan_obj, plan_obj.stages[0], tmp_path / "new-state", tmp_path)
-    assert step.kind == "warm"
+    assert step.kind == "warm" and step.offset == shipped_at  # the campaign's step count goes on from there
     assert f"train.init_from={tmp_path / 'plan-ship' / 'a'}" in step.args
     assert f"train.pretrain_steps={12 - shipped_at if shipped_at < 12 else 1}" in step.args
 

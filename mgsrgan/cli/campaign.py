@@ -24,9 +24,9 @@ from pathlib import Path
 from mgsrgan.config import ConfigError, load_config
 from mgsrgan.errors import UserError
 from mgsrgan.io.checkpoint import CheckpointError, read_meta
-from mgsrgan.train.campaign import (LOG_NAME, RUN_RECORD, Plan, Stage, TreeClock, append_record, best_shipped_psnr,
-                                    load_plan, next_step, prepare_gan_source, read_json, read_log, ship, ship_members,
-                                    stage_cpu_s, write_json)
+from mgsrgan.train.campaign import (LOG_NAME, RUN_RECORD, SHIP_RECORD, Plan, Stage, TreeClock, append_record,
+                                    best_shipped_psnr, load_plan, next_step, prepare_gan_source, read_json, read_log,
+                                    ship, ship_members, stage_cpu_s, write_json)
 from mgsrgan.train.member import member_dir
 
 DEFAULT_PLAN = "configs/campaign.yaml"
@@ -94,8 +94,10 @@ class Watch:
         self.cpu_before = cpu_before
         self.offset = int(read_json(run / RUN_RECORD).get("offset", 0))
         self.position = 0  # the whole run log is read once: validations a stopped campaign missed are recorded
-        logged = [r["step"] for r in read_log(log) if r.get("stage") == stage.name and r.get("event") == "val"]
+        records = read_log(log)
+        logged = [r["step"] for r in records if r.get("stage") == stage.name and r.get("event") == "val"]
         self.logged_step = max(logged, default=-1)
+        self.best_shipped = best_shipped_psnr(records, stage.name)  # kept here: the log is not re-read per look
         self.batch = 0
         self.last_tick = time.monotonic()
 
@@ -137,7 +139,7 @@ class Watch:
     def ship_finished(self, cpu_s: float) -> None:
         """An adversarial stage that ended: its members (pixel-loss and picked GAN generators) into its folder,
         once (a rerun after a stop finds the record and does nothing)."""
-        if read_json(self.repo / self.stage.ship / "campaign.json").get("stage") == self.stage.name:
+        if read_json(self.repo / self.stage.ship / SHIP_RECORD).get("stage") == self.stage.name:
             return
         members = {}
         for member in sorted(self.run.glob("member_*")):
@@ -153,8 +155,9 @@ class Watch:
         except CheckpointError:
             return
         psnr = round(float(meta["val"]["psnr"]), 4)  # as the log records it
-        if psnr <= best_shipped_psnr(read_log(self.log), self.stage.name):
+        if psnr <= self.best_shipped:
             return
+        self.best_shipped = psnr
         record = {"stage": self.stage.name, "step": self.offset + int(meta["step"]), "psnr": psnr,
                   "cpu_s": round(self.cpu_before + cpu_s, 1),
                   "patches": (self.offset + int(meta["step"])) * self.batch}
@@ -181,8 +184,7 @@ def run_stage(plan: Plan, stage: Stage, args: argparse.Namespace, repo: Path, st
         members = load_config(stage.config, stage.set).train.members
         prepare_gan_source(repo, plan, stage, args.state, members)
     if step.kind in ("fresh", "warm", "gan"):
-        shipped = read_json(repo / stage.ship / "campaign.json").get("step", 0) if step.kind == "warm" else 0
-        write_json(run / RUN_RECORD, {"offset": int(shipped)})
+        write_json(run / RUN_RECORD, {"offset": step.offset})
     print(f"[campaign] {stage.name}: {step.kind} {step.detail}", flush=True)
     records = read_log(args.log)
     append_record(args.log, {"time": round(time.time(), 1), "event": "stretch", "stage": stage.name,

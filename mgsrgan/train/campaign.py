@@ -52,10 +52,11 @@ class Plan:
 @dataclass(frozen=True)
 class Step:
     """What a stage does next. kind: "done", "resume" (its run folder has a checkpoint), "warm" (no run folder but a
-    shipped generator of this stage: a new run from it, for the steps still to go) or "fresh"."""
+    shipped generator of this stage: a new run from it, for the steps still to go), "gan" or "fresh"."""
     kind: str
     args: tuple[str, ...] = ()  # train.py's arguments
     detail: str = ""
+    offset: int = 0  # campaign step of the new run's step 0 (a warm restart continues the count)
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -105,7 +106,7 @@ def next_step(plan: Plan, stage: Stage, state: Path, repo: Path) -> Step:
         left = max(total - shipped, 1)
         return Step("warm", tuple(base + ["--set", f"train.init_from={repo / stage.ship}",
                                           "--set", f"train.pretrain_steps={left}"]),
-                    f"from its shipped generator (step {shipped}), {left} steps to go")
+                    f"from its shipped generator (step {shipped}), {left} steps to go", offset=shipped)
     if stage.init_from:
         base += ["--set", f"train.init_from={shipped_file(repo, plan, stage.init_from, stage.name).parents[1]}"]
     return Step("fresh", tuple(base), "from scratch" if not stage.init_from else f"from {stage.init_from}")
@@ -175,7 +176,7 @@ def stage_cpu_s(records: list[dict], stage: str) -> float:
 
 
 def best_shipped_psnr(records: list[dict], stage: str) -> float:
-    ships = [r["psnr"] for r in records if r.get("stage") == stage and r.get("event") == "ship"]
+    ships = [r["psnr"] for r in records if r.get("stage") == stage and r.get("event") == "ship" and "psnr" in r]
     return max(ships) if ships else float("-inf")
 
 
