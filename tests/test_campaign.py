@@ -68,7 +68,9 @@ def test_the_plan_is_strict(tmp_path):
 def test_the_shipped_plan_loads():
     os.chdir(ROOT)
     plan = load_plan(ROOT / "configs" / "campaign.yaml")
-    assert [s.name for s in plan.stages][:2] == ["x2-pixel", "x4-pixel"]
+    names = [s.name for s in plan.stages]
+    assert names[0] == "x2-pixel" and names.index("x4-pixel") < names.index("x4-gan") < names.index("x4-real-gan")
+    assert names.index("x4-pixel-early") < names.index("x4-gan-early")
 
 
 def test_a_campaign_ships_on_improvement_and_logs_cpu(tmp_path):
@@ -169,6 +171,10 @@ def test_an_adversarial_stage_starts_every_member_from_the_shipped_srresnet_and_
     assert len(ships) == 1
     assert campaign_main(campaign_args(tmp_path, plan)) == 0  # finished: nothing trains, nothing ships again
     assert len([r for r in read_log(tmp_path / "state-log.jsonl") if r["event"] == "ship" and r["stage"] == "g"]) == 1
+    plan_obj = load_plan(plan)  # a replaced machine: its shipped members are committed, it does not train again
+    assert next_step(plan_obj, plan_obj.stages[1], tmp_path / "lost-state", tmp_path).kind == "done"
+    (tmp_path / "plan-ship" / "g" / "campaign.json").unlink()  # stopped before it shipped: it starts again
+    assert next_step(plan_obj, plan_obj.stages[1], tmp_path / "lost-state", tmp_path).kind == "gan"
 
 
 def test_a_stage_cannot_start_from_a_stage_that_has_not_shipped(tmp_path):

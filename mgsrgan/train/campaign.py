@@ -96,7 +96,9 @@ def next_step(plan: Plan, stage: Stage, state: Path, repo: Path) -> Step:
         return Step("resume", ("--resume", str(run)), f"from {point[0]} step {point[1]}")
     base = ["--config", stage.config, "--name", stage.name, "--set", f"train.out_dir={state}"]
     base += [arg for assignment in stage.set for arg in ("--set", assignment)]
-    if stage.gan_from:  # adversarial stages are short: a lost state folder starts them again
+    if stage.gan_from and read_json(repo / stage.ship / SHIP_RECORD).get("stage") == stage.name:
+        return Step("done", detail="shipped")  # its members are committed: a lost state folder does not redo it
+    if stage.gan_from:  # adversarial stages are short: one stopped before it shipped starts again
         shipped_file(repo, plan, stage.gan_from, stage.name)
         return Step("gan", tuple(base + ["--pretrained", str(gan_source(state, stage))]),
                     f"adversarial phase of every member from {stage.gan_from}")
