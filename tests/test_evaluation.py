@@ -312,6 +312,17 @@ def test_shipped_ensemble_by_scale_writes_outside_weights(tmp_path, monkeypatch,
     assert sorted(p.name for p in (tmp_path / "weights" / "x2").iterdir()) == ["member_0", "member_1"]
     assert main(["--data", str(tmp_path / "Tiny"), "--checkpoint", "pretrain", "--scale", "4"]) == 2
     assert "weights/x4" in capsys.readouterr().err
+    capsys.readouterr()
+    real = ["--data", str(tmp_path / "Tiny"), "--checkpoint", "pretrain", "--no-perceptual", "--real"]
+    assert main(real) == 2  # none shipped yet: a sentence naming the folder, not a traceback
+    assert "no real-photo model for x2 is shipped yet" in capsys.readouterr().err
+    save_tiny_run(tmp_path / "weights" / "x2-real", checkpoint="pretrain", seed=5)
+    assert main(real) == 0
+    clean = json.loads((tmp_path / "runs" / "shipped-x2" / "eval_pretrain.json").read_text())
+    report = json.loads((tmp_path / "runs" / "shipped-x2-real" / "eval_pretrain.json").read_text())
+    assert report["run"].endswith("x2-real")
+    assert report["images"][0]["psnr"] != clean["images"][0]["psnr"]  # the other model's numbers
+    assert main([*real, "--run", str(tmp_path / "weights" / "x2")]) == 2
 
 
 def test_degrade_scores_every_model_on_the_same_degraded_lr(setup, capsys):

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scale", type=int, choices=SHIPPED_SCALES, default=None,
                         help=f"which shipped ensemble without --run (default x{DEFAULT_SHIPPED_SCALE}); with --run "
                              "it must match the run's scale")
+    parser.add_argument("--real", action="store_true",
+                        help="evaluate the shipped real-photo model of --scale (weights/x<scale>-real) instead of the "
+                             "clean one; pair it with --degrade to score it on the inputs it is for. Not with --run")
     parser.add_argument("--data", type=Path, nargs="+", required=True,
                         help="one or more folders of HR images (e.g. Set5 Set14 BSD100); the folder name is the set")
     parser.add_argument("--checkpoint", choices=CHECKPOINT_NAMES, default="best",
@@ -169,15 +172,15 @@ def write_text(path: Path, text: str) -> None:
         raise UserError(f"{path}: cannot write ({err.strerror})") from None
 
 
-def default_out(run_dir: Path, scale: int, checkpoint: str) -> Path:
-    """RUN/eval_<checkpoint>.json; for the shipped ensembles runs/shipped-x<scale>/..., so that evaluating them
+def default_out(run_dir: Path, checkpoint: str) -> Path:
+    """RUN/eval_<checkpoint>.json; for a shipped ensemble runs/shipped-<its folder: x2, x4-real>/..., so that evaluating them
     leaves the shipped weights' folder as it was."""
     try:
         shipped = shipped_root().resolve()
     except UserError:  # no shipped weights anywhere: run_dir is not one of them
         shipped = None
     if shipped is not None and shipped in (run_dir.resolve(), *run_dir.resolve().parents):
-        return Path("runs") / f"shipped-x{scale}" / f"eval_{checkpoint}.json"
+        return Path("runs") / f"shipped-{run_dir.name}" / f"eval_{checkpoint}.json"
     return run_dir / f"eval_{checkpoint}.json"
 
 
@@ -192,14 +195,19 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     shipped_scale = DEFAULT_SHIPPED_SCALE if args.scale is None else args.scale
-    run_dir = args.run if args.run is not None else shipped_dir(shipped_scale)
+    if args.real and args.run is not None:
+        raise UserError("--real picks the shipped real-photo model; with --run the run folder is the model")
+    run_dir = args.run if args.run is not None else shipped_dir(shipped_scale, real=args.real)
+    if args.real and not run_dir.is_dir():
+        raise UserError(f"--real: no real-photo model for x{shipped_scale} is shipped yet ({run_dir}); the training "
+                        f"campaign's x{shipped_scale}-real stages train it (configs/campaign.yaml)")
     models = load_run_models(run_dir, checkpoint=args.checkpoint, strategies=args.strategies, device=device,
                              tile=args.tile, self_ensemble=args.self_ensemble, precision=precision)
     if args.scale is not None and models.scale != args.scale:
         raise UserError(f"--scale {args.scale}, but {run_dir} holds x{models.scale} members")
     out = args.out
     if out is None:
-        out = default_out(run_dir, models.scale, args.checkpoint)
+        out = default_out(run_dir, args.checkpoint)
         out.parent.mkdir(parents=True, exist_ok=True)
     check_out_folder(out)
     perceptual, perceptual_status = load_perceptual(args, device)
