@@ -3,6 +3,7 @@ import torch
 
 from mgsrgan.models.fuse import fold_batchnorm
 from mgsrgan.models.generator import Generator
+from mgsrgan.models.prelu import PReLU
 
 
 def trained_looking_generator(scale: int = 2, global_skip: str = "none") -> Generator:
@@ -11,7 +12,7 @@ def trained_looking_generator(scale: int = 2, global_skip: str = "none") -> Gene
     torch.manual_seed(0)
     generator = Generator(scale=scale, num_blocks=2, channels=8, global_skip=global_skip)
     for module in generator.modules():
-        if isinstance(module, torch.nn.PReLU):
+        if isinstance(module, PReLU):
             module.weight.data.uniform_(-0.5, 0.5)
     for module in generator.modules():
         if isinstance(module, torch.nn.BatchNorm2d):

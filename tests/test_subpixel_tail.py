@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mgsrgan.models.generator import Generator, subpixel_weight
+from mgsrgan.models.prelu import PReLU
 
 
 def tap_by_tap(weight: torch.Tensor) -> torch.Tensor:
@@ -41,7 +42,7 @@ def varied_generator(scale: int, skip: str = "none", dtype=torch.float64) -> Gen
     generator = Generator(scale=scale, num_blocks=1, channels=8, global_skip=skip).to(dtype)
     with torch.no_grad():
         for module in generator.modules():
-            if isinstance(module, torch.nn.PReLU):
+            if isinstance(module, PReLU):
                 module.weight.uniform_(-0.5, 0.5)
     return generator.train()
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from mgsrgan.models.generator import Generator, ResidualBlock, subpixel_weight
+from mgsrgan.models.prelu import PReLU
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -59,7 +60,7 @@ def fold_batchnorm(generator: Generator) -> Generator:
     conv, bn = fused.body_tail[0], fused.body_tail[1]
     fused.body_tail = nn.Sequential(fold_conv_bn(conv, bn), nn.Identity())
     last = fused.upsample[-1]
-    prelu = nn.PReLU(last.act.num_parameters * 4, device=last.act.weight.device, dtype=last.act.weight.dtype)
+    prelu = PReLU(last.act.num_parameters * 4).to(device=last.act.weight.device, dtype=last.act.weight.dtype)
     with torch.no_grad():
         prelu.weight.copy_(last.act.weight.detach().repeat_interleave(4))  # channel c -> phases 4c .. 4c+3
     fused.upsample[-1] = nn.Sequential(last.conv, prelu)  # the shuffle moves into the tail

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mgsrgan.models.prelu import PReLU, prelu
+
 HEAD_KERNEL = 9  # 9x9 first and last convolutions (Ledig et al. 2017, fig. 4)
 BODY_KERNEL = 3  # 3x3 convolutions everywhere else (Ledig et al. 2017, fig. 4)
 GLOBAL_SKIPS = ("none", "bicubic")  # none: the paper; bicubic: residual over bicubic (Kim et al. 2016)
@@ -54,7 +56,7 @@ class ResidualBlock(nn.Module):
         pad = BODY_KERNEL // 2
         self.conv1 = nn.Conv2d(channels, channels, BODY_KERNEL, padding=pad)
         self.bn1 = nn.BatchNorm2d(channels)
-        self.act = nn.PReLU(channels)
+        self.act = PReLU(channels)
         self.conv2 = nn.Conv2d(channels, channels, BODY_KERNEL, padding=pad)
         self.bn2 = nn.BatchNorm2d(channels)
 
@@ -69,7 +71,7 @@ class UpsampleStage(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels * 4, BODY_KERNEL, padding=BODY_KERNEL // 2)
         self.shuffle = nn.PixelShuffle(2)
-        self.act = nn.PReLU(channels)
+        self.act = PReLU(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.shuffle(self.conv(x)))
@@ -94,7 +96,7 @@ class Generator(nn.Module):
         self.scale = scale
         self.num_blocks = num_blocks
         self.channels = channels
-        self.head = nn.Sequential(nn.Conv2d(3, channels, HEAD_KERNEL, padding=HEAD_KERNEL // 2), nn.PReLU(channels))
+        self.head = nn.Sequential(nn.Conv2d(3, channels, HEAD_KERNEL, padding=HEAD_KERNEL // 2), PReLU(channels))
         self.body = nn.Sequential(*[ResidualBlock(channels) for _ in range(num_blocks)])
         self.body_tail = nn.Sequential(nn.Conv2d(channels, channels, BODY_KERNEL, padding=BODY_KERNEL // 2),
                                        nn.BatchNorm2d(channels))
@@ -128,7 +130,7 @@ class Generator(nn.Module):
         fraction of its rate (`python -m tools.speed --case tail_x4` times both forms).
         """
         slope = self.upsample[-1].act.weight
-        z = F.prelu(z, slope.repeat_interleave(4) if slope.numel() > 1 else slope)
+        z = prelu(z, slope.repeat_interleave(4) if slope.numel() > 1 else slope)
         weight = subpixel_weight(self.tail.weight)  # (12, 4C, 5, 5)
         out = F.conv2d(z, weight, self.tail.bias.repeat_interleave(4), padding=weight.shape[-1] // 2)
         return F.pixel_shuffle(out, 2)
