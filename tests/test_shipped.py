@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def one_example(tmp_path: Path, name: str) -> Path:
-    """A folder holding examples/<name> alone: the README block test runs each command on all three examples, and
+    """A folder holding examples/<name> alone: the README block test runs each command on every example, and
     a line here costs up to six member passes per image."""
     source = tmp_path / "in"
     source.mkdir()
@@ -21,12 +21,12 @@ def one_example(tmp_path: Path, name: str) -> Path:
 def test_readme_main_command_upscales_the_examples_with_the_shipped_ensemble(tmp_path, capsys):
     assert main(["--input_dir", str(ROOT / "examples"), "--output_dir", str(tmp_path), "--uncertainty"]) == 0
     captured = capsys.readouterr()
-    assert "3 written, 0 skipped, 0 failed" in captured.out
+    assert "4 written, 0 skipped, 0 failed" in captured.out
     assert "note:" not in captured.err  # no preview notice any more (weights/NOTICE.txt is printed when present)
-    for name in ("astronaut", "chelsea", "coffee"):
-        lr_img, sr_img = Image.open(ROOT / "examples" / f"{name}.png"), Image.open(tmp_path / f"{name}.png")
+    for name in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg"):  # the JPEG keeps its format
+        lr_img, sr_img = Image.open(ROOT / "examples" / name), Image.open(tmp_path / name)
         assert sr_img.size == (2 * lr_img.size[0], 2 * lr_img.size[1]) and sr_img.mode == "RGB"
-        assert (tmp_path / f"{name}_uncertainty.png").is_file()
+        assert (tmp_path / f"{Path(name).stem}_uncertainty.png").is_file()
 
 
 def test_shipped_config_is_config_scaled_as_trained():
