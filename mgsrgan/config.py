@@ -156,7 +156,7 @@ class RuntimeConfig:
     # autocast dtype, CPU included. auto: bf16 on CUDA cards and CPUs with native bf16 (AVX512-BF16/AMX: faster
     # convolutions than fp32), fp16 on older CUDA cards, else none (fp32). Weights and optimizers stay fp32.
     amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
-    channels_last: bool = True  # NHWC memory format on CUDA (faster convolutions on tensor cores)
+    channels_last: bool = True  # NHWC networks and batches in training, CUDA and CPU (faster convolutions on both)
     threads: int = 0  # torch CPU threads; 0 = torch's default
     # Under torchrun: "data" = DistributedDataParallel over every member (the global batch is split over ranks);
     # "ensemble" = member k trains alone on rank k % world_size (members are independent: no gradient traffic).

@@ -153,7 +153,7 @@ def train_setup(config: str, precision: str, hr_patch: int | None = None, batch:
                 overrides: tuple[str, ...] = ()):
     """(cfg, member, content loss or None, lr_img, hr_img) as the training loop builds them, on CPU."""
     from mgsrgan.train.losses import ContentLoss
-    from mgsrgan.train.member import build_member
+    from mgsrgan.train.member import build_member, memory_format
 
     cfg = train_config(config, precision, hr_patch, batch, overrides)
     device = torch.device("cpu")
@@ -161,8 +161,9 @@ def train_setup(config: str, precision: str, hr_patch: int | None = None, batch:
     content = ContentLoss.from_config(cfg.loss).to(device) if cfg.loss.content_weight > 0 else None  # as the loop
     generator = torch.Generator().manual_seed(1)
     p, s = cfg.data.hr_patch, cfg.model.scale
-    lr_img = torch.rand(batch, 3, p // s, p // s, generator=generator)  # (B, 3, p/s, p/s) in [0, 1]
-    hr_img = torch.rand(batch, 3, p, p, generator=generator)  # (B, 3, p, p) in [0, 1]
+    layout = memory_format(cfg)  # as the loop hands batches over
+    lr_img = torch.rand(batch, 3, p // s, p // s, generator=generator).contiguous(memory_format=layout)  # [0, 1]
+    hr_img = torch.rand(batch, 3, p, p, generator=generator).contiguous(memory_format=layout)  # (B, 3, p, p)
     return cfg, member, content, lr_img, hr_img
 
 
@@ -195,13 +196,14 @@ def case_pixel_stage(stage: str, precision: str, reps: int, warmup: int) -> dict
     return {**case_pixel(found.config, precision, None, reps, warmup, overrides=overrides), "stage": stage}
 
 
-def case_gan(config: str, precision: str, hr_patch: int | None, reps: int, warmup: int) -> dict:
+def case_gan(config: str, precision: str, hr_patch: int | None, reps: int, warmup: int,
+             overrides: tuple[str, ...] = ()) -> dict:
     """steps.gan_step through whole cycles of the n:m plan; one iteration = one D + one G update (the mean update
     of each kind within a cycle), BasicSR's SRGAN iteration."""
     from mgsrgan.train.schedule import DISCRIMINATOR, update_kind
     from mgsrgan.train.steps import gan_step
 
-    cfg, member, content, lr_img, hr_img = train_setup(config, precision, hr_patch)
+    cfg, member, content, lr_img, hr_img = train_setup(config, precision, hr_patch, overrides=overrides)
     device = torch.device("cpu")
     g_updates, d_updates = cfg.train.g_updates, cfg.train.d_updates
     cycle = g_updates + d_updates

@@ -32,7 +32,7 @@ from mgsrgan.io.atomic import atomic_write
 from mgsrgan.io.checkpoint import Side, arch_of, load_generator
 from mgsrgan.errors import UserError
 from mgsrgan.train.member import (DONE, PHASES, Member, build_member, init_body_from, load_training_state,
-                                  member_dir, save_generator)
+                                  member_dir, memory_format, save_generator)
 from mgsrgan.train.runlog import RunLog, format_eta
 from mgsrgan.train.schedule import DISCRIMINATOR, gan_phase_steps, update_kind
 from mgsrgan.device import autocast_to
@@ -144,8 +144,7 @@ def _content_loss(ctx: Context) -> ContentLoss | None:
         return None
     if ctx.content_loss is None:
         ctx.content_loss = ContentLoss.from_config(ctx.cfg.loss).to(ctx.device)
-        if ctx.cfg.runtime.channels_last and ctx.device.type == "cuda":
-            ctx.content_loss = ctx.content_loss.to(memory_format=torch.channels_last)
+        ctx.content_loss = ctx.content_loss.to(memory_format=memory_format(ctx.cfg))
     return ctx.content_loss
 
 
@@ -334,9 +333,8 @@ def _step_group(ctx: Context, group: list[Member], phase: str, step: int, lr_img
     for j, member in enumerate(group):
         # (B, K, 3, h, w) from MemberStreams: member j's own batch
         lr_j, hr_j = (lr_img, hr_img) if shared else (lr_img[:, j], hr_img[:, j])
-        if cfg.runtime.channels_last and ctx.device.type == "cuda":
-            lr_j = lr_j.contiguous(memory_format=torch.channels_last)
-            hr_j = hr_j.contiguous(memory_format=torch.channels_last)
+        layout = memory_format(cfg)
+        lr_j, hr_j = lr_j.contiguous(memory_format=layout), hr_j.contiguous(memory_format=layout)
         if phase == Side.PIXEL:
             stats[member.index] = pixel_step(member, lr_j, hr_j, step, cfg, ctx.device)
         else:
