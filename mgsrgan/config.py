@@ -158,6 +158,9 @@ class RuntimeConfig:
     amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
     channels_last: bool = True  # NHWC networks and batches in training, CUDA and CPU (faster convolutions on both)
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    # torch.compile the networks' gradient steps: fewer passes over memory between the convolutions (tools/speed.py
+    # measures it); costs a minute of compiling per process and needs a C++ compiler on CPU. For long runs.
+    compile: bool = False
     # Under torchrun: "data" = DistributedDataParallel over every member (the global batch is split over ranks);
     # "ensemble" = member k trains alone on rank k % world_size (members are independent: no gradient traffic).
     distributed: Literal["data", "ensemble"] = "data"

@@ -109,6 +109,19 @@ def test_a_lost_state_folder_warm_restarts_from_the_shipped_generator(tmp_path):
     assert f"train.pretrain_steps={12 - shipped_at if shipped_at < 12 else 1}" in step.args
 
 
+def test_a_resumed_stage_takes_the_plans_runtime_settings(tmp_path, monkeypatch):
+    """A run resumes with its saved config, but the plan's runtime.* settings (speed, not results) apply."""
+    from mgsrgan.train import campaign
+
+    plan = write_plan(tmp_path, steps=(12,), set=["train.pretrain_steps=12", "runtime.threads=1"])
+    (tmp_path / "state" / "a").mkdir(parents=True)
+    monkeypatch.setattr(campaign, "resume_point", lambda run, member: ("pretrain", 6))
+    plan_obj = load_plan(plan)
+    step = next_step(plan_obj, plan_obj.stages[0], tmp_path / "state", tmp_path)
+    assert step.kind == "resume"
+    assert step.args == ("--resume", str(tmp_path / "state" / "a"), "--set", "runtime.threads=1")
+
+
 def test_the_clock_counts_a_childs_cpu_time():
     busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\n"
                              "while time.process_time() - t < 0.6: pass"])

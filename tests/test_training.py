@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -271,3 +272,34 @@ def test_init_from_at_the_same_scale_continues_the_whole_generator(tmp_path):
         assert all(torch.equal(own[name], tensor) for name, tensor in source.state_dict().items())
         with torch.no_grad():  # in the member's memory layout: the same convolution algorithms, the same bits
             assert torch.equal(member.generator.eval()(x), source.to(memory_format=memory_format(ctx.cfg))(x))
+
+
+@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile on CPU needs a C++ compiler")
+def test_runtime_compile_trains_the_same_function(tmp_path):
+    """runtime.compile: the gradient steps run a compiled module over the member's own parameters, to float
+    rounding the eager steps; validation and checkpoints keep the plain generator."""
+    from mgsrgan.train.steps import pixel_step
+
+    raw = tiny_config(tmp_path, members=1)
+    raw["runtime"]["amp"] = "none"
+    weights = []
+    for compiled in (False, True):
+        raw["runtime"]["compile"] = compiled
+        cfg = config_from_dict(raw)
+        member = build_member(cfg, 0, torch.device("cpu"))
+        assert (member.train_generator is not member.generator) == compiled
+        batch = torch.Generator().manual_seed(3)
+        for step in range(3):
+            lr_img, hr_img = torch.rand(2, 3, 12, 12, generator=batch), torch.rand(2, 3, 24, 24, generator=batch)
+            pixel_step(member, lr_img, hr_img, step, cfg, torch.device("cpu"))
+        weights.append({k: v.clone() for k, v in member.generator.state_dict().items()})
+    start = build_member(config_from_dict(raw), 0, torch.device("cpu")).generator.state_dict()
+    moved = max((weights[0][k].float() - start[k].float()).abs().max() for k in start)
+    assert moved > 1e-4  # the steps changed the weights, so agreement below means something
+    # A conv bias before a BatchNorm has a zero gradient but for rounding, which Adam scales up to full steps in
+    # either build; BatchNorm cancels it, and the running means follow it. Every other tensor must agree.
+    before_bn = {f"{name}.bias" for name in ("body.0.conv1", "body.0.conv2", "body_tail.0")}
+    free = [key for key in weights[0] if key not in before_bn and not key.endswith(("running_mean", "num_batches_tracked"))]
+    assert len(free) > 10
+    for key in free:
+        torch.testing.assert_close(weights[1][key], weights[0][key], rtol=1e-4, atol=1e-5, msg=key)

@@ -188,11 +188,12 @@ def case_pixel(config: str, precision: str, hr_patch: int | None, reps: int, war
 
 
 def case_pixel_stage(stage: str, precision: str, reps: int, warmup: int) -> dict:
-    """case_pixel on the network and data settings of a campaign stage (configs/campaign.yaml)."""
+    """case_pixel on the network, data and runtime settings of a campaign stage (configs/campaign.yaml): the step as
+    the campaign runs it (compiled where the stage compiles; the warm-up run compiles)."""
     from mgsrgan.train.campaign import load_plan, stage_of
 
     found = stage_of(load_plan(ROOT / "configs" / "campaign.yaml"), stage)
-    overrides = tuple(a for a in found.set if a.startswith(("model.", "data.")))
+    overrides = tuple(a for a in found.set if a.startswith(("model.", "data.", "runtime.")))
     return {**case_pixel(found.config, precision, None, reps, warmup, overrides=overrides), "stage": stage}
 
 

@@ -93,7 +93,9 @@ def next_step(plan: Plan, stage: Stage, state: Path, repo: Path) -> Step:
     if point is not None:
         if point[0] == DONE:
             return Step("done", detail="finished")
-        return Step("resume", ("--resume", str(run)), f"from {point[0]} step {point[1]}")
+        # runtime settings (threads, compile, ...) change speed, not results: the plan's current ones apply on resume
+        runtime = [arg for assignment in stage.set if assignment.startswith("runtime.") for arg in ("--set", assignment)]
+        return Step("resume", ("--resume", str(run), *runtime), f"from {point[0]} step {point[1]}")
     base = ["--config", stage.config, "--name", stage.name, "--set", f"train.out_dir={state}"]
     base += [arg for assignment in stage.set for arg in ("--set", assignment)]
     if stage.gan_from and read_json(repo / stage.ship / SHIP_RECORD).get("stage") == stage.name:

@@ -78,6 +78,8 @@ def build_member(cfg: Config, index: int, device: torch.device, *, data_parallel
     if data_parallel:
         train_generator, train_discriminator = (wrap_data_parallel(generator, device),
                                                 wrap_data_parallel(discriminator, device))
+    if cfg.runtime.compile:  # compiled at their first gradient step; validation and checkpoints use the plain ones
+        train_generator, train_discriminator = torch.compile(train_generator), torch.compile(train_discriminator)
     betas = (t.adam_beta1, t.adam_beta2)
     optim_g = torch.optim.Adam(generator.parameters(), lr=t.g_learning_rate, betas=betas)
     optim_d = torch.optim.Adam(discriminator.parameters(), lr=t.d_learning_rate, betas=betas)
