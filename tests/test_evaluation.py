@@ -365,3 +365,17 @@ def test_protocol_lr_keeps_gray_gray_and_is_seeded():
     assert np.array_equal(lr, protocol_lr(gray, 2, steps, seed=3))
     assert not np.array_equal(lr, protocol_lr(gray, 2, steps, seed=4))
     assert np.array_equal(protocol_lr(gray, 2), protocol_lr(gray, 2, (), seed=9))  # no steps: the plain protocol
+
+
+def test_copies_of_one_network_are_scored_once(tmp_path):
+    """A campaign GAN stage ships its one SRResNet as every member's pretrain file: one row, no ensemble rows."""
+    import shutil
+
+    save_tiny_run(tmp_path / "run", checkpoint="pretrain")
+    shutil.copyfile(tmp_path / "run" / "member_0" / "pretrain.safetensors",
+                    tmp_path / "run" / "member_1" / "pretrain.safetensors")
+    models = load_run_models(tmp_path / "run", checkpoint="pretrain", strategies=None, device="cpu")
+    assert sorted(models.upscalers) == ["member_0"] and models.uses == {}
+    distinct = tmp_path / "distinct"
+    save_tiny_run(distinct, checkpoint="pretrain")
+    assert "member_1" in load_run_models(distinct, checkpoint="pretrain", strategies=None, device="cpu").upscalers

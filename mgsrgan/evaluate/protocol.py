@@ -30,8 +30,8 @@ from torch import nn
 from mgsrgan.evaluate.artifacts import colour_shift, periodic_artifact
 from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop
 from mgsrgan.io.photo_degradation import FixedStep, apply_fixed
-from mgsrgan.infer.ensemble import (Ensemble, alex_scores, load_members, pixel_siblings, psnr_scores,
-                                    run_member_paths, scores_for, supported_strategies)
+from mgsrgan.infer.ensemble import (Ensemble, alex_scores, load_members, one_if_identical, pixel_siblings,
+                                    psnr_scores, run_member_paths, scores_for, supported_strategies)
 from mgsrgan.errors import UserError
 from mgsrgan.evaluate.metrics import PEAK, psnr, ssim, tensor_to_uint8
 from mgsrgan.infer.self_ensemble import SUFFIX as SELF_ENSEMBLE_SUFFIX
@@ -326,7 +326,7 @@ def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None,
     UserError for a missing run, no members, a missing checkpoint, mismatched members, or weighted/best without
     validation PSNRs.
     """
-    paths = run_member_paths(Path(run), checkpoint)
+    paths = one_if_identical(run_member_paths(Path(run), checkpoint))  # K copies of one network: one row, one pass
     loaded = load_members(paths)
     metas = [meta for _, meta in loaded]
     suffix = SELF_ENSEMBLE_SUFFIX if self_ensemble else ""
@@ -343,7 +343,7 @@ def load_run_models(run: Path, *, checkpoint: str, strategies: list[str] | None,
         if siblings is None:
             raise UserError(f"strategy 'texture' needs GAN members with their pretrain checkpoints beside them; "
                             f"{run} --checkpoint {checkpoint} has none")
-        pixel = [SelfEnsemble(g) if self_ensemble else g for g, _ in load_members(siblings)]
+        pixel = [SelfEnsemble(g) if self_ensemble else g for g, _ in load_members(one_if_identical(siblings))]
         reference = Ensemble([SharedMember(with_precision(g.to(device).eval(), precision), tile=tile)
                               for g in pixel]).eval()
     for strategy in chosen if len(shared) > 1 else []:
