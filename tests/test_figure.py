@@ -79,10 +79,12 @@ def test_single_member_without_gan_skips_with_notes(tmp_path, image, capsys):
     assert main(["--run", str(tmp_path / "run"), "--image", str(path), "--crop", "0", "0", "8", "8",
                  "--checkpoint", "best", "--zoom", "2", "--device", "cpu", "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert [label[0] for label in _lines(captured.out)] == ["HR tiny.png", "bicubic (PIL)", "member_0 (best)"]
-    assert "note: GAN ensemble skipped" in captured.err and "one member" in captured.err
+    labels = [label[0] for label in _lines(captured.out)]
+    assert labels[:3] == ["HR tiny.png", "bicubic (PIL)", "the network (best)"]
+    assert labels[3].startswith("uncertainty: std over 8 flips")  # one network: its dihedral spread
+    assert "note: GAN ensemble skipped" in captured.err
     with Image.open(out) as figure:
-        assert figure.size == (3 * 16 + 4 * GAP, 16 + LABEL_HEIGHT + 2 * GAP)
+        assert figure.size == (4 * 16 + 5 * GAP, 16 + LABEL_HEIGHT + 2 * GAP)
 
 
 def test_bad_crop_is_one_line_error(tmp_path, image, capsys):

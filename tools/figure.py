@@ -35,7 +35,7 @@ from mgsrgan.io.checkpoint import CHECKPOINT_NAMES
 from mgsrgan.io.degradation import bicubic_downscale, bicubic_upscale, modcrop
 from mgsrgan.device import resolve_device
 from mgsrgan.infer.ensemble import (Ensemble, EnsembleSourceError, alex_scores, gan_ensemble,
-                                    load_members, run_member_paths)
+                                    load_members, one_if_identical, run_member_paths)
 from mgsrgan.infer.fusion import adaptive_blend, guided_blend
 from mgsrgan.errors import UserError
 from mgsrgan.evaluate.protocol import SharedMember, gray_to_rgb, load_hr
@@ -133,9 +133,12 @@ def network_tiles(args: argparse.Namespace, lr_img: np.ndarray, hr_crop: np.ndar
     shared = [SharedMember(g.to(device).eval(), tile=args.tile) for g in generators]  # one pass per member
     tiles = []
     with torch.no_grad():
-        mean, std = Ensemble(shared, strategy="mean").forward_with_uncertainty(lr)  # (1,3,H,W), (1,1,H,W)
+        # one network: its spread over the 8 flips/rotations, as inference.py --uncertainty draws it
+        both = Ensemble(shared, strategy="mean", symmetry_map=True).forward_with_uncertainty(lr)
+        mean, std = both  # (1, 3, H, W), (1, 1, H, W)
         for k, member in enumerate(shared):
-            tiles.append(scored(f"member_{k} ({args.checkpoint})", tensor_to_uint8(member(lr)), hr_crop, crop))
+            name = f"member_{k}" if len(shared) > 1 else "the network"
+            tiles.append(scored(f"{name} ({args.checkpoint})", tensor_to_uint8(member(lr)), hr_crop, crop))
         if len(shared) > 1:
             tiles.append(scored(f"ensemble mean (K={len(shared)})", tensor_to_uint8(mean), hr_crop, crop))
         if args.gan_checkpoint != NO_GAN:
@@ -163,18 +166,16 @@ def network_tiles(args: argparse.Namespace, lr_img: np.ndarray, hr_crop: np.ndar
                     fused = guided_blend(mean, gan_mean, std, alpha=1.0, tau=args.guided)
                     tiles.append(scored(f"guided fusion (tau {args.guided:g})", tensor_to_uint8(fused), hr_crop,
                                         crop))
-    if len(shared) > 1:
-        std_crop = crop.of(std[0, 0].cpu())
-        heat = np.asarray(colorize_uncertainty(std_crop, UNCERTAINTY_FULL_SCALE))
-        tiles.append(Tile(heat, (f"uncertainty: member std, mean {float(std_crop.mean()) * PEAK:.1f}/255",
-                                 f"(yellow >= {UNCERTAINTY_FULL_SCALE * PEAK:.0f}/255)")))
-    else:
-        notes.append("ensemble and uncertainty tiles skipped: the run has one member")
+    std_crop = crop.of(std[0, 0].cpu())
+    heat = np.asarray(colorize_uncertainty(std_crop, UNCERTAINTY_FULL_SCALE))
+    spread = "member std" if len(shared) > 1 else "std over 8 flips"
+    tiles.append(Tile(heat, (f"uncertainty: {spread}, mean {float(std_crop.mean()) * PEAK:.1f}/255",
+                             f"(yellow >= {UNCERTAINTY_FULL_SCALE * PEAK:.0f}/255)")))
     return tiles
 
 
 def build_tiles(args: argparse.Namespace, notes: list[str]) -> tuple[list[Tile], Crop]:
-    generators = [g for g, _ in load_members(run_member_paths(args.run, args.checkpoint))]
+    generators = [g for g, _ in load_members(one_if_identical(run_member_paths(args.run, args.checkpoint)))]
     scale = generators[0].scale
     hr_img = load_hr(args.image)
     hr_img = modcrop(gray_to_rgb(hr_img) if hr_img.ndim == 2 else hr_img, scale)  # (H, W, 3) uint8
