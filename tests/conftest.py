@@ -123,6 +123,10 @@ def rgb_crop(img: np.ndarray) -> np.ndarray:
 # A card or README row's label, its scale prefix ("x2 ") and its parenthetical left out -> (source, model) of the
 # files the numbers come from (see shipped_scores)
 CARD_ROWS = {
+    "pixel-loss SRResNet": ("pretrain", "member_0"),  # a campaign model: one network (its K pretrain files are copies)
+    "GAN ensemble mean": ("gan", "ensemble-mean"),
+    "GAN member_1": ("gan", "member_1"),
+    "GAN member_2": ("gan", "member_2"),
     "pixel-loss ensemble mean": ("pretrain", "ensemble-mean"),
     "pixel-loss member_1": ("pretrain", "member_1"),
     "GAN ensemble, texture-preserving mean": ("gan", "ensemble-texture"),

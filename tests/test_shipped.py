@@ -29,28 +29,6 @@ def test_readme_main_command_upscales_the_examples_with_the_shipped_ensemble(tmp
         assert (tmp_path / f"{Path(name).stem}_uncertainty.png").is_file()
 
 
-def test_shipped_config_is_config_scaled_as_trained():
-    """weights/x2/MODEL_CARD.md says the shipped members are config_scaled.yaml's: the run's saved config must resolve
-    to the same values, the run name (a command-line choice) aside."""
-    from dataclasses import asdict
-
-    from mgsrgan.config import load_config
-
-    shipped = asdict(load_config(ROOT / "weights" / "x2" / "config.yaml"))  # the run's, as written
-    preset = asdict(load_config(ROOT / "config_scaled.yaml"))
-    shipped["train"].pop("name"), preset["train"].pop("name")
-    assert shipped == preset
-    assert shipped["train"]["members"] == 3 and shipped["model"]["scale"] == 2
-
-
-# What the shipped phase-1 run recorded differently from config_scaled.yaml. It is the continuation (MODEL_CARD
-# "Reproduce": `--name x2-cont`, a warm restart from the 1,200-step members with its own seed, 500 steps at a
-# 2e-4 cosine, no phase 2, validation every 100 and checkpoints every 50 steps); phase 2 then ran from it with
-# `--pretrained` on config_scaled.yaml as it stands, so the gan checkpoints agree with the preset.
-PRETRAIN_RUN_DIFFERS = {"train.seed", "train.pretrain_steps", "train.gan_iterations", "train.g_learning_rate",
-                        "train.init_from", "train.val_every", "train.checkpoint_every"}
-
-
 def _flat(tree: dict, prefix: str = "") -> dict:
     """{"a": {"b": 1}} -> {"a.b": 1}: dotted keys, as --set names them."""
     out = {}
@@ -59,32 +37,43 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def test_config_inside_the_shipped_checkpoints_is_config_scaled():
-    """The resolved config saved inside every shipped checkpoint (what the run trained with), against
-    config_scaled.yaml resolved today: on every
-    key both have (fields added since, absent from the saved one, and the run name aside) the gan checkpoints agree
-    and the pretrain ones differ exactly on PRETRAIN_RUN_DIFFERS; a re-drawn gan slot on its seed and member count."""
+RUN_PLACE = {"train.name", "train.out_dir"}  # where the campaign ran it, not what it trained
+
+
+def _stage_config(name: str) -> dict:
+    """A campaign stage's config as its plan resolves it today (configs/campaign.yaml), flattened."""
+    from mgsrgan.config import config_to_dict, load_config
+    from mgsrgan.train.campaign import load_plan, stage_of
+
+    stage = stage_of(load_plan(ROOT / "configs" / "campaign.yaml"), name)
+    return _flat(config_to_dict(load_config(ROOT / stage.config, stage.set)))
+
+
+def test_shipped_x2_is_the_campaign_stage_its_record_names():
+    """weights/x2 is a campaign GAN stage's shipment (MODEL_CARD.md): its config is that stage's, and the config
+    inside every checkpoint is the run's that wrote it: the GAN stage's for gan, the SRResNet stage's for pretrain
+    (on every key the saved one has; fields added since are absent from it)."""
+    import json
+
     from mgsrgan.config import config_to_dict, load_config
     from mgsrgan.io.checkpoint import read_meta
+    from mgsrgan.train.campaign import load_plan, stage_of
 
-    preset = _flat(config_to_dict(load_config(ROOT / "config_scaled.yaml")))
+    record = json.loads((ROOT / "weights" / "x2" / "campaign.json").read_text())
+    stage = stage_of(load_plan(ROOT / "configs" / "campaign.yaml"), record["stage"])
+    expected = {"gan": _stage_config(stage.name), "pretrain": _stage_config(stage.gan_from)}
+    shipped = _flat(config_to_dict(load_config(ROOT / "weights" / "x2" / "config.yaml")))
+    assert {k: v for k, v in shipped.items() if k not in RUN_PLACE} == \
+        {k: v for k, v in expected["gan"].items() if k not in RUN_PLACE}
+    assert shipped["model.scale"] == 2 and shipped["train.members"] == 3 == len(record["members"])
     paths = sorted((ROOT / "weights" / "x2").glob("member_*/*.safetensors"))
     assert [p.stem for p in paths] == ["gan", "pretrain"] * 3
     for path in paths:
-        meta = read_meta(path)
-        saved = _flat(meta["config"])  # every field it had
-        assert not set(saved) - set(preset), f"{path}: keys today's config does not know"
-        compared = set(saved) - {"train.name"}
-        differ = {key for key in compared if saved[key] != preset[key]}
-        expected = set() if path.stem == "gan" else PRETRAIN_RUN_DIFFERS
-        if "redrawn_from" in meta:  # a slot re-drawn by a one-member phase-2 run (ship_weights.py --gan-into)
-            # its own seed and member count, and a pick guard stricter than the preset's where the re-draw set one
-            # (MODEL_CARD "Reproduce" and docs/experiments.md section 8: `--set train.gan_select_max_artifact=1.5`)
-            stricter = {key for key in differ if key.startswith("train.gan_select_max_") and saved[key] < preset[key]}
-            expected = {"train.seed", "train.members"} | stricter
-            assert saved["train.members"] == 1 and saved["train.seed"] == meta["seed"] != preset["train.seed"]
-        assert differ == expected, {key: (saved[key], preset[key]) for key in differ ^ expected}
-        assert {"train.pretrain_steps", "train.gan_iterations", "model.channels", "loss.pixel"} <= compared
+        saved = _flat(read_meta(path)["config"])
+        assert not set(saved) - set(expected[path.stem]), f"{path}: keys today's config does not know"
+        differ = {key for key in set(saved) - RUN_PLACE if saved[key] != expected[path.stem][key]}
+        assert not differ, {key: (saved[key], expected[path.stem][key]) for key in differ}
+        assert {"train.pretrain_steps", "model.channels", "model.num_blocks", "loss.pixel"} <= set(saved)
 
 
 def test_readme_gan_and_adaptive_commands_work_on_the_shipped_members(tmp_path, capsys):
