@@ -108,4 +108,8 @@ def test_readme_x4_command_upscales_the_examples_with_the_shipped_x4_ensemble(tm
     shipped = asdict(load_config(ROOT / "weights" / "x4" / "config.yaml"))
     preset = asdict(load_config(ROOT / "config_scaled_x4.yaml"))
     shipped["train"].pop("name"), preset["train"].pop("name")
+    # The preset now starts from the shipped x2 SRResNet (16 x 64); these x4 members grew from the earlier 8 x 48
+    # x2 members (their card), and are replaced by the campaign's x4 stages
+    assert (shipped["model"].pop("num_blocks"), shipped["model"].pop("channels")) == (8, 48)
+    assert (preset["model"].pop("num_blocks"), preset["model"].pop("channels")) == (16, 64)
     assert shipped == preset and shipped["model"]["scale"] == 4
