@@ -20,8 +20,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "$MGSRGAN_WEIGHTS when set)")
     shipped = " or ".join(f"weights/x{s}" for s in ensemble.SHIPPED_SCALES)
     parser.add_argument("--scale", type=int, default=None,
-                        help=f"which shipped ensemble: {shipped} (default x{ensemble.DEFAULT_SHIPPED_SCALE}: its "
-                             "members trained longer); with --run/--weights it must match their scale; for other "
+                        help=f"which shipped model: {shipped} (default x{ensemble.DEFAULT_SHIPPED_SCALE}: trained "
+                             "longest); with --run/--weights it must match their scale; for other "
                              "output sizes see --outscale")
     parser.add_argument("--real", action="store_true",
                         help="use the real-photo model of --scale (weights/x<scale>-real): for photos from phones "
