@@ -82,7 +82,8 @@ def test_readme_gan_and_adaptive_commands_work_on_the_shipped_members(tmp_path, 
 
     source = one_example(tmp_path, "coffee.png")
     outputs = {}
-    for name, extra in (("pixel", []), ("gan", ["--checkpoint", "gan"]), ("fused", ["--alpha", "1", "--adaptive", "0.8"])):
+    for name, extra in (("pixel", []), ("gan", ["--checkpoint", "gan"]),
+                        ("fused", ["--alpha", "1", "--adaptive", "0.8"])):
         out = tmp_path / name
         assert main(["--input_dir", str(source), "--output_dir", str(out), *extra]) == 0
         assert "1 written, 0 skipped, 0 failed" in capsys.readouterr().out

@@ -299,7 +299,8 @@ def test_runtime_compile_trains_the_same_function(tmp_path):
     # A conv bias before a BatchNorm has a zero gradient but for rounding, which Adam scales up to full steps in
     # either build; BatchNorm cancels it, and the running means follow it. Every other tensor must agree.
     before_bn = {f"{name}.bias" for name in ("body.0.conv1", "body.0.conv2", "body_tail.0")}
-    free = [key for key in weights[0] if key not in before_bn and not key.endswith(("running_mean", "num_batches_tracked"))]
+    free = [key for key in weights[0]
+            if key not in before_bn and not key.endswith(("running_mean", "num_batches_tracked"))]
     assert len(free) > 10
     for key in free:
         torch.testing.assert_close(weights[1][key], weights[0][key], rtol=1e-4, atol=1e-5, msg=key)

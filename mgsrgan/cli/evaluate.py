@@ -31,7 +31,8 @@ from mgsrgan.io.atomic import atomic_write
 from mgsrgan.io.checkpoint import CHECKPOINT_NAMES
 from mgsrgan.device import PRECISIONS, resolve_device, resolve_precision
 from mgsrgan.io.photo_degradation import parse_spec
-from mgsrgan.infer.ensemble import DEFAULT_SHIPPED_SCALE, SHIPPED_SCALES, STRATEGIES, shipped_dir, shipped_root
+from mgsrgan.infer.ensemble import (DEFAULT_SHIPPED_SCALE, SHIPPED_SCALES, STRATEGIES, existing_shipped_dir,
+                                    shipped_root)
 from mgsrgan.errors import UserError
 from mgsrgan.evaluate.protocol import (ARTIFACTS, BICUBIC, PERCEPTUAL, ImageScore, PairDistance, benchmark_images,
                                 bicubic_upscaler, charge_shared_passes, evaluate_folder, load_run_models,
@@ -173,8 +174,8 @@ def write_text(path: Path, text: str) -> None:
 
 
 def default_out(run_dir: Path, checkpoint: str) -> Path:
-    """RUN/eval_<checkpoint>.json; for a shipped ensemble runs/shipped-<its folder: x2, x4-real>/..., so that evaluating them
-    leaves the shipped weights' folder as it was."""
+    """RUN/eval_<checkpoint>.json; for a shipped ensemble runs/shipped-<its folder: x2, x4-real>/..., so that
+    evaluating it leaves the shipped weights' folder as it was."""
     try:
         shipped = shipped_root().resolve()
     except UserError:  # no shipped weights anywhere: run_dir is not one of them
@@ -197,10 +198,7 @@ def run(args: argparse.Namespace) -> int:
     shipped_scale = DEFAULT_SHIPPED_SCALE if args.scale is None else args.scale
     if args.real and args.run is not None:
         raise UserError("--real picks the shipped real-photo model; with --run the run folder is the model")
-    run_dir = args.run if args.run is not None else shipped_dir(shipped_scale, real=args.real)
-    if args.real and not run_dir.is_dir():
-        raise UserError(f"--real: no real-photo model for x{shipped_scale} is shipped yet ({run_dir}); the training "
-                        f"campaign's x{shipped_scale}-real stages train it (configs/campaign.yaml)")
+    run_dir = args.run if args.run is not None else existing_shipped_dir(shipped_scale, real=args.real)
     models = load_run_models(run_dir, checkpoint=args.checkpoint, strategies=args.strategies, device=device,
                              tile=args.tile, self_ensemble=args.self_ensemble, precision=precision)
     if args.scale is not None and models.scale != args.scale:

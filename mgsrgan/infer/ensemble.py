@@ -337,13 +337,19 @@ def shipped_dir(scale: int = DEFAULT_SHIPPED_SCALE, real: bool = False) -> Path:
     return shipped_root() / f"x{scale}{REAL_SUFFIX if real else ''}"
 
 
-def shipped_member_paths(checkpoint: str, scale: int = DEFAULT_SHIPPED_SCALE, real: bool = False) -> list[Path]:
-    """The pretrained ensemble shipped for `scale` (shipped_dir: member_<k>/{pretrain,gan}.safetensors), the
-    real-photo one when `real`."""
+def existing_shipped_dir(scale: int = DEFAULT_SHIPPED_SCALE, real: bool = False) -> Path:
+    """shipped_dir(scale, real), with the sentence a user gets when the real-photo model is not shipped yet."""
     folder = shipped_dir(scale, real)
     if real and not folder.is_dir():
         raise EnsembleSourceError(f"--real: no real-photo model for x{scale} is shipped yet ({folder}); the "
                                   f"training campaign's x{scale}-real stages train it (configs/campaign.yaml)")
+    return folder
+
+
+def shipped_member_paths(checkpoint: str, scale: int = DEFAULT_SHIPPED_SCALE, real: bool = False) -> list[Path]:
+    """The pretrained ensemble shipped for `scale` (shipped_dir: member_<k>/{pretrain,gan}.safetensors), the
+    real-photo one when `real`."""
+    folder = existing_shipped_dir(scale, real)
     if not folder.is_dir() or not any(_MEMBER_DIR.match(d.name) for d in folder.iterdir()):
         raise EnsembleSourceError(f"{folder}: no shipped pretrained weights; pass --run RUN_DIR or "
                                   "--weights FILE [FILE ...]")

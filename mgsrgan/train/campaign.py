@@ -94,7 +94,8 @@ def next_step(plan: Plan, stage: Stage, state: Path, repo: Path) -> Step:
         if point[0] == DONE:
             return Step("done", detail="finished")
         # runtime settings (threads, compile, ...) change speed, not results: the plan's current ones apply on resume
-        runtime = [arg for assignment in stage.set if assignment.startswith("runtime.") for arg in ("--set", assignment)]
+        runtime = [arg for assignment in stage.set if assignment.startswith("runtime.")
+                   for arg in ("--set", assignment)]
         return Step("resume", ("--resume", str(run), *runtime), f"from {point[0]} step {point[1]}")
     base = ["--config", stage.config, "--name", stage.name, "--set", f"train.out_dir={state}"]
     base += [arg for assignment in stage.set for arg in ("--set", assignment)]

@@ -330,10 +330,10 @@ def _step_group(ctx: Context, group: list[Member], phase: str, step: int, lr_img
         with torch.no_grad(), autocast_to(amp_dtype(cfg, ctx.device), ctx.device):
             hr_features = content_loss.features(hr_img)  # shared by the whole lockstep group
     stats = {}
+    layout = memory_format(cfg)
     for j, member in enumerate(group):
         # (B, K, 3, h, w) from MemberStreams: member j's own batch
         lr_j, hr_j = (lr_img, hr_img) if shared else (lr_img[:, j], hr_img[:, j])
-        layout = memory_format(cfg)
         lr_j, hr_j = lr_j.contiguous(memory_format=layout), hr_j.contiguous(memory_format=layout)
         if phase == Side.PIXEL:
             stats[member.index] = pixel_step(member, lr_j, hr_j, step, cfg, ctx.device)
