@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -134,27 +136,46 @@ def test_the_clock_counts_a_childs_cpu_time():
 
 def test_sigkilled_campaigns_end_bit_identical_to_an_uninterrupted_one(tmp_path):
     """kill -9 of the campaign alone (its child saves on the parent-death signal) and of the whole process group
-    (a machine's processes all gone), at varied moments; rerunning the same command finishes the plan with the
-    same weights as one uninterrupted campaign."""
+    (a machine's processes all gone), at moments read from the campaign's own progress lines, so that every kill
+    lands mid-training however fast the machine; rerunning the same command finishes the plan with the same
+    weights, optimizer and RNG state as one uninterrupted campaign."""
     straight = write_plan(tmp_path, steps=(30, 9), name="straight")
     assert campaign_main(campaign_args(tmp_path, straight, "straight")) == 0
     plan = write_plan(tmp_path, steps=(30, 9), name="killed")
     command = [sys.executable, "-m", "mgsrgan", "campaign", *campaign_args(tmp_path, plan, "killed")]
-    for delay, whole_group in ((3.0, False), (4.0, True), (5.5, True), (3.5, False)):
-        proc = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        if proc.poll() is None:
-            (os.killpg if whole_group else os.kill)(proc.pid, signal.SIGKILL)
-        proc.wait()
-        time.sleep(1.0)  # an orphaned trainer saving on SIGTERM
+    kills = (("step 6/30", False), ("step 15/30", True), ("step 24/30", False), ("step 3/9", True))
+    for marker, whole_group in kills:
+        assert kill_on_line(command, marker, whole_group), f"the campaign never printed {marker!r}"
     final = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
+    assert "resume from pretrain step" in (tmp_path / "killed-log.out").read_text() + final.stdout
     for stage in ("a", "b"):
         for name in ("last", "pretrain"):
             straight = load_file(tmp_path / "straight" / stage / "member_0" / f"{name}.safetensors")
             killed = load_file(tmp_path / "killed" / stage / "member_0" / f"{name}.safetensors")
-            assert all(torch_equal(straight[k], killed[k]) for k in straight), (stage, name)
+            assert straight.keys() == killed.keys()
+            assert [k for k in straight if not torch_equal(straight[k], killed[k])] == [], (stage, name)
+
+
+def kill_on_line(command: list[str], marker: str, whole_group: bool, timeout_s: float = 120.0) -> bool:
+    """Run the campaign, SIGKILL it (or its process group) as soon as a line containing `marker` appears, and wait
+    until every process holding its output has exited (an orphaned trainer saves first). True if it was killed."""
+    log = Path(command[command.index("--log") + 1]).with_suffix(".out")
+    proc = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout] + [lines.put(None)])
+    reader.start()
+    killed, deadline = False, time.monotonic() + timeout_s
+    with log.open("a") as out:
+        while (line := lines.get(timeout=max(0.1, deadline - time.monotonic()))) is not None:
+            out.write(line)
+            if marker in line and not killed:
+                (os.killpg if whole_group else os.kill)(proc.pid, signal.SIGKILL)
+                killed = True
+    reader.join(timeout=timeout_s)
+    proc.wait(timeout=timeout_s)
+    return killed
 
 
 def torch_equal(a, b) -> bool:

@@ -318,14 +318,17 @@ def make_loader(dataset: torch.utils.data.Dataset, *, batch_size: int, start_ste
     """DataLoader whose k-th batch is this rank's share of global batch start_step + k, for steps up to stop_step.
 
     `batch_size` is the global batch. No worker seeding is needed (samples are index-derived) and workers are not
-    persistent (a loader covers one span of steps). drop_last=True: the sampler only ever yields whole steps, so
-    nothing is dropped; it guards the "every batch is a full step" promise.
+    persistent (a loader covers one span of steps). The loader's own generator keeps it off the global torch RNG,
+    which a resume restores: each new iterator draws a base seed, and a resumed run makes one more than a straight
+    one. drop_last=True: the sampler only ever yields whole steps, so nothing is dropped; it guards the "every batch
+    is a full step" promise.
     """
     sampler = StepSampler(batch_size=batch_size, start_step=start_step, stop_step=stop_step, rank=rank,
                           world_size=world_size)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size // world_size, sampler=sampler,
                                        num_workers=num_workers, pin_memory=pin_memory, drop_last=True,
-                                       persistent_workers=False, worker_init_fn=leave_stop_signals_to_parent)
+                                       persistent_workers=False, worker_init_fn=leave_stop_signals_to_parent,
+                                       generator=torch.Generator().manual_seed(0))
 
 
 def leave_stop_signals_to_parent(_worker_id: int) -> None:
