@@ -127,8 +127,6 @@ CARD_ROWS = {
     "GAN ensemble mean": ("gan", "ensemble-mean"),
     "GAN member_1": ("gan", "member_1"),
     "GAN member_2": ("gan", "member_2"),
-    "pixel-loss ensemble mean": ("pretrain", "ensemble-mean"),
-    "pixel-loss member_1": ("pretrain", "member_1"),
     "GAN ensemble, texture-preserving mean": ("gan", "ensemble-texture"),
     "GAN ensemble, perceptual weights": ("gan", "ensemble-perceptual"),
     "GAN member_0": ("gan", "member_0"),

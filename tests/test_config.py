@@ -125,25 +125,6 @@ def test_a_bad_set_value_names_set_not_the_file(tmp_path):
         load_config(path)
 
 
-@pytest.mark.parametrize("scale,preset_name", [(4, "config_scaled_x4.yaml")])  # x2: a campaign stage's (test_shipped)
-def test_shipped_run_configs_load_as_their_presets(scale, preset_name):
-    """weights/x<scale>/config.yaml and the config inside every shipped checkpoint resolve to their preset."""
-    from dataclasses import asdict
-
-    from mgsrgan.io.checkpoint import read_meta
-    shipped_dir = ROOT / "weights" / f"x{scale}"
-    if not (shipped_dir / "config.yaml").is_file():
-        pytest.skip(f"no shipped x{scale} ensemble in this checkout")
-    preset = asdict(load_config(ROOT / preset_name))
-    shipped = asdict(load_config(shipped_dir / "config.yaml"))
-    embedded = asdict(config_from_dict(read_meta(shipped_dir / "member_0" / "gan.safetensors")["config"]))
-    chosen_per_run = {"name", "init_from"}  # command-line choices (the x4 run started from its own x2 run)
-    for resolved in (shipped, embedded):
-        assert resolved["train"]["gan_lr_decay_iteration"] == resolved["train"]["gan_iterations"]
-        assert {k: v for k, v in resolved["train"].items() if k not in chosen_per_run} == \
-            {k: v for k, v in preset["train"].items() if k not in chosen_per_run}
-
-
 @pytest.mark.parametrize("name", ["config.yaml", "config_scaled.yaml", "config_scaled_x4.yaml"])
 def test_presets_validate_on_held_out_training_images_never_a_test_set(name):
     """Set5, Set14 and BSD100 are reported as test sets, so validation (the best checkpoint, weighted and best) must
