@@ -51,3 +51,43 @@ def test_the_campaign_card_is_one_page_and_its_table_is_its_evaluation_file():
     for label, *cells in rows[1:]:
         source, model = card_row(label)
         assert cells == [metric_cell(shipped_scores(2, source, model, name)) for name in SETS], label
+
+
+# The real-photo cards (weights/x<s>-real): per LR degradation, tools/remeasure_real.sh writes eval_<name>_<tag>.json
+REAL_TAGS = {"held-out": ("clean", "jpeg_75", "noise_5_jpeg_50"), "BSD100": ("clean", "jpeg_75")}  # columns
+REAL_ROWS = {  # row label, parenthetical left out -> (name in the file stem, model)
+    "bicubic": ("pretrain", "bicubic"),
+    "the clean SRResNet": ("clean_model", "member_0"),
+    "real-photo SRResNet": ("pretrain", "member_0"),
+    "real-photo GAN ensemble, texture-preserving mean": ("gan", "ensemble-texture"),
+    "real-photo GAN member_0": ("gan", "member_0"),
+    "real-photo GAN member_1": ("gan", "member_1"),
+    "real-photo GAN member_2": ("gan", "member_2"),
+}
+
+
+def real_cell(scores: dict, bicubic: dict) -> str:
+    """Y PSNR (its gain over bicubic on the same inputs) / ST-LPIPS-Alex, as the real-photo tables print them."""
+    return f"{scores['psnr']:.2f} ({scores['psnr'] - bicubic['psnr']:+.2f}) / {scores['stlpips_alex']:.4f}"
+
+
+@pytest.mark.parametrize("scale", [s for s in (2, 4) if (ROOT / "weights" / f"x{s}-real").is_dir()])
+def test_real_photo_card_tables_are_its_evaluation_files(scale):
+    import json
+    import re
+
+    folder = ROOT / "weights" / f"x{scale}-real"
+    text = (folder / "MODEL_CARD.md").read_text()
+    assert text.count("\n") <= CARD_LINES
+    for heading, set_name in (("### Held-out images", "held-out"), ("### BSD100", "BSD100")):
+        rows = markdown_tables(text, heading)[0]
+        assert len(rows) >= 4
+        for label, *cells in rows:
+            name, model = REAL_ROWS[re.sub(r"\s*\(.*\)$", "", label)]
+            expected = []
+            for tag in REAL_TAGS[set_name]:
+                evaluation = json.loads((folder / f"eval_{name}_{tag}.json").read_text())
+                assert (re.sub(r"[:,]", "_", evaluation["degrade"] or "") or "clean") == tag
+                results = evaluation["results"][str(scale)][set_name]
+                expected.append(real_cell(results[model], results["bicubic"]))
+            assert cells == expected, label

@@ -6,7 +6,8 @@
 #
 # Per LR degradation (clean, jpeg:75, noise:5,jpeg:50, applied after the bicubic downscale, seeded): bicubic, the
 # clean model (weights/x<s>, --checkpoint pretrain) and the real-photo model (pretrain and gan) on the held-out
-# images (the preset's validation images) and BSD100, through tools.peers. Every command prints its wall time.
+# images (the preset's validation images), and on BSD100 for clean and jpeg:75, through tools.peers. Every command
+# prints its wall time.
 # Real-ESRGAN x4plus at x4 is measured by tools.peers --realesrgan in its own environment (tools/results/peers_x4_*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,9 +28,11 @@ for SPEC in clean jpeg:75 noise:5,jpeg:50; do
     TAG=${SPEC//[:,]/_}
     DEGRADE=()
     [ "$SPEC" = clean ] || DEGRADE=(--degrade "$SPEC")
+    SETS=(BSD100)
+    [ "$SPEC" != noise:5,jpeg:50 ] || SETS=()
     for RUN_CK in "weights/x$SCALE pretrain clean_model" "$W pretrain pretrain" "$W gan gan"; do
         read -r RUN CHECKPOINT NAME <<< "$RUN_CK"
-        t python -m tools.peers --scales "$SCALE" --sets BSD100 --held-out $PRESET --no-opencv --stlpips-alex \
+        t python -m tools.peers --scales "$SCALE" --sets "${SETS[@]}" --held-out $PRESET --no-opencv --stlpips-alex \
             --run "$RUN" --checkpoint "$CHECKPOINT" "${DEGRADE[@]}" --out-dir $W --out-name "eval_${NAME}_${TAG}"
     done
 done
