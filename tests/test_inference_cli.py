@@ -337,6 +337,17 @@ def test_real_without_its_folder_is_one_line_naming_the_campaign_stage(tmp_path,
         Upscaler.pretrained(real=True)
 
 
+def test_real_gan_before_its_members_are_shipped_is_one_line_naming_the_stage(tmp_path, clean_and_real, capsys):
+    """The real-photo SRResNet ships before its GAN members: --real runs, --real --checkpoint gan says why not."""
+    rgb(6, 5).save(tmp_path / "a.png")
+    code, _, err = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "out", "--real", "--checkpoint", "gan")
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert "ships its SRResNet only" in err and "x2-real GAN stages" in err
+    assert not (tmp_path / "out").exists()
+    code, _, err = run(capsys, "-i", tmp_path / "a.png", "-o", tmp_path / "out", "--real")
+    assert code == 0, err
+
+
 def test_real_with_run_or_weights_is_refused_in_one_line(tmp_path, clean_and_real, weights, capsys):
     rgb(6, 5).save(tmp_path / "a.png")
     for source in (["--run", clean_and_real / "x2-real"], ["--weights", *weights]):

@@ -353,6 +353,10 @@ def shipped_member_paths(checkpoint: str, scale: int = DEFAULT_SHIPPED_SCALE, re
     if not folder.is_dir() or not any(_MEMBER_DIR.match(d.name) for d in folder.iterdir()):
         raise EnsembleSourceError(f"{folder}: no shipped pretrained weights; pass --run RUN_DIR or "
                                   "--weights FILE [FILE ...]")
+    if real and checkpoint == Side.GAN and not any(folder.glob(f"member_*/{Side.GAN}.safetensors")):
+        raise EnsembleSourceError(f"--real --checkpoint gan: the x{scale} real-photo model ships its SRResNet only "
+                                  f"so far ({folder}); its GAN members come from the training campaign's "
+                                  f"x{scale}-real GAN stages (configs/campaign.yaml)")
     return run_member_paths(folder, checkpoint)
 
 
