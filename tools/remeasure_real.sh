@@ -32,6 +32,7 @@ for SPEC in clean jpeg:75 noise:5,jpeg:50; do
     [ "$SPEC" != noise:5,jpeg:50 ] || SETS=()
     for RUN_CK in "weights/x$SCALE pretrain clean_model" "$W pretrain pretrain" "$W gan gan"; do
         read -r RUN CHECKPOINT NAME <<< "$RUN_CK"
+        [ -f "$RUN/member_0/$CHECKPOINT.safetensors" ] || continue  # a real-photo SRResNet shipped before its GAN
         t python -m tools.peers --scales "$SCALE" --sets "${SETS[@]}" --held-out $PRESET --no-opencv --stlpips-alex \
             --run "$RUN" --checkpoint "$CHECKPOINT" "${DEGRADE[@]}" --out-dir $W --out-name "eval_${NAME}_${TAG}"
     done
