@@ -83,8 +83,8 @@ def test_real_photo_card_tables_are_its_evaluation_files(scale):
         rows = markdown_tables(text, heading)[0]
         names = [re.sub(r"\s*\(.*\)$", "", label) for label, *_ in rows]
         assert {"bicubic", "the clean SRResNet", "real-photo SRResNet"} <= set(names)
-        for label, *cells in rows:
-            name, model = REAL_ROWS[re.sub(r"\s*\(.*\)$", "", label)]
+        for row_name, (label, *cells) in zip(names, rows):
+            name, model = REAL_ROWS[row_name]
             expected = []
             for tag in REAL_TAGS[set_name]:
                 evaluation = json.loads((folder / f"eval_{name}_{tag}.json").read_text())

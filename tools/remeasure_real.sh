@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measure the tables of weights/x<scale>-real/MODEL_CARD.md after a campaign real-photo stage was copied in
-# (`cp -r weights/campaign/x2-real-gan-early/. weights/x2-real/`):
+# (`mkdir -p weights/x2-real && cp -r weights/campaign/x2-real-pixel-early-v2/. weights/x2-real/`):
 #
 #     bash tools/remeasure_real.sh 2
 #
